@@ -1,0 +1,1 @@
+"""Feature extraction: backbones, block numbering, noise, data sources and the extraction loop."""

@@ -1,0 +1,90 @@
+"""Loading checkpoint files safely and explaining why one does not fit a model.
+
+A checkpoint is untrusted input: it is read with ``torch.load(weights_only=True)``, which refuses
+pickled objects other than tensors and plain containers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from diffprobe.errors import CheckpointError, CheckpointNotFoundError
+
+#: Keys under which training checkpoints commonly nest the model's state dict, in preference order.
+WRAPPER_KEYS = ("ema", "ema_model", "model_ema", "state_dict", "model_state_dict", "model", "module", "net")
+_STRIP_PREFIXES = ("module.", "_orig_mod.", "model.")
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, for provenance."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _is_state_dict(obj: object) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, Tensor) for v in obj.values())
+
+
+def _unwrap(obj: object, path: Path) -> dict[str, Tensor]:
+    if _is_state_dict(obj):
+        sd = dict(obj)  # type: ignore[arg-type]
+    elif isinstance(obj, Mapping):
+        for key in WRAPPER_KEYS:
+            if key in obj and _is_state_dict(obj[key]):
+                sd = dict(obj[key])
+                break
+        else:
+            keys = ", ".join(repr(k) for k in list(obj)[:10])
+            raise CheckpointError(
+                f"{path} is not a state dict (a mapping of parameter names to tensors) and holds none "
+                f"under the usual wrapper keys {', '.join(WRAPPER_KEYS)}; its top-level keys are: {keys}. "
+                "Save the model's state_dict() and pass that file."
+            )
+    else:
+        raise CheckpointError(
+            f"{path} holds a {type(obj).__name__}, not a state dict; save model.state_dict() and pass that file"
+        )
+    for prefix in _STRIP_PREFIXES:
+        if all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix) :]: v for k, v in sd.items()}
+    return sd
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Read a state dict from ``path`` without unpickling arbitrary objects.
+
+    Common training-checkpoint wrappers (``{"ema": ...}``, ``{"state_dict": ...}``, DDP's
+    ``module.`` prefix) are unwrapped.
+
+    Raises:
+        CheckpointNotFoundError: the file does not exist.
+        CheckpointError: the file is not a torch checkpoint, needs unsafe unpickling, or holds no
+            state dict.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointNotFoundError(f"checkpoint not found: {p}; check the path (it is not downloaded for you)")
+    if p.is_dir():
+        raise CheckpointError(f"checkpoint {p} is a directory; pass the .pt file inside it")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(
+            f"refusing to load {p}: it contains pickled Python objects beyond tensors, which could run "
+            f"arbitrary code ({first}). If you trust the file, re-save only the weights: "
+            "torch.save(torch.load(path, weights_only=False)['<key>'], 'weights.pt')"
+        ) from None
+    except Exception as e:  # torch raises many types (KeyError, RuntimeError …) for a non-checkpoint
+        raise CheckpointError(f"cannot read {p} as a PyTorch checkpoint: {e}") from None
+    return _unwrap(obj, p)

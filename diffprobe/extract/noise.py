@@ -1,0 +1,132 @@
+"""Diffusion noise schedules, forward noising q(x_t | x_0) and deterministic per-item noise."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from diffprobe.errors import ConfigError
+
+_SCHEDULES: dict[str, Callable[[int], np.ndarray]] = {}
+
+
+def register_schedule(name: str) -> Callable[[Callable[[int], np.ndarray]], Callable[[int], np.ndarray]]:
+    def deco(fn: Callable[[int], np.ndarray]) -> Callable[[int], np.ndarray]:
+        _SCHEDULES[name] = fn
+        return fn
+
+    return deco
+
+
+@register_schedule("linear")
+def linear_betas(steps: int) -> np.ndarray:
+    """Ho et al. 2020: β linear from 1e-4 to 0.02, rescaled so any ``steps`` spans the same range."""
+    scale = 1000.0 / steps
+    return np.linspace(scale * 1e-4, scale * 0.02, steps, dtype=np.float64)
+
+
+@register_schedule("cosine")
+def cosine_betas(steps: int, max_beta: float = 0.999) -> np.ndarray:
+    """Nichol & Dhariwal 2021 eq. 17: ᾱ(t) = cos²((t/T + s)/(1 + s) · π/2), s = 0.008, β clipped."""
+
+    def abar(u: float) -> float:
+        return math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    return np.array([min(1 - abar((i + 1) / steps) / abar(i / steps), max_beta) for i in range(steps)])
+
+
+@dataclass(frozen=True)
+class NoiseSchedule:
+    """A discrete diffusion schedule: ``betas`` and ``alphas_cumprod`` (ᾱ_t), float64, length T."""
+
+    name: str
+    steps: int
+    betas: np.ndarray = field(repr=False, compare=False)
+
+    @property
+    def alphas_cumprod(self) -> np.ndarray:
+        return np.cumprod(1.0 - self.betas)
+
+    def check_t(self, t: Sequence[int] | np.ndarray | Tensor) -> None:
+        arr = np.asarray(t.cpu() if isinstance(t, Tensor) else t)
+        if arr.size and (arr.min() < 0 or arr.max() >= self.steps):
+            raise ConfigError(f"timesteps must be integers in [0, {self.steps - 1}], got {arr.tolist()}")
+
+
+def make_schedule(name: str, steps: int = 1000) -> NoiseSchedule:
+    """The named β schedule (``linear`` or ``cosine``) over ``steps`` steps."""
+    if name not in _SCHEDULES:
+        raise ConfigError(f"unknown noise schedule {name!r}; valid: {', '.join(sorted(_SCHEDULES))}")
+    return NoiseSchedule(name, steps, _SCHEDULES[name](steps))
+
+
+def q_sample(x0: Tensor, t: Tensor | int, eps: Tensor, schedule: NoiseSchedule) -> Tensor:
+    """Forward noising ``x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·eps`` (Ho et al. 2020, eq. 4).
+
+    Args:
+        x0: (N, C, H, W) clean images in [-1, 1].
+        t: (N,) integer timesteps, or one int for all.
+        eps: (N, C, H, W) standard normal noise.
+    Returns:
+        (N, C, H, W) x_t in x0's dtype.
+    """
+    if eps.shape != x0.shape:
+        raise ValueError(f"eps shape {tuple(eps.shape)} must equal x0 shape {tuple(x0.shape)}")
+    tt = torch.as_tensor(t, device="cpu").long().reshape(-1)
+    schedule.check_t(tt)
+    if tt.numel() == 1:
+        tt = tt.expand(x0.shape[0])
+    abar = torch.from_numpy(schedule.alphas_cumprod)[tt].to(device=x0.device)
+    shape = (-1,) + (1,) * (x0.dim() - 1)
+    work = torch.promote_types(x0.dtype, torch.float32)
+    a = abar.sqrt().reshape(shape).to(work)
+    s = (1 - abar).sqrt().reshape(shape).to(work)
+    return (a * x0.to(work) + s * eps.to(work)).to(x0.dtype)
+
+
+def item_seed(seed: int, item_id: int | str, t: int, draw: int = 0) -> int:
+    """A 63-bit generator seed that is a pure function of (seed, item id, t, draw)."""
+    key = f"diffprobe-noise:{int(seed)}:{item_id}:{int(t)}:{int(draw)}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+
+
+def noise_like(
+    x0: Tensor,
+    item_ids: Sequence[int | str] | Tensor,
+    t: int | Sequence[int] | Tensor,
+    seed: int,
+    draw: int = 0,
+) -> Tensor:
+    """Standard normal noise for each item, independent of batch composition.
+
+    Item i's noise depends only on (seed, item_ids[i], t_i, draw): the same item gets the same noise
+    whatever batch, worker or shard it is processed in.
+
+    Args:
+        x0: (N, C, H, W) reference tensor (shape, dtype and device of the result).
+        item_ids: N stable item identifiers (ints or strings).
+        t: one timestep for all items, or (N,) timesteps.
+    Returns:
+        (N, C, H, W) noise.
+    """
+    ids = item_ids.tolist() if isinstance(item_ids, Tensor) else list(item_ids)
+    n = x0.shape[0]
+    if len(ids) != n:
+        raise ValueError(f"got {len(ids)} item ids for a batch of {n}")
+    ts = torch.as_tensor(t).reshape(-1).tolist()
+    if len(ts) == 1:
+        ts = ts * n
+    if len(ts) != n:
+        raise ValueError(f"got {len(ts)} timesteps for a batch of {n}")
+    out = torch.empty((n, *x0.shape[1:]), dtype=torch.float32)
+    gen = torch.Generator(device="cpu")
+    for i, (item, ti) in enumerate(zip(ids, ts)):
+        gen.manual_seed(item_seed(seed, item, int(ti), draw))
+        torch.randn(x0.shape[1:], generator=gen, out=out[i])
+    return out.to(device=x0.device, dtype=x0.dtype)

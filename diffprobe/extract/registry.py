@@ -1,0 +1,131 @@
+"""Backbone registry: model names → families → constructed, weight-loaded :class:`Backbone`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from diffprobe.errors import CheckpointError, ConfigError
+from diffprobe.extract.adm import ADMUNet
+from diffprobe.extract.adm_config import ADMConfig, apply_flags
+from diffprobe.extract.adm_diagnose import mismatch_hints
+from diffprobe.extract.backbone import Backbone
+from diffprobe.extract.checkpoint import file_sha256, read_state_dict
+from diffprobe.extract.presets import PRESETS, Preset, get_preset
+
+log = logging.getLogger(__name__)
+
+#: family name → builder(name, config, checkpoint, device, dtype, class_label) → Backbone
+FAMILIES: dict[str, Callable[..., Backbone]] = {}
+
+
+def register_family(name: str) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
+    def deco(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
+        FAMILIES[name] = fn
+        return fn
+
+    return deco
+
+
+def _check_state_dict(cfg: ADMConfig, model_sd: Mapping[str, torch.Tensor], sd: Mapping[str, torch.Tensor], path: Path) -> None:
+    missing = [k for k in model_sd if k not in sd]
+    unexpected = [k for k in sd if k not in model_sd]
+    if missing or unexpected:
+        lines = [f"checkpoint {path} does not fit this model: {len(missing)} missing and {len(unexpected)} unexpected keys"]
+        if missing:
+            lines.append(f"  missing (first 5): {', '.join(missing[:5])}")
+        if unexpected:
+            lines.append(f"  unexpected (first 5): {', '.join(unexpected[:5])}")
+        lines += [f"  hint: {h}" for h in mismatch_hints(cfg, sd)]
+        raise CheckpointError("\n".join(lines))
+    bad = [(k, tuple(model_sd[k].shape), tuple(sd[k].shape)) for k in model_sd if tuple(model_sd[k].shape) != tuple(sd[k].shape)]
+    if bad:
+        k, exp, got = bad[0]
+        lines = [f"checkpoint {path}: {len(bad)} tensors have the wrong shape; first: {k} expected {list(exp)}, got {list(got)}"]
+        lines += [f"  {k2}: expected {list(e2)}, got {list(g2)}" for k2, e2, g2 in bad[1:4]]
+        lines += [f"  hint: {h}" for h in mismatch_hints(cfg, sd)]
+        raise CheckpointError("\n".join(lines))
+
+
+@register_family("adm")
+def build_adm(
+    name: str,
+    config: ADMConfig,
+    checkpoint: Path | None,
+    device: torch.device | str,
+    dtype: torch.dtype,
+    class_label: int | None,
+) -> Backbone:
+    if checkpoint is None:
+        # Random init with PyTorch's default initialisers (no zeroed output branches), for tests
+        # and benchmarks. Built on the target device directly.
+        with torch.device(device):
+            net = ADMUNet(config).to(dtype)
+        return Backbone(name, config, net, class_label=class_label)
+    sd = read_state_dict(checkpoint)
+    with torch.device("meta"):
+        net = ADMUNet(config)
+    _check_state_dict(config, net.state_dict(), sd, checkpoint)
+    sd = {k: v.to(device=device, dtype=dtype) for k, v in sd.items()}
+    net.load_state_dict(sd, strict=True, assign=True)
+    sha = file_sha256(checkpoint)
+    log.info("loaded %s from %s (sha256 %s…)", name, checkpoint, sha[:12])
+    return Backbone(name, config, net, checkpoint=checkpoint, checkpoint_sha256=sha, class_label=class_label)
+
+
+def resolve_config(name: str, flags: Mapping[str, Any] | None = None) -> tuple[Preset | None, ADMConfig]:
+    """The configuration of model ``name`` (a preset, or ``adm`` for flags only) with ``flags`` applied."""
+    flags = dict(flags or {})
+    if name == "adm":
+        return None, apply_flags(ADMConfig(), flags)
+    preset = get_preset(name)
+    return preset, apply_flags(preset.config, flags)
+
+
+def load_backbone(
+    name: str,
+    checkpoint: str | Path | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    class_label: int | None = None,
+    **flags: Any,
+) -> Backbone:
+    """Build a backbone by model name and (optionally) load its checkpoint.
+
+    Args:
+        name: a preset (``adm-256-uncond``, ``adm-32-fmnist``, … see ``diffprobe.PRESETS``) or
+            ``adm`` to describe the architecture with guided-diffusion flags alone.
+        checkpoint: state-dict file (float16 or float32); None gives random weights.
+        device, dtype: where and in which dtype the weights live.
+        class_label: the single class fed to a class-conditional model for every image.
+        **flags: guided-diffusion flags overriding the preset (``image_size=64`` …).
+
+    Raises:
+        ConfigError: unknown model or flag.
+        CheckpointError: the file is missing, unsafe, or does not fit (the message says why).
+    """
+    preset, config = resolve_config(name, flags)
+    family = preset.family if preset else "adm"
+    if family not in FAMILIES:
+        raise ConfigError(f"no backbone family {family!r}; valid: {', '.join(sorted(FAMILIES))}")
+    ckpt = Path(checkpoint).expanduser() if checkpoint is not None else None
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ConfigError(f"invalid device {device!r}: {e}") from None
+    return FAMILIES[family](name, config, ckpt, dev, dtype, class_label)
+
+
+def create_backbone(name: str, checkpoint: str | Path | None = None, **kwargs: Any) -> Backbone:
+    """Alias of :func:`load_backbone` (the registry's constructor name in design.md)."""
+    return load_backbone(name, checkpoint, **kwargs)
+
+
+def model_names() -> list[str]:
+    """Every name :func:`load_backbone` accepts."""
+    return sorted(PRESETS) + ["adm"]

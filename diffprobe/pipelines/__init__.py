@@ -1,0 +1,1 @@
+"""Pipelines: extraction jobs, sweeps, CKA, plots and the demo."""

@@ -1,0 +1,1 @@
+"""Probes trained on cached features."""
