@@ -93,14 +93,30 @@ class ADMUNet(nn.Module):
             + [f"output_blocks.{i}" for i in range(len(self.output_blocks))]
         )
 
-    def embed(self, t: Tensor, y: Tensor | None) -> Tensor:
-        """Timestep (and class) embedding, (N,) → (N, 4·num_channels)."""
+    def embed(self, t: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Timestep (and class) embedding of the distinct (t, y) pairs of a batch.
+
+        Embedding rows are computed once per distinct pair, not once per item: this is cheaper, and
+        it makes every item's features independent of batch size (a GEMM's rows can round
+        differently when the number of rows changes).
+
+        Args:
+            t: (N,) timesteps; y: (N,) labels or None.
+        Returns:
+            (emb, index): emb (U, 4·num_channels) for the U distinct pairs and index (N,) into it
+            (None on the meta device, where emb is per item).
+        """
+        if self.cfg.class_cond and y is None:
+            raise ValueError("this model is class-conditional and needs labels y")
+        index: Tensor | None = None
+        if t.device.type != "meta":
+            pairs = torch.stack([t.long(), y.long() if y is not None else torch.zeros_like(t, dtype=torch.long)])
+            uniq, index = torch.unique(pairs, dim=1, return_inverse=True)
+            t, y = uniq[0], (uniq[1] if y is not None else None)
         emb = self.time_embed(timestep_embedding(t, self.cfg.num_channels).to(self.time_embed[0].weight.dtype))
-        if self.cfg.class_cond:
-            if y is None:
-                raise ValueError("this model is class-conditional and needs labels y")
+        if y is not None:
             emb = emb + self.label_emb(y)
-        return emb
+        return emb, index
 
     def run(
         self,
@@ -125,7 +141,7 @@ class ADMUNet(nn.Module):
         """
         feats: dict[int, Tensor] = {}
         want = set(capture)
-        emb = self.embed(t, y)
+        emb, index = self.embed(t, y)
         h = x.to(self.input_blocks[0][0].weight.dtype)
         skips: list[Tensor] = []
         n = 0
@@ -138,15 +154,15 @@ class ADMUNet(nn.Module):
             return stop_after is not None and n >= stop_after
 
         for block in self.input_blocks:
-            h = block(h, emb)
+            h = block(h, emb, index)
             skips.append(h)
             if visit(h):
                 return None, feats
-        h = self.middle_block(h, emb)
+        h = self.middle_block(h, emb, index)
         if visit(h):
             return None, feats
         for block in self.output_blocks:
-            h = block(torch.cat([h, skips.pop()], dim=1), emb)
+            h = block(torch.cat([h, skips.pop()], dim=1), emb, index)
             if visit(h):
                 return None, feats
         return self.out(h).to(x.dtype), feats

@@ -115,15 +115,19 @@ class ResBlock(nn.Module):
             nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
         )
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        """x: (N, C, H, W), emb: (N, E) → (N, C_out, H', W')."""
+    def forward(self, x: Tensor, emb: Tensor, index: Tensor | None = None) -> Tensor:
+        """x: (N, C, H, W), emb: (U, E) distinct embeddings, index: (N,) row of emb per item
+        (None: U = N) → (N, C_out, H', W')."""
         if self.updown:
             h = self.in_layers[:-1](x)
             h = self.in_layers[-1](self.h_upd(h))
             x = self.x_upd(x)
         else:
             h = self.in_layers(x)
-        e = self.emb_layers(emb).to(h.dtype)[:, :, None, None]
+        e = self.emb_layers(emb)
+        if index is not None:
+            e = e[index]
+        e = e.to(h.dtype)[:, :, None, None]
         if self.use_scale_shift_norm:
             scale, shift = e.chunk(2, dim=1)
             h = self.out_layers[0](h) * (1 + scale) + shift
@@ -158,7 +162,7 @@ class AttentionBlock(nn.Module):
         self.qkv = nn.Conv1d(channels, 3 * channels, 1)
         self.proj_out = nn.Conv1d(channels, channels, 1)
 
-    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         """x: (N, C, H, W) → (N, C, H, W)."""
         n, c, *spatial = x.shape
         x = x.reshape(n, c, -1)
@@ -177,7 +181,7 @@ class AttentionBlock(nn.Module):
 class EmbedSequential(nn.Sequential):
     """A sequence of layers where ResBlocks also receive the timestep embedding."""
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor, emb: Tensor, index: Tensor | None = None) -> Tensor:  # type: ignore[override]
         for layer in self:
-            x = layer(x, emb) if isinstance(layer, (ResBlock, AttentionBlock)) else layer(x)
+            x = layer(x, emb, index) if isinstance(layer, ResBlock) else layer(x)
         return x
