@@ -21,12 +21,20 @@ _EXPORTS: dict[str, str] = {
     "PRESETS": "diffprobe.extract.presets",
     "load_backbone": "diffprobe.extract.registry",
     "create_backbone": "diffprobe.extract.registry",
+    "ExtractConfig": "diffprobe.extract.config",
+    "FeatureKey": "diffprobe.store.layout",
+    "FeatureStore": "diffprobe.store.store",
+    "open_store": "diffprobe.store.store",
 }
+_SUBPACKAGES = ("extract", "store", "probes", "pipelines")
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", "extract", *_EXPORTS]
 
 if TYPE_CHECKING:
     from diffprobe.extract.backbone import Backbone
+    from diffprobe.extract.config import ExtractConfig
+    from diffprobe.store.layout import FeatureKey
+    from diffprobe.store.store import FeatureStore, open_store
     from diffprobe.extract.blocks import BlockInfo
     from diffprobe.extract.noise import NoiseSchedule, make_schedule, noise_like, q_sample
     from diffprobe.extract.presets import PRESETS
@@ -38,6 +46,8 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value
+    if name in _SUBPACKAGES:  # `diffprobe.extract(config)` works: the extract package is callable
+        return importlib.import_module(f"diffprobe.{name}")
     raise AttributeError(f"module 'diffprobe' has no attribute {name!r}")
 
 

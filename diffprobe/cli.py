@@ -98,3 +98,7 @@ def models() -> None:
     for p in PRESETS.values():
         click.echo(f"{p.name:<16} {p.description}  [{p.checkpoint_file}]")
     click.echo(f"{'adm':<16} any other ADM checkpoint, described with --flags")
+
+
+# Register the commands of every area (each module adds itself to `main`).
+from diffprobe import commands  # noqa: E402,F401

@@ -51,3 +51,50 @@ def mini_backbone(mini_flags):
 def golden(name: str) -> dict[str, np.ndarray]:
     with np.load(DATA / f"{name}_golden.npz") as z:
         return {k: z[k] for k in z.files}
+
+
+FMNIST = ASSETS / "fmnist"
+
+
+def make_manifest(path: Path, per_class_train: int = 10, per_class_val: int = 5) -> Path:
+    """A CSV manifest over a stratified subset of the bundled Fashion-MNIST slice."""
+    rows = ["path,label,split"]
+    for split, per in (("train", per_class_train), ("val", per_class_val)):
+        for cls in sorted(p for p in (FMNIST / split).iterdir() if p.is_dir()):
+            for f in sorted(cls.glob("*.png"))[:per]:
+                rows.append(f"{f},{cls.name},{split}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def extract_config(data, out, **kw):
+    import diffprobe
+
+    base = dict(
+        data=str(data), out=str(out), model="adm-32-fmnist", checkpoint=str(FMNIST_CKPT),
+        timesteps=(50, 150), blocks=(10, 13), pools=(1, 2), batch_size=16, loader_workers=0,
+    )  # fmt: skip
+    base.update(kw)
+    return diffprobe.ExtractConfig(**base)
+
+
+@pytest.fixture(scope="session")
+def small_manifest(tmp_path_factory) -> Path:
+    return make_manifest(tmp_path_factory.mktemp("data") / "small.csv")
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory, small_manifest) -> Path:
+    """A real store: 100 train + 50 val Fashion-MNIST images, t 50/150, blocks 10/13, pools 1/2."""
+    import diffprobe
+
+    out = tmp_path_factory.mktemp("store") / "small.zarr"
+    diffprobe.extract(extract_config(small_manifest, out, unit_size=32), progress=False)
+    return out
+
+
+def read_all(path) -> dict:
+    import diffprobe
+
+    with diffprobe.open_store(path) as s:
+        return {(sp, k): s.read(sp, k) for sp in s.splits for k in s.keys(sp)}

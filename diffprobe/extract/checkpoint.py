@@ -6,6 +6,7 @@ pickled objects other than tensors and plain containers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import pickle
 import zipfile
@@ -22,8 +23,16 @@ WRAPPER_KEYS = ("ema", "ema_model", "model_ema", "state_dict", "model_state_dict
 _STRIP_PREFIXES = ("module.", "_orig_mod.", "model.")
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, for provenance."""
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, for provenance (cached per path, size and modification time)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return _sha256_cached(str(p), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_cached(path: str, size: int, mtime_ns: int, chunk: int = 1 << 20) -> str:
+    del size, mtime_ns  # part of the cache key only
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):

@@ -1,0 +1,7 @@
+"""Click commands, one module per area; importing a module registers its commands on ``diffprobe.cli.main``.
+
+Modules import only click (and light diffprobe modules) at import time; heavy imports live inside the
+command functions so that ``diffprobe --help`` stays instant.
+"""
+
+from diffprobe.commands import demo, extract, store  # noqa: F401

@@ -1,0 +1,120 @@
+"""The extraction configuration: one frozen dataclass, recorded in every store it writes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from diffprobe.errors import ConfigError
+from diffprobe.store.layout import parse_pool
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+STORAGE_DTYPES = ("float16", "float32")
+REDUCTIONS = ("none", "mean")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Everything that defines one extraction run.
+
+    Attributes:
+        data: an ImageFolder root (optionally with train/ val/ … split folders) or a CSV/TSV manifest.
+        out: the store path (a directory → Zarr; ``.h5``/``.hdf5`` → HDF5).
+        model, checkpoint, flags, class_label: the backbone (see :func:`diffprobe.load_backbone`).
+        timesteps: integer diffusion steps t. blocks: paper numbers or module paths.
+        pools: adaptive-average-pool sizes p (None = the native map, "full" on the CLI).
+        draws: noise draws K per (image, t); reduce: "mean" averages the K pooled features,
+            "none" keeps them as an extra axis (N, K, C, p, p).
+        seed: noise seed (noise is a function of seed, item id, t and draw only).
+        dtype: storage dtype. precision: compute precision ("auto" = bf16 on GPU, fp32 on CPU).
+        forward_batch: rows per U-Net forward (None: 16 on CPU, 64 on GPU). Every forward has exactly
+            this shape (short batches are padded), so stored bytes never depend on batching; it is
+            part of the store's identity.
+        batch_size, device, loader_workers, unit_size: throughput knobs that never change values
+            (batch_size = images decoded per step).
+        splits: restrict to these splits (empty = all). strict: the first bad image is an error.
+        overwrite: replace an existing store made with another configuration.
+    """
+
+    data: str
+    out: str
+    model: str = "adm-256-uncond"
+    checkpoint: str | None = None
+    flags: tuple[tuple[str, Any], ...] = ()
+    class_label: int | None = None
+    timesteps: tuple[int, ...] = (90,)
+    blocks: tuple[int | str, ...] = (24,)
+    pools: tuple[int | None, ...] = (1,)
+    draws: int = 1
+    reduce: str = "mean"
+    seed: int = 0
+    dtype: str = "float16"
+    precision: str = "auto"
+    batch_size: int = 64
+    forward_batch: int | None = None
+    device: str = "auto"
+    loader_workers: int | None = None
+    unit_size: int | None = None
+    splits: tuple[str, ...] = ()
+    strict: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        def norm(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        norm("data", str(self.data))
+        norm("out", str(self.out))
+        if self.checkpoint is not None:
+            norm("checkpoint", str(self.checkpoint))
+        flags = self.flags.items() if isinstance(self.flags, dict) else self.flags
+        norm("flags", tuple(sorted((str(k), v) for k, v in flags)))
+        ts = (self.timesteps,) if isinstance(self.timesteps, int) else tuple(self.timesteps)
+        if not ts or any(isinstance(t, bool) or not isinstance(t, int) or t < 0 for t in ts):
+            raise ConfigError(f"timesteps must be non-negative integers, got {self.timesteps!r}")
+        norm("timesteps", tuple(dict.fromkeys(ts)))
+        bl = (self.blocks,) if isinstance(self.blocks, (int, str)) else tuple(self.blocks)
+        if not bl:
+            raise ConfigError("blocks must name at least one block")
+        norm("blocks", tuple(dict.fromkeys(int(b) if isinstance(b, str) and b.isdigit() else b for b in bl)))
+        pl = (self.pools,) if isinstance(self.pools, (int, str)) or self.pools is None else tuple(self.pools)
+        try:
+            pools = tuple(dict.fromkeys(parse_pool(p) for p in pl))
+        except KeyError as e:
+            raise ConfigError(str(e)) from None
+        if not pools:
+            raise ConfigError("pools must name at least one pool size (or 'full')")
+        norm("pools", pools)
+        norm("splits", (self.splits,) if isinstance(self.splits, str) else tuple(self.splits))
+        checks = [
+            (self.draws >= 1, f"draws must be >= 1, got {self.draws}"),
+            (self.reduce in REDUCTIONS, f"reduce must be one of {REDUCTIONS}, got {self.reduce!r}"),
+            (self.dtype in STORAGE_DTYPES, f"dtype must be one of {STORAGE_DTYPES}, got {self.dtype!r}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.unit_size is None or self.unit_size >= 1, f"unit_size must be >= 1, got {self.unit_size}"),
+            (self.forward_batch is None or self.forward_batch >= 1, f"forward_batch must be >= 1, got {self.forward_batch}"),
+            (self.loader_workers is None or self.loader_workers >= 0, f"loader_workers must be >= 0, got {self.loader_workers}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+
+    @property
+    def flag_dict(self) -> dict[str, Any]:
+        return dict(self.flags)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["flags"] = dict(self.flags)
+        for k in ("timesteps", "blocks", "pools", "splits"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExtractConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown config fields {sorted(unknown)}; valid: {sorted(known)}")
+        return cls(**d)

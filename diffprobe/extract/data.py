@@ -1,0 +1,178 @@
+"""Image sources (ImageFolder trees, CSV/TSV manifests) and the paper's evaluation preprocessing."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from diffprobe.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})
+SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
+DEFAULT_SPLIT = "train"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image: a stable id (its relative path), where it is, and its class index (-1: none)."""
+
+    id: str
+    path: str
+    label: int
+
+
+@dataclass
+class DataSpec:
+    """Items of every split (each sorted by id) and the shared class names."""
+
+    class_names: list[str]
+    splits: dict[str, list[Item]] = field(default_factory=dict)
+
+    def fingerprint(self, split: str) -> str:
+        """Hash of a split's ids and labels: stores refuse to mix data sets."""
+        h = hashlib.sha256()
+        for it in self.splits[split]:
+            h.update(f"{it.id}\t{it.label}\n".encode())
+        return h.hexdigest()[:16]
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _scan_classes(root: Path) -> dict[str, list[Path]]:
+    """class folder name → image files under it (recursively)."""
+    out: dict[str, list[Path]] = {}
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(f for f in d.rglob("*") if _is_image(f))
+        if files:
+            out[d.name] = files
+    return out
+
+
+def image_folder(root: Path) -> DataSpec:
+    """An ImageFolder tree: ``root/<class>/<img>``, or ``root/<split>/<class>/<img>`` for split folders.
+
+    Classes are the sorted union of class folder names over splits, so labels agree across splits.
+    Item ids are paths relative to the split folder (posix separators).
+    """
+    subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    split_dirs = {p.name: p for p in subdirs if p.name.lower() in SPLIT_NAMES}
+    scanned = {name: _scan_classes(d) for name, d in split_dirs.items()} if split_dirs else {DEFAULT_SPLIT: _scan_classes(root)}
+    classes = sorted({c for per in scanned.values() for c in per})
+    if not classes:
+        raise DataError(
+            f"no images found under {root}: expected {root}/<class>/<image> or {root}/<split>/<class>/<image> "
+            f"with extensions {', '.join(sorted(IMAGE_EXTENSIONS))}"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    spec = DataSpec(classes)
+    for split, per in sorted(scanned.items()):
+        base = split_dirs.get(split, root)
+        items = [Item(f.relative_to(base).as_posix(), str(f), index[c]) for c, files in per.items() for f in files]
+        spec.splits[split] = sorted(items, key=lambda it: it.id)
+    return spec
+
+
+def manifest(path: Path) -> DataSpec:
+    """A CSV/TSV manifest with a header ``path,label[,split]``; relative paths are relative to it.
+
+    Labels are class names (or integers); an empty label means unlabelled (-1).
+    """
+    delim = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f, delimiter=delim)
+        cols = [c.strip().lower() for c in reader.fieldnames or []]
+        if "path" not in cols:
+            raise DataError(f"manifest {path} needs a header with a 'path' column (and 'label', optional 'split'); got {cols}")
+        rows = [{k.strip().lower(): (v or "").strip() for k, v in r.items() if k} for r in reader]
+    if not rows:
+        raise DataError(f"manifest {path} lists no images")
+    labels = sorted({r.get("label", "") for r in rows} - {""})
+    if labels and all(lb.lstrip("-").isdigit() for lb in labels):
+        labels = sorted(labels, key=int)
+    index = {lb: i for i, lb in enumerate(labels)}
+    spec = DataSpec(labels)
+    seen: dict[str, set[str]] = {}
+    for r in rows:
+        split = r.get("split") or DEFAULT_SPLIT
+        rel = r["path"]
+        p = Path(rel) if Path(rel).is_absolute() else path.parent / rel
+        item_id = Path(rel).as_posix()
+        if item_id in seen.setdefault(split, set()):
+            raise DataError(f"manifest {path}: {item_id!r} is listed twice in split {split!r}")
+        seen[split].add(item_id)
+        spec.splits.setdefault(split, []).append(Item(item_id, str(p), index.get(r.get("label", ""), -1)))
+    for split in spec.splits:
+        spec.splits[split].sort(key=lambda it: it.id)
+    return spec
+
+
+def discover(data: str | Path, splits: tuple[str, ...] = ()) -> DataSpec:
+    """The items of ``data`` (a folder or a manifest), restricted to ``splits`` when given."""
+    p = Path(data).expanduser()
+    if not p.exists():
+        raise DataError(f"data not found: {p}")
+    spec = image_folder(p) if p.is_dir() else manifest(p)
+    if splits:
+        missing = [s for s in splits if s not in spec.splits]
+        if missing:
+            raise DataError(f"split(s) {missing} not found in {p}; available: {sorted(spec.splits)}")
+        spec.splits = {s: spec.splits[s] for s in splits}
+    return spec
+
+
+def load_image(path: str | Path, size: int) -> np.ndarray:
+    """Decode, convert to RGB, resize the short side to ``size`` (bicubic), centre-crop, scale to [-1, 1].
+
+    This is the paper's evaluation transform (Resize(size) + CenterCrop(size)).
+
+    Returns:
+        (3, size, size) float32 array.
+    Raises:
+        OSError / ValueError / UnidentifiedImageError for unreadable, empty or truncated files.
+    """
+    with Image.open(path) as im:
+        im.load()  # decode now: truncated files raise here
+        img = im.convert("RGB")
+    w, h = img.size
+    if min(w, h) != size:
+        if w <= h:
+            nw, nh = size, int(size * h / w)
+        else:
+            nw, nh = int(size * w / h), size
+        img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+        w, h = nw, nh
+    left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
+    if (w, h) != (size, size):
+        img = img.crop((left, top, left + size, top + size))
+    arr = np.ascontiguousarray(np.asarray(img, dtype=np.float32).transpose(2, 0, 1))
+    return arr / 127.5 - 1.0
+
+
+DECODE_ERRORS = (OSError, ValueError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError)
+
+
+class ImageDataset:
+    """Map-style dataset of (index, image, ok, error) for a DataLoader; bad images never raise."""
+
+    def __init__(self, items: list[Item], size: int) -> None:
+        self.items = items
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray, bool, str]:
+        try:
+            return i, load_image(self.items[i].path, self.size), True, ""
+        except DECODE_ERRORS as e:
+            return i, np.zeros((3, self.size, self.size), np.float32), False, f"{type(e).__name__}: {e}"

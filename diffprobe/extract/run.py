@@ -1,0 +1,132 @@
+"""The per-batch computation: noise, one truncated forward per (t, draw), pooling on the device."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from diffprobe.errors import ConfigError
+from diffprobe.extract.backbone import Backbone
+from diffprobe.extract.noise import noise_like, q_sample
+from diffprobe.store.layout import FeatureKey
+
+log = logging.getLogger(__name__)
+
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → the first CUDA device if present, else CPU; a CUDA request without CUDA is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ConfigError(f"invalid device {device!r}: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    return dev
+
+
+def default_forward_batch(device: torch.device) -> int:
+    """Rows per U-Net forward when not set: small on CPU (latency), larger on GPU (throughput)."""
+    return 64 if device.type == "cuda" else 16
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` → bf16 on CUDA, fp32 elsewhere. A half precision the device cannot autocast falls back to fp32."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    if precision in _AUTOCAST_DTYPES and not torch.amp.is_autocast_available(device.type):
+        log.warning("autocast is not available on %s; computing in fp32", device.type)
+        return "fp32"
+    return precision
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The one place compute precision is applied."""
+    if precision in _AUTOCAST_DTYPES:
+        return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
+    return contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class ComputeSpec:
+    """Value-defining settings of the feature computation."""
+
+    seed: int
+    draws: int
+    reduce: str
+    precision: str
+    out_dtype: str
+    forward_batch: int
+
+
+def group_by_t(keys: Sequence[FeatureKey]) -> dict[int, list[FeatureKey]]:
+    out: dict[int, list[FeatureKey]] = {}
+    for k in keys:
+        out.setdefault(k.t, []).append(k)
+    return out
+
+
+class FeatureComputer:
+    """Turns a batch of clean images into pooled features for a set of keys, on one device."""
+
+    def __init__(self, backbone: Backbone, device: torch.device, spec: ComputeSpec) -> None:
+        self.backbone = backbone
+        self.device = device
+        self.spec = spec
+
+    def _pool(self, f: torch.Tensor, pool: int | None) -> torch.Tensor:
+        f = f.float()
+        return f if pool is None else F.adaptive_avg_pool2d(f, pool)
+
+    def _forward(self, x0: torch.Tensor, ids: Sequence[str], t: int, keys: list[FeatureKey]) -> Iterator[dict[FeatureKey, torch.Tensor]]:
+        blocks = sorted({k.block for k in keys})
+        for draw in range(self.spec.draws):
+            eps = noise_like(x0, ids, t, self.spec.seed, draw)
+            x_t = q_sample(x0, t, eps, self.backbone.schedule)
+            with autocast(self.spec.precision, self.device):
+                feats = self.backbone.features(x_t, t, blocks)
+            yield {k: self._pool(feats[k.block], k.pool) for k in keys}
+
+    @torch.inference_mode()
+    def compute(self, x0: torch.Tensor, ids: Sequence[str], keys: Sequence[FeatureKey]) -> dict[FeatureKey, np.ndarray]:
+        """Pooled features of every key for one forward batch.
+
+        Every forward runs on exactly ``forward_batch`` rows (a short batch is zero-padded): kernels
+        may pick other algorithms, and round differently, for other batch shapes, so a fixed shape
+        keeps stored bytes independent of how items were batched.
+
+        Args:
+            x0: (B, 3, S, S) clean images in [-1, 1], B ≤ forward_batch (any device; moved here).
+            ids: B item ids (they seed the noise).
+            keys: the (t, block, pool) keys to compute.
+        Returns:
+            {key: (B, C, p, p) — or (B, K, C, p, p) with reduce="none" — in the storage dtype}.
+        """
+        n = x0.shape[0]
+        m = self.spec.forward_batch
+        if n > m:
+            raise ValueError(f"batch of {n} rows exceeds forward_batch={m}")
+        if n < m:
+            x0 = torch.cat([x0, x0.new_zeros((m - n, *x0.shape[1:]))])
+            ids = [*ids, *(f"\0pad{i}" for i in range(m - n))]
+        # One memory layout too: conv kernels differ between NCHW and channels-last inputs.
+        x0 = x0.to(self.device, non_blocking=True).contiguous()
+        out: dict[FeatureKey, np.ndarray] = {}
+        for t, tkeys in group_by_t(keys).items():
+            per_draw = list(self._forward(x0, ids, t, tkeys))
+            for k in tkeys:
+                if self.spec.reduce == "none" and self.spec.draws > 1:
+                    v = torch.stack([d[k] for d in per_draw], dim=1)
+                else:
+                    v = per_draw[0][k] if len(per_draw) == 1 else torch.stack([d[k] for d in per_draw]).mean(0)
+                out[k] = v[:n].to(getattr(torch, self.spec.out_dtype)).cpu().numpy()
+        return out

@@ -1,0 +1,132 @@
+"""The storage interface shared by the Zarr and HDF5 backends.
+
+Backends know nothing about features: they store groups with JSON attributes, N-first arrays
+written in row ranges, and small per-unit done markers. :class:`~diffprobe.store.store.FeatureStore`
+builds the feature-store semantics on top.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffprobe.errors import StoreError
+
+
+class Backend(abc.ABC):
+    """One store on disk. ``mode``: "r" read-only, "a" read/write, "w" create (replacing)."""
+
+    format: str
+
+    def __init__(self, path: Path, mode: str) -> None:
+        self.path = path
+        self.mode = mode
+
+    def _check_writable(self) -> None:
+        if self.mode == "r":
+            raise StoreError(f"store {self.path} is open read-only; open it with mode='a' to modify it")
+
+    # groups and attributes
+    @abc.abstractmethod
+    def root_attrs(self) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def update_root_attrs(self, attrs: dict[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def groups(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    def create_group(self, group: str, attrs: dict[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def group_attrs(self, group: str) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def update_group_attrs(self, group: str, attrs: dict[str, Any]) -> None: ...
+
+    # arrays
+    @abc.abstractmethod
+    def arrays(self, group: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def create_array(
+        self,
+        group: str,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: str,
+        chunk_rows: int,
+        shard_rows: int,
+        dims: tuple[str, ...],
+        attrs: dict[str, Any],
+    ) -> None:
+        """Create an N-first array, chunked (and sharded, where supported) along N; floats fill with NaN."""
+
+    @abc.abstractmethod
+    def delete_array(self, group: str, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def array_info(self, group: str, name: str) -> tuple[tuple[int, ...], np.dtype, dict[str, Any]]:
+        """(shape, dtype, attrs) of an array."""
+
+    @abc.abstractmethod
+    def array_dims(self, group: str, name: str) -> tuple[str, ...]:
+        """Dimension names of an array (``item`` first)."""
+
+    @abc.abstractmethod
+    def write_rows(self, group: str, name: str, start: int, data: np.ndarray) -> None:
+        """Write ``data`` into rows [start, start + len(data))."""
+
+    @abc.abstractmethod
+    def read_rows(self, group: str, name: str, sel: slice | np.ndarray | None = None) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def lazy(self, group: str, name: str) -> Any:
+        """A dask array over the stored array, chunked along N."""
+
+    @abc.abstractmethod
+    def array_nbytes_stored(self, group: str, name: str) -> int: ...
+
+    # progress markers
+    @abc.abstractmethod
+    def write_marker(self, group: str, unit: int, payload: dict[str, Any]) -> None:
+        """Record unit ``unit`` of ``group`` as done (atomically, after its data)."""
+
+    @abc.abstractmethod
+    def read_markers(self, group: str) -> dict[int, dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    def clear_markers(self, group: str) -> None: ...
+
+    def flush(self) -> None:
+        """Make everything written so far durable (no-op where writes are already durable)."""
+
+    def close(self) -> None:
+        """Release file handles."""
+
+    def nbytes_on_disk(self) -> int:
+        p = self.path
+        if p.is_file():
+            return p.stat().st_size
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+BACKENDS: dict[str, Callable[[Path, str], Backend]] = {}
+
+
+def register_backend(fmt: str) -> Callable[[type[Backend]], type[Backend]]:
+    def deco(cls: type[Backend]) -> type[Backend]:
+        BACKENDS[fmt] = cls
+        return cls
+
+    return deco
+
+
+def format_for_path(path: str | Path) -> str:
+    """``.h5``/``.hdf5`` → ``hdf5``; anything else (a directory) → ``zarr``."""
+    return "hdf5" if str(path).lower().endswith((".h5", ".hdf5")) else "zarr"

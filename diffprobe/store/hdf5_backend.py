@@ -1,0 +1,173 @@
+"""HDF5 single-file store behind the same interface, for single-writer runs and as an export.
+
+Markers are JSON strings in the attributes of ``/_progress/<split>``, written after the unit's data
+and flushed. HDF5 is not safe for concurrent writers, and a process killed with SIGKILL mid-write can
+leave the file unreadable: use the Zarr format for long or distributed runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from diffprobe.errors import StoreError
+from diffprobe.store.backend import Backend, register_backend
+from diffprobe.store.layout import PROGRESS_GROUP, ROOT_ATTR
+
+_STR = h5py.string_dtype("utf-8")
+
+
+def _get_json(attrs: h5py.AttributeManager) -> dict[str, Any]:
+    raw = attrs.get(ROOT_ATTR)
+    return json.loads(raw) if raw is not None else {}
+
+
+@register_backend("hdf5")
+class HDF5Backend(Backend):
+    format = "hdf5"
+
+    def __init__(self, path: Path, mode: str) -> None:
+        super().__init__(path, mode)
+        if mode in ("r", "a") and not path.is_file():
+            raise StoreError(f"no store at {path} (expected an HDF5 file)")
+        try:
+            self.f = h5py.File(path, {"r": "r", "a": "r+", "w": "w"}[mode])
+        except OSError as e:
+            raise StoreError(f"cannot open {path} as an HDF5 store: {e}") from None
+        if mode == "w":
+            self.f.require_group(PROGRESS_GROUP)
+
+    def root_attrs(self) -> dict[str, Any]:
+        return _get_json(self.f.attrs)
+
+    def update_root_attrs(self, attrs: dict[str, Any]) -> None:
+        self._check_writable()
+        cur = self.root_attrs()
+        cur.update(attrs)
+        self.f.attrs[ROOT_ATTR] = json.dumps(cur)
+
+    def groups(self) -> list[str]:
+        return sorted(k for k, v in self.f.items() if isinstance(v, h5py.Group) and k != PROGRESS_GROUP)
+
+    def _group(self, group: str) -> h5py.Group:
+        g = self.f.get(group)
+        if not isinstance(g, h5py.Group):
+            raise StoreError(f"store {self.path} has no split {group!r}; splits: {', '.join(self.groups())}")
+        return g
+
+    def create_group(self, group: str, attrs: dict[str, Any]) -> None:
+        self._check_writable()
+        if group in self.f:
+            del self.f[group]
+        g = self.f.create_group(group)
+        g.attrs[ROOT_ATTR] = json.dumps(attrs)
+        self.f.require_group(PROGRESS_GROUP).require_group(group)
+
+    def group_attrs(self, group: str) -> dict[str, Any]:
+        return _get_json(self._group(group).attrs)
+
+    def update_group_attrs(self, group: str, attrs: dict[str, Any]) -> None:
+        self._check_writable()
+        g = self._group(group)
+        cur = _get_json(g.attrs)
+        cur.update(attrs)
+        g.attrs[ROOT_ATTR] = json.dumps(cur)
+
+    def arrays(self, group: str) -> list[str]:
+        return sorted(k for k, v in self._group(group).items() if isinstance(v, h5py.Dataset))
+
+    def _array(self, group: str, name: str) -> h5py.Dataset:
+        a = self._group(group).get(name)
+        if not isinstance(a, h5py.Dataset):
+            raise KeyError(name)
+        return a
+
+    def create_array(self, group, name, shape, dtype, chunk_rows, shard_rows, dims, attrs) -> None:  # type: ignore[override]
+        self._check_writable()
+        g = self._group(group)
+        if name in g:
+            del g[name]
+        dt = _STR if dtype == "str" else np.dtype(dtype)
+        fill = None
+        if dtype != "str":
+            kind = np.dtype(dtype).kind
+            fill = np.nan if kind == "f" else (-1 if kind == "i" else 0)
+        chunks = (max(1, min(chunk_rows, shape[0])), *shape[1:]) if shape[0] else None
+        ds = g.create_dataset(name, shape=shape, dtype=dt, chunks=chunks, fillvalue=fill)
+        ds.attrs[ROOT_ATTR] = json.dumps(attrs)
+        ds.attrs["dimension_names"] = json.dumps(list(dims))
+
+    def delete_array(self, group: str, name: str) -> None:
+        self._check_writable()
+        del self._group(group)[name]
+
+    def array_info(self, group: str, name: str) -> tuple[tuple[int, ...], np.dtype, dict[str, Any]]:
+        a = self._array(group, name)
+        dt = np.dtype(str) if h5py.check_string_dtype(a.dtype) else a.dtype
+        return tuple(a.shape), dt, _get_json(a.attrs)
+
+    def array_dims(self, group: str, name: str) -> tuple[str, ...]:
+        raw = self._array(group, name).attrs.get("dimension_names")
+        return tuple(json.loads(raw)) if raw is not None else ()
+
+    def write_rows(self, group: str, name: str, start: int, data: np.ndarray) -> None:
+        self._check_writable()
+        a = self._array(group, name)
+        a[start : start + len(data)] = data.astype(object) if data.dtype.kind in "UT" else data
+
+    def read_rows(self, group: str, name: str, sel: slice | np.ndarray | None = None) -> np.ndarray:
+        a = self._array(group, name)
+        if h5py.check_string_dtype(a.dtype):
+            a = a.asstr()
+        if sel is None:
+            out = a[()]
+        elif isinstance(sel, slice):
+            out = a[sel]
+        else:
+            idx = np.asarray(sel)
+            if idx.dtype == bool:
+                idx = np.flatnonzero(idx)
+            uniq, inv = np.unique(idx, return_inverse=True)  # h5py wants increasing, unique indices
+            out = a[uniq][inv] if len(uniq) else a[:0]
+        out = np.asarray(out)
+        return out.astype(str) if out.dtype.kind == "O" else out
+
+    def lazy(self, group: str, name: str) -> Any:
+        import dask.array as da
+
+        a = self._array(group, name)
+        return da.from_array(a, chunks=a.chunks or a.shape)
+
+    def array_nbytes_stored(self, group: str, name: str) -> int:
+        return int(self._array(group, name).id.get_storage_size())
+
+    def write_marker(self, group: str, unit: int, payload: dict[str, Any]) -> None:
+        self._check_writable()
+        self.f.require_group(PROGRESS_GROUP).require_group(group).attrs[f"unit-{unit:06d}"] = json.dumps(payload)
+        self.f.flush()
+
+    def read_markers(self, group: str) -> dict[int, dict[str, Any]]:
+        g = self.f.get(f"{PROGRESS_GROUP}/{group}")
+        if g is None:
+            return {}
+        return {int(k.split("-")[1]): json.loads(v) for k, v in g.attrs.items()}
+
+    def clear_markers(self, group: str) -> None:
+        self._check_writable()
+        g = self.f.require_group(PROGRESS_GROUP).require_group(group)
+        for k in list(g.attrs):
+            del g.attrs[k]
+
+    def flush(self) -> None:
+        if self.mode != "r":
+            self.f.flush()
+
+    def close(self) -> None:
+        try:
+            self.f.close()
+        except Exception:  # closing twice or after a failed open
+            pass

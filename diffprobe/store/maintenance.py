@@ -1,0 +1,127 @@
+"""Store inspection, verification and format export (zarr ↔ hdf5)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffprobe.errors import StoreError
+from diffprobe.store.backend import BACKENDS, format_for_path
+from diffprobe.store.layout import FeatureKey, chunk_items
+from diffprobe.store.store import FeatureStore, open_store
+
+log = logging.getLogger(__name__)
+
+
+def store_info(store: FeatureStore) -> dict[str, Any]:
+    """Splits, arrays (shape, dtype, units done), items, failures and size on disk."""
+    info: dict[str, Any] = {
+        "path": str(store.path),
+        "format": store.format,
+        "config_hash": store.config_hash,
+        "model": store.config.get("model"),
+        "created": store.attrs.get("created"),
+        "package_version": store.attrs.get("package_version"),
+        "classes": len(store.class_names),
+        "bytes_on_disk": store.backend.nbytes_on_disk(),
+        "complete": store.is_complete(),
+        "splits": {},
+    }
+    for split in store.splits:
+        comp = store.completeness(split)
+        arrays = {}
+        for name in store.keys(split):
+            shape, dtype, _ = store.array_info(split, name)
+            arrays[name] = {"shape": list(shape), "dtype": str(dtype), "units_done": comp[name][0], "units": comp[name][1]}
+        info["splits"][split] = {
+            "items": store.n_items(split),
+            "unit_size": store.unit_size(split),
+            "failed": int((~store.valid(split)).sum()) if _all_done(comp) else None,
+            "arrays": arrays,
+        }
+    return info
+
+
+def _all_done(comp: dict[str, tuple[int, int]]) -> bool:
+    return all(d == n for d, n in comp.values())
+
+
+@dataclass
+class VerifyReport:
+    """Problems found by :func:`verify_store`; ``ok`` is False when anything is incomplete or corrupt."""
+
+    missing_units: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # split → key → units
+    bad_values: list[str] = field(default_factory=list)
+    failed_items: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.missing_units.values()) and not self.bad_values
+
+
+def verify_store(store: FeatureStore) -> VerifyReport:
+    """Check markers, NaN/Inf in the rows of valid items of finished units, and list failed items."""
+    rep = VerifyReport()
+    for split in store.splits:
+        units = store.units(split)
+        marks = store.markers(split)
+        valid = store.valid(split)
+        rep.failed_items[split] = [tuple(f) for m in marks.values() for f in m.get("failed", [])]  # type: ignore[misc]
+        missing: dict[str, list[int]] = {}
+        for name in store.keys(split):
+            if not FeatureKey.is_key(name):
+                continue
+            todo = [u for u in range(len(units)) if name not in marks.get(u, {}).get("keys", ())]
+            if todo:
+                missing[name] = todo
+            done = np.zeros(store.n_items(split), dtype=bool)
+            for u, (a, b) in enumerate(units):
+                if u not in todo:
+                    done[a:b] = True
+            rows = done & valid
+            n_nan = n_inf = 0
+            for a, b in units:
+                if not rows[a:b].any():
+                    continue
+                block = store.read(split, name, items=slice(a, b))[rows[a:b]].astype(np.float32)
+                n_nan += int(np.isnan(block).any(axis=tuple(range(1, block.ndim))).sum())
+                n_inf += int(np.isinf(block).any(axis=tuple(range(1, block.ndim))).sum())
+            if n_nan or n_inf:
+                rep.bad_values.append(f"{split}/{name}: {n_nan} rows with NaN, {n_inf} rows with Inf among valid, finished items")
+        rep.missing_units[split] = missing
+    return rep
+
+
+def export_store(src: str | Path, dst: str | Path, overwrite: bool = False) -> Path:
+    """Copy a store to another path/format (a directory → Zarr, ``.h5``/``.hdf5`` → HDF5), unit by unit."""
+    dst_p = Path(dst).expanduser()
+    if dst_p.exists() and not overwrite:
+        raise StoreError(f"{dst_p} exists; pass --overwrite to replace it")
+    if Path(src).expanduser().resolve() == dst_p.resolve():
+        raise StoreError("source and destination are the same path")
+    with open_store(src) as s:
+        out = BACKENDS[format_for_path(dst_p)](dst_p, "w")
+        try:
+            out.update_root_attrs(s.attrs)
+            for split in s.splits:
+                b = s.backend
+                out.create_group(split, b.group_attrs(split))
+                unit = s.unit_size(split)
+                for name in b.arrays(split):
+                    shape, dtype, attrs = b.array_info(split, name)
+                    kind = "str" if dtype.kind in "UTO" else str(dtype)
+                    row = int(np.prod(shape[1:], dtype=np.int64)) * (dtype.itemsize if kind != "str" else 64)
+                    out.create_array(split, name, shape, kind, chunk_items(unit, max(row, 1)), unit, b.array_dims(split, name), attrs)
+                    for a, c in s.units(split):
+                        out.write_rows(split, name, a, b.read_rows(split, name, slice(a, c)))
+                for u, m in s.markers(split).items():
+                    out.write_marker(split, u, m)
+            out.flush()
+        finally:
+            out.close()
+    log.info("exported %s → %s", src, dst_p)
+    return dst_p

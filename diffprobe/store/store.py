@@ -1,0 +1,239 @@
+"""FeatureStore: the read/write API over a backend (see layout.py for the on-disk layout)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffprobe._version import __version__
+from diffprobe.errors import StoreError, StoreKeyError
+from diffprobe.store import hdf5_backend as _h5  # noqa: F401  (registers the backend)
+from diffprobe.store import zarr_backend as _zarr  # noqa: F401
+from diffprobe.store.backend import BACKENDS, Backend, format_for_path
+from diffprobe.store.layout import ITEM_ARRAYS, SCHEMA_VERSION, FeatureKey, chunk_items, parse_pool, plan_units
+
+
+class FeatureStore:
+    """A feature store: splits of items, and per split one array per (t, block, pool) key.
+
+    Open one with :func:`open_store`. Use as a context manager (or call :meth:`close`) to release
+    file handles.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        attrs = backend.root_attrs()
+        if backend.mode != "w":
+            if not attrs:
+                raise StoreError(f"{backend.path} is not a diffprobe store (no 'diffprobe' root attributes)")
+            if attrs.get("schema_version", 0) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{backend.path} has schema version {attrs['schema_version']}, newer than this diffprobe "
+                    f"({__version__}, schema {SCHEMA_VERSION}); upgrade diffprobe"
+                )
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({str(self.path)!r}, format={self.format}, splits={self.splits})"
+
+    @property
+    def path(self) -> Path:
+        return self.backend.path
+
+    @property
+    def format(self) -> str:
+        return self.backend.format
+
+    # --- metadata --------------------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return self.backend.root_attrs()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The extraction configuration recorded in the store."""
+        return dict(self.attrs.get("config", {}))
+
+    @property
+    def config_hash(self) -> str:
+        return str(self.attrs.get("config_hash", ""))
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.attrs.get("class_names", []))
+
+    @property
+    def splits(self) -> list[str]:
+        return self.backend.groups()
+
+    def _split(self, split: str) -> str:
+        if split not in self.splits:
+            raise StoreKeyError(f"no split {split!r} in {self.path}; splits: {', '.join(self.splits) or 'none'}")
+        return split
+
+    def n_items(self, split: str) -> int:
+        return int(self.backend.group_attrs(self._split(split))["n_items"])
+
+    def unit_size(self, split: str) -> int:
+        return int(self.backend.group_attrs(self._split(split))["unit_size"])
+
+    def units(self, split: str) -> list[tuple[int, int]]:
+        """The work units (item ranges [start, stop)) of a split."""
+        return plan_units(self.n_items(split), self.unit_size(split))
+
+    def keys(self, split: str) -> list[str]:
+        """Names of the feature (and imported) arrays of a split, sorted."""
+        return [a for a in self.backend.arrays(self._split(split)) if a not in ITEM_ARRAYS]
+
+    def feature_keys(self, split: str) -> list[FeatureKey]:
+        """The extracted (t, block, pool) keys of a split, sorted by t, block, pool."""
+        return sorted((FeatureKey.parse(k) for k in self.keys(split) if FeatureKey.is_key(k)), key=_sort_key)
+
+    def array_info(self, split: str, name: str) -> tuple[tuple[int, ...], np.dtype, dict[str, Any]]:
+        return self.backend.array_info(self._split(split), self._name(split, name))
+
+    # --- reading ---------------------------------------------------------------------------
+    def _name(self, split: str, key: str | FeatureKey) -> str:
+        name = str(key)
+        if name not in self.keys(split):
+            have = ", ".join(self.keys(split)[:12]) or "none"
+            raise StoreKeyError(f"no array {name!r} in split {split!r} of {self.path}; arrays: {have}")
+        return name
+
+    def read(
+        self,
+        split: str,
+        t: int | str | FeatureKey,
+        block: int | None = None,
+        pool: int | str | None = None,
+        *,
+        lazy: bool = False,
+        items: slice | np.ndarray | None = None,
+    ) -> Any:
+        """Read one array: ``read(split, t, block, pool)`` or ``read(split, "t0090_b24_p2")``.
+
+        Args:
+            pool: a pool size, or "full"/None for the native map.
+            lazy: return a dask array chunked along N instead of loading.
+            items: a slice or index array of rows to read (ignored when lazy).
+        Returns:
+            (N, C, p, p) array — (N, K, C, p, p) when K noise draws were kept — float16/float32,
+            with NaN rows for items whose image failed.
+        """
+        self._split(split)
+        if isinstance(t, (str, FeatureKey)) and block is None:
+            key: str | FeatureKey = t
+        else:
+            if block is None:
+                raise StoreKeyError("read(split, t, block, pool) needs a block (or pass an array name)")
+            key = FeatureKey(int(t), int(block), parse_pool(pool))  # type: ignore[arg-type]
+        name = self._name(split, key)
+        if lazy:
+            return self.backend.lazy(split, name)
+        return self.backend.read_rows(split, name, items)
+
+    def labels(self, split: str) -> np.ndarray:
+        """(N,) int64 class indices; -1 where an item has no label."""
+        return self.backend.read_rows(self._split(split), "label").astype(np.int64)
+
+    def ids(self, split: str) -> np.ndarray:
+        """(N,) stable item ids (relative paths, sorted)."""
+        return self.backend.read_rows(self._split(split), "item_id")
+
+    def paths(self, split: str) -> np.ndarray:
+        """(N,) source image paths."""
+        return self.backend.read_rows(self._split(split), "path")
+
+    def valid(self, split: str) -> np.ndarray:
+        """(N,) False for items whose image could not be decoded (their feature rows are NaN)."""
+        return self.backend.read_rows(self._split(split), "valid").astype(bool)
+
+    # --- progress --------------------------------------------------------------------------
+    def markers(self, split: str) -> dict[int, dict[str, Any]]:
+        return self.backend.read_markers(self._split(split))
+
+    def completeness(self, split: str) -> dict[str, tuple[int, int]]:
+        """{array name: (units done, units total)}; imported arrays count as complete."""
+        n_units = len(self.units(split))
+        marks = self.markers(split)
+        out: dict[str, tuple[int, int]] = {}
+        for name in self.keys(split):
+            if not FeatureKey.is_key(name):
+                out[name] = (n_units, n_units)
+            else:
+                out[name] = (sum(1 for m in marks.values() if name in m.get("keys", ())), n_units)
+        return out
+
+    def is_complete(self) -> bool:
+        return all(d == n for s in self.splits for d, n in self.completeness(s).values())
+
+    # --- writing -----------------------------------------------------------------------------
+    def write_array(
+        self, split: str, name: str, data: np.ndarray, *, attrs: dict[str, Any] | None = None, overwrite: bool = False
+    ) -> None:
+        """Add an (N, ...) array aligned with ``ids(split)`` (e.g. features from another model)."""
+        self.backend._check_writable()
+        n = self.n_items(split)
+        if FeatureKey.is_key(name) or name in ITEM_ARRAYS or not name.replace("_", "").replace("-", "").isalnum():
+            raise StoreError(
+                f"invalid array name {name!r}: use letters, digits, '_' or '-', not a feature-key pattern "
+                f"like t0090_b24_p2 and not one of {', '.join(ITEM_ARRAYS)}"
+            )
+        if data.ndim < 1 or data.shape[0] != n:
+            raise StoreError(f"array for split {split!r} must have {n} rows (one per item), got shape {data.shape}")
+        if name in self.keys(split) and not overwrite:
+            raise StoreError(f"split {split!r} already has an array {name!r}; pass overwrite=True to replace it")
+        dims = ("item", *(f"{name}_d{i}" for i in range(1, data.ndim)))
+        row_bytes = int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize
+        unit = self.unit_size(split)
+        self.backend.create_array(
+            split, name, tuple(data.shape), str(data.dtype), chunk_items(unit, row_bytes), unit, dims,
+            {"kind": "imported", **(attrs or {}), "imported": _now()},
+        )
+        self.backend.write_rows(split, name, 0, data)
+        self.backend.flush()
+
+
+def _sort_key(k: FeatureKey) -> tuple[int, int, int]:
+    return (k.t, k.block, k.pool if k.pool is not None else 1 << 30)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def open_store(path: str | Path, mode: str = "r") -> FeatureStore:
+    """Open a feature store: a Zarr v3 directory, or an ``.h5``/``.hdf5`` file.
+
+    Args:
+        mode: "r" read-only (default), "a" read/write.
+    """
+    if mode not in ("r", "a"):
+        raise StoreError(f"mode must be 'r' or 'a', got {mode!r} (stores are created by extraction)")
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise StoreError(f"no store at {p}")
+    return FeatureStore(BACKENDS[format_for_path(p)](p, mode))
+
+
+def create_store(path: str | Path, attrs: dict[str, Any]) -> FeatureStore:
+    """Create (replacing) an empty store with root attributes ``attrs``."""
+    p = Path(path).expanduser()
+    backend = BACKENDS[format_for_path(p)](p, "w")
+    backend.update_root_attrs({"schema_version": SCHEMA_VERSION, "package_version": __version__, "created": _now(), **attrs})
+    return FeatureStore(backend)
+
+

@@ -1,0 +1,184 @@
+"""Zarr format 3 directory store: arrays sharded along N so each work unit owns whole shards.
+
+Done markers are small JSON files under ``_progress/<split>/``, written to a temporary name and
+renamed into place (atomic on POSIX), after the unit's shards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from diffprobe.errors import StoreError
+from diffprobe.store.backend import Backend, register_backend
+from diffprobe.store.layout import PROGRESS_GROUP, ROOT_ATTR
+
+
+def _fill(dtype: np.dtype) -> Any:
+    if dtype.kind == "f":
+        return np.nan
+    if dtype.kind == "b":
+        return False
+    if dtype.kind in "iu":
+        return -1 if dtype.kind == "i" else 0
+    return ""
+
+
+@register_backend("zarr")
+class ZarrBackend(Backend):
+    format = "zarr"
+
+    def __init__(self, path: Path, mode: str) -> None:
+        super().__init__(path, mode)
+        if mode == "w" and path.exists():
+            shutil.rmtree(path)
+        if mode in ("r", "a") and not (path / "zarr.json").is_file():
+            raise StoreError(f"no store at {path} (expected a Zarr v3 directory with zarr.json)")
+        try:
+            self.root = zarr.open_group(str(path), mode="r" if mode == "r" else "a", zarr_format=3)
+        except Exception as e:  # zarr raises several types for a corrupt hierarchy
+            raise StoreError(f"cannot open {path} as a Zarr store: {e}") from None
+        if mode == "w":
+            self.root.create_group(PROGRESS_GROUP)
+
+    def root_attrs(self) -> dict[str, Any]:
+        return dict(self.root.attrs.get(ROOT_ATTR, {}))
+
+    def update_root_attrs(self, attrs: dict[str, Any]) -> None:
+        self._check_writable()
+        cur = self.root_attrs()
+        cur.update(attrs)
+        self.root.attrs[ROOT_ATTR] = cur
+
+    def groups(self) -> list[str]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return sorted(k for k in self.root.group_keys() if k != PROGRESS_GROUP)
+
+    def _group(self, group: str) -> zarr.Group:
+        try:
+            g = self.root[group]
+        except KeyError:
+            raise StoreError(f"store {self.path} has no split {group!r}; splits: {', '.join(self.groups())}") from None
+        assert isinstance(g, zarr.Group)
+        return g
+
+    def create_group(self, group: str, attrs: dict[str, Any]) -> None:
+        self._check_writable()
+        g = self.root.create_group(group, overwrite=True)
+        g.attrs[ROOT_ATTR] = attrs
+        self.root.require_group(PROGRESS_GROUP)
+        (self.path / PROGRESS_GROUP / group).mkdir(parents=True, exist_ok=True)
+
+    def group_attrs(self, group: str) -> dict[str, Any]:
+        return dict(self._group(group).attrs.get(ROOT_ATTR, {}))
+
+    def update_group_attrs(self, group: str, attrs: dict[str, Any]) -> None:
+        self._check_writable()
+        g = self._group(group)
+        cur = dict(g.attrs.get(ROOT_ATTR, {}))
+        cur.update(attrs)
+        g.attrs[ROOT_ATTR] = cur
+
+    def arrays(self, group: str) -> list[str]:
+        return sorted(self._group(group).array_keys())
+
+    def _array(self, group: str, name: str) -> zarr.Array:
+        a = self._group(group).get(name)
+        if not isinstance(a, zarr.Array):
+            raise KeyError(name)
+        return a
+
+    def create_array(self, group, name, shape, dtype, chunk_rows, shard_rows, dims, attrs) -> None:  # type: ignore[override]
+        self._check_writable()
+        dt = np.dtype(str) if dtype == "str" else np.dtype(dtype)
+        rest = tuple(shape[1:])
+        kw: dict[str, Any] = {}
+        if shard_rows > chunk_rows:
+            kw["shards"] = (shard_rows, *rest)
+        self._group(group).create_array(
+            name,
+            shape=shape,
+            dtype=str if dtype == "str" else dt,
+            chunks=(chunk_rows, *rest),
+            fill_value=_fill(dt),
+            dimension_names=dims,
+            attributes={ROOT_ATTR: attrs},
+            overwrite=True,
+            **kw,
+        )
+
+    def delete_array(self, group: str, name: str) -> None:
+        self._check_writable()
+        del self._group(group)[name]
+
+    def array_info(self, group: str, name: str) -> tuple[tuple[int, ...], np.dtype, dict[str, Any]]:
+        a = self._array(group, name)
+        dt = np.dtype(str) if a.dtype.kind in "TOU" else np.dtype(a.dtype)
+        return tuple(a.shape), dt, dict(a.attrs.get(ROOT_ATTR, {}))
+
+    def array_dims(self, group: str, name: str) -> tuple[str, ...]:
+        a = self._array(group, name)
+        return tuple(str(d) for d in (a.metadata.dimension_names or ()))  # type: ignore[union-attr]
+
+    def write_rows(self, group: str, name: str, start: int, data: np.ndarray) -> None:
+        self._check_writable()
+        self._array(group, name)[start : start + len(data)] = data
+
+    def read_rows(self, group: str, name: str, sel: slice | np.ndarray | None = None) -> np.ndarray:
+        a = self._array(group, name)
+        if sel is None:
+            out = a[...]
+        elif isinstance(sel, slice):
+            out = a[sel]
+        else:
+            out = a.get_orthogonal_selection((np.asarray(sel),))
+        out = np.asarray(out)
+        return out.astype(object).astype(str) if out.dtype.kind in "TO" else out
+
+    def lazy(self, group: str, name: str) -> Any:
+        import dask.array as da
+
+        a = self._array(group, name)
+        return da.from_array(a, chunks=a.shards or a.chunks, asarray=True)
+
+    def array_nbytes_stored(self, group: str, name: str) -> int:
+        return int(self._array(group, name).nbytes_stored())
+
+    def _marker_dir(self, group: str) -> Path:
+        return self.path / PROGRESS_GROUP / group
+
+    def write_marker(self, group: str, unit: int, payload: dict[str, Any]) -> None:
+        self._check_writable()
+        d = self._marker_dir(group)
+        d.mkdir(parents=True, exist_ok=True)
+        final = d / f"unit-{unit:06d}.json"
+        tmp = d / f".unit-{unit:06d}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+
+    def read_markers(self, group: str) -> dict[int, dict[str, Any]]:
+        d = self._marker_dir(group)
+        out: dict[int, dict[str, Any]] = {}
+        if d.is_dir():
+            for f in d.glob("unit-*.json"):
+                try:
+                    out[int(f.stem.split("-")[1])] = json.loads(f.read_text())
+                except (ValueError, json.JSONDecodeError):
+                    continue  # a torn marker counts as not done
+        return out
+
+    def clear_markers(self, group: str) -> None:
+        self._check_writable()
+        shutil.rmtree(self._marker_dir(group), ignore_errors=True)
+        self._marker_dir(group).mkdir(parents=True, exist_ok=True)
