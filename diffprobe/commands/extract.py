@@ -29,10 +29,13 @@ from diffprobe.commands.options import CommaList, flatten
 @click.option("--splits", type=CommaList("str"), multiple=True, help="Only these splits (default: all).")
 @click.option("--strict", is_flag=True, help="Stop at the first image that cannot be decoded.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store made with another configuration.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Start a dask LocalCluster of N worker processes (one per GPU on CUDA).")
+@click.option("--scheduler", default=None, help="Address of an existing dask scheduler (e.g. tcp://host:8786) to run the units on.")
+@click.option("--shard", type=str, default=None, help="Run only shard i of n (i/n) of the units, without a scheduler; then `store finalize`.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config, the arrays to create and the estimated size; write nothing.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
 def extract(data, model, checkpoint, flags, class_label, timesteps, blocks, pools, out, draws, reduce, seed, dtype,
-            precision, batch_size, forward_batch, device, loader_workers, unit_size, splits, strict, overwrite, dry_run, progress) -> None:  # fmt: skip
+            precision, batch_size, forward_batch, device, loader_workers, unit_size, splits, strict, overwrite, workers, scheduler, shard, dry_run, progress) -> None:  # fmt: skip
     """Extract U-Net features of the images in DATA into a store.
 
     DATA is an ImageFolder tree (class = parent folder; optional train/ val/ … split folders) or a
@@ -50,10 +53,22 @@ def extract(data, model, checkpoint, flags, class_label, timesteps, blocks, pool
         class_label=class_label, timesteps=flatten(timesteps), blocks=flatten(blocks), pools=flatten(pools),
         draws=draws, reduce=reduce, seed=seed, dtype=dtype, precision=precision, batch_size=batch_size, forward_batch=forward_batch,
         device=device, loader_workers=loader_workers, unit_size=unit_size, splits=flatten(splits),
-        strict=strict, overwrite=overwrite,
+        strict=strict, overwrite=overwrite, workers=workers, scheduler=scheduler, shard=_parse_shard(shard),
     )  # fmt: skip
     if dry_run:
         click.echo(json.dumps(cfg.to_dict(), indent=1))
     summary = run(cfg, dry_run=dry_run, progress=progress)
     for line in summary.lines():
         click.echo(line)
+
+
+def _parse_shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        i, n = (int(v) for v in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"expected i/n such as 0/4, got {value!r}", param_hint="--shard") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise click.BadParameter(f"need 0 <= i < n, got {value!r}", param_hint="--shard")
+    return i, n

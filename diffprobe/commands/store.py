@@ -80,3 +80,24 @@ def export(src: str, dst: str, overwrite: bool) -> None:
 
     out = export_store(src, dst, overwrite=overwrite)
     click.echo(f"exported {src} → {out}")
+
+
+@store_group.command("finalize")
+@click.argument("store", type=click.Path(exists=True))
+def finalize(store: str) -> None:
+    """After `extract --shard i/n` runs: check every unit is done and consolidate metadata.
+
+    Exits 1 and names the missing units (per split and array) when the store is incomplete.
+    """
+    from diffprobe.store.maintenance import finalize_store
+
+    rep = finalize_store(store)
+    for split, missing in rep.missing_units.items():
+        for name, units in missing.items():
+            shown = ", ".join(map(str, units[:20])) + (" …" if len(units) > 20 else "")
+            click.echo(f"missing: {split}/{name}: units {shown}")
+    if not rep.ok:
+        click.echo("store is NOT complete: run the missing shards (or the plain extract command) again")
+        raise SystemExit(1)
+    n_failed = sum(len(f) for f in rep.failed_items.values())
+    click.echo(f"finalized: every unit is done ({n_failed} failed item(s) recorded); metadata consolidated")

@@ -33,6 +33,9 @@ class ExtractConfig:
         batch_size, device, loader_workers, unit_size: throughput knobs that never change values
             (batch_size = images decoded per step).
         splits: restrict to these splits (empty = all). strict: the first bad image is an error.
+        workers: 0 runs in this process; N > 0 starts a dask LocalCluster of N worker processes
+            (one per GPU on CUDA). scheduler: address of an existing dask scheduler instead.
+        shard: (i, n) runs only units whose global index ≡ i (mod n), without a scheduler.
         overwrite: replace an existing store made with another configuration.
     """
 
@@ -58,6 +61,9 @@ class ExtractConfig:
     splits: tuple[str, ...] = ()
     strict: bool = False
     overwrite: bool = False
+    workers: int = 0
+    scheduler: str | None = None
+    shard: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         def norm(name: str, value: Any) -> None:
@@ -96,6 +102,13 @@ class ExtractConfig:
             (self.forward_batch is None or self.forward_batch >= 1, f"forward_batch must be >= 1, got {self.forward_batch}"),
             (self.loader_workers is None or self.loader_workers >= 0, f"loader_workers must be >= 0, got {self.loader_workers}"),
         ]
+        if self.shard is not None:
+            norm("shard", tuple(int(v) for v in self.shard))
+            i, n = self.shard  # type: ignore[misc]
+            checks.append((n >= 1 and 0 <= i < n, f"shard must be i/n with 0 <= i < n, got {i}/{n}"))
+        checks.append((self.workers >= 0, f"workers must be >= 0, got {self.workers}"))
+        modes = sum([self.workers > 0, self.scheduler is not None, self.shard is not None])
+        checks.append((modes <= 1, "use only one of workers, scheduler and shard"))
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
@@ -109,6 +122,7 @@ class ExtractConfig:
         d["flags"] = dict(self.flags)
         for k in ("timesteps", "blocks", "pools", "splits"):
             d[k] = list(d[k])
+        d["shard"] = list(self.shard) if self.shard else None
         return d
 
     @classmethod

@@ -1,4 +1,4 @@
-"""Running an extraction in this process: data loading, compute, background writes, progress, resume."""
+"""The extraction entry point: plan, prepare the store, run pending units, summarise."""
 
 from __future__ import annotations
 
@@ -12,19 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import torch
-from torch.utils.data import DataLoader
-from tqdm import tqdm
-
-from diffprobe.errors import DataError, StoreError
+from diffprobe.errors import StoreError
 from diffprobe.extract.config import ExtractConfig
-from diffprobe.extract.data import ImageDataset, Item
 from diffprobe.extract.registry import load_backbone
 from diffprobe.extract.run import ComputeSpec, FeatureComputer, default_forward_batch, resolve_device, resolve_precision
+from diffprobe.pipelines.extract_local import loader_workers, run_tasks
 from diffprobe.pipelines.extract_plan import ExtractPlan, make_plan, pending_units, prepare_store
-from diffprobe.store.progress import BackgroundWriter, UnitBuffer, UnitTask
-from diffprobe.store.store import FeatureStore
 
 log = logging.getLogger(__name__)
 
@@ -93,118 +86,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-class _Stage:
-    """Loaded rows waiting for a full forward batch (never more than one unit's worth)."""
-
-    def __init__(self) -> None:
-        self.idx: list[np.ndarray] = []
-        self.x0: list[torch.Tensor] = []
-        self.ok: list[np.ndarray] = []
-        self.err: list[str] = []
-        self.n = 0
-        self.end = 0
-
-    def add(self, idx: np.ndarray, x0: torch.Tensor, ok: np.ndarray, err: list[str]) -> None:
-        self.idx.append(idx)
-        self.x0.append(x0)
-        self.ok.append(ok)
-        self.err += err
-        self.n += len(idx)
-        self.end = int(idx[-1]) + 1
-
-    def take(self, m: int) -> tuple[np.ndarray, torch.Tensor, np.ndarray, list[str]]:
-        idx, x0, ok = np.concatenate(self.idx), torch.cat(self.x0), np.concatenate(self.ok)
-        k = min(m, len(idx))
-        out = idx[:k], x0[:k], ok[:k], self.err[:k]
-        self.idx, self.x0, self.ok, self.err = [idx[k:]], [x0[k:]], [ok[k:]], self.err[k:]
-        self.n -= k
-        return out
-
-
-def _collate(batch: list[tuple[int, np.ndarray, bool, str]]) -> tuple[np.ndarray, torch.Tensor, np.ndarray, list[str]]:
-    idx = np.array([b[0] for b in batch])
-    x = torch.from_numpy(np.stack([b[1] for b in batch]))
-    ok = np.array([b[2] for b in batch])
-    return idx, x, ok, [b[3] for b in batch]
-
-
-def _loader_workers(config: ExtractConfig, device: torch.device) -> int:
-    if config.loader_workers is not None:
-        return config.loader_workers
-    cpus = os.cpu_count() or 1
-    return min(8, cpus) if device.type == "cuda" else min(2, max(cpus - 1, 0))
-
-
-def batches_of(tasks: list[UnitTask], batch_size: int) -> list[list[int]]:
-    """Index batches that never straddle two units."""
-    out = []
-    for t in tasks:
-        out += [list(range(s, min(s + batch_size, t.stop))) for s in range(t.start, t.stop, batch_size)]
-    return out
-
-
-def run_tasks(
-    store: FeatureStore,
-    plan: ExtractPlan,
-    tasks: list[UnitTask],
-    computer: FeatureComputer,
-    workers: int,
-    progress: bool | None = None,
-) -> tuple[int, int, list[tuple[str, str, str]], int]:
-    """Compute and write ``tasks``. Returns (items, forwards, failures, bytes written)."""
-    cfg = plan.config
-    writer = BackgroundWriter(store)
-    items = forwards = 0
-    failures: list[tuple[str, str, str]] = []
-    total = sum(t.size for t in tasks)
-    bar = tqdm(total=total, unit="img", desc="extract", disable=None if progress is None else not progress, smoothing=0.1)
-    try:
-        for split in dict.fromkeys(t.split for t in tasks):
-            split_tasks = [t for t in tasks if t.split == split]
-            split_items: list[Item] = plan.data.splits[split]
-            ds = ImageDataset(split_items, plan.adm.image_size)
-            loader = DataLoader(
-                ds,  # type: ignore[arg-type]
-                batch_sampler=batches_of(split_tasks, cfg.batch_size),
-                num_workers=workers,
-                pin_memory=computer.device.type == "cuda",
-                collate_fn=_collate,
-                persistent_workers=False,
-            )
-            it = iter(split_tasks)
-            task = next(it)
-            buf = UnitBuffer(task, plan.shapes, cfg.dtype)
-            stage = _Stage()
-            for idx, x0, ok, errs in loader:
-                if idx[0] >= task.stop:
-                    task = next(it)
-                    buf = UnitBuffer(task, plan.shapes, cfg.dtype)
-                for i, good, e in zip(idx, ok, errs):
-                    if not good:
-                        if cfg.strict:
-                            raise DataError(f"cannot decode {split_items[i].path}: {e} (--strict stops at the first bad image)")
-                        log.warning("cannot decode %s (%s); recorded as failed", split_items[i].path, e)
-                stage.add(idx, x0, ok, errs)
-                # Forward batches are aligned to the unit start, so each item's batch-mates do not
-                # depend on the loader batch size.
-                unit_end = stage.end >= task.stop
-                while stage.n >= plan.forward_batch or (unit_end and stage.n):
-                    b_idx, b_x0, b_ok, b_err = stage.take(plan.forward_batch)
-                    feats = computer.compute(b_x0, [split_items[i].id for i in b_idx], task.keys)
-                    bad = [(split_items[i].id, e) for i, good, e in zip(b_idx, b_ok, b_err) if not good]
-                    buf.add(int(b_idx[0]), feats, b_ok, bad)
-                    items += len(b_idx)
-                    forwards += len(b_idx) * len({k.t for k in task.keys}) * cfg.draws
-                    bar.update(len(b_idx))
-                if buf.complete:
-                    failures += [(split, i, e) for i, e in buf.failures]
-                    writer.submit(buf)
-    finally:
-        bar.close()
-        writer.close()  # finishes every complete unit already submitted; partial units are dropped
-    return items, forwards, failures, writer.bytes_written
-
-
 def extract(config: ExtractConfig, *, dry_run: bool = False, progress: bool | None = None) -> ExtractSummary:
     """Extract features for ``config`` into its store (the library entry point of ``diffprobe extract``).
 
@@ -222,30 +103,51 @@ def extract(config: ExtractConfig, *, dry_run: bool = False, progress: bool | No
     t0 = time.perf_counter()
     store = prepare_store(plan)
     try:
-        tasks = pending_units(store, plan)
-        n_units = sum(len(store.units(s)) for s in plan.data.splits)
+        tasks = pending_units(store, plan, config.shard)
+        n_all = sum(len(store.units(s)) for s in plan.data.splits)
+        n_units = n_all if config.shard is None else len(range(config.shard[0], n_all, config.shard[1]))
         summary = ExtractSummary(str(store.path), plan.hash, n_units, len(tasks), n_units - len(tasks), 0, 0)
         if tasks:
-            bb = load_backbone(config.model, config.checkpoint, device=device, class_label=config.class_label, **config.flag_dict)
             spec = ComputeSpec(config.seed, config.draws, config.reduce, precision, config.dtype, plan.forward_batch)
-            computer = FeatureComputer(bb, device, spec)
-            log.info("extracting %d units on %s (%s) into %s", len(tasks), device, precision, store.path)
+            where = f"shard {config.shard[0]}/{config.shard[1]}, " if config.shard else ""
             with _sigterm_as_interrupt():
                 try:
-                    items, fwd, fails, nbytes = run_tasks(store, plan, tasks, computer, _loader_workers(config, device), progress)
+                    if config.workers or config.scheduler:
+                        result = _run_on_dask(plan, tasks, spec, device, progress)
+                    else:
+                        bb = load_backbone(config.model, config.checkpoint, device=device, class_label=config.class_label, **config.flag_dict)
+                        log.info("extracting %d units (%s%s, %s) into %s", len(tasks), where, device, precision, store.path)
+                        computer = FeatureComputer(bb, device, spec)
+                        result = run_tasks(store, plan, tasks, computer, loader_workers(config, device), progress)
                 except KeyboardInterrupt:
                     log.warning(
                         "interrupted: finished units are saved; the units in flight were discarded. "
                         "Re-run the same command to resume."
                     )
                     raise
-            summary.items, summary.forwards, summary.failures, summary.bytes_written = items, fwd, fails, nbytes
+            summary.items, summary.forwards, summary.failures, summary.bytes_written = result
         summary.seconds = time.perf_counter() - t0
     finally:
         store.close()
     for line in summary.lines():
         log.info(line)
     return summary
+
+
+def _run_on_dask(plan: ExtractPlan, tasks: list, spec: ComputeSpec, device: Any, progress: bool | None) -> tuple:
+    from diffprobe.pipelines.extract_dask import WorkerSpec, run_distributed
+
+    cfg = plan.config
+    workers = cfg.workers
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers and device.type == "cpu" else 0
+    wspec = WorkerSpec(
+        store=str(cfg.out), model=cfg.model, checkpoint=cfg.checkpoint, flags=cfg.flags, class_label=cfg.class_label,
+        device="cuda" if device.type == "cuda" and workers else str(device), compute=spec,
+        shapes=tuple(plan.shapes.items()), image_size=plan.adm.image_size, strict=cfg.strict, threads=threads,
+    )  # fmt: skip
+    where = f"scheduler {cfg.scheduler}" if cfg.scheduler else f"{workers} local dask workers"
+    log.info("extracting %d units on %s into %s", len(tasks), where, cfg.out)
+    return run_distributed(plan, tasks, wspec, workers, cfg.scheduler, device, progress)
 
 
 def _dry_run_summary(plan: ExtractPlan) -> ExtractSummary:

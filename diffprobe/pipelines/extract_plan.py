@@ -6,7 +6,10 @@ workers only ever write whole shards of existing arrays and their done markers.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,10 +146,32 @@ def _merged_config(stored: dict[str, Any], config: ExtractConfig) -> dict[str, A
     return new
 
 
+@contextlib.contextmanager
+def store_lock(out: Path) -> Iterator[None]:
+    """An exclusive lock beside the store, so concurrent coordinators (``--shard`` processes)
+    create it once and never interleave metadata updates."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def prepare_store(plan: ExtractPlan) -> FeatureStore:
     """Create or open the store, refuse a different identity, and create missing splits and arrays."""
+    out = Path(plan.config.out).expanduser()
+    if plan.config.overwrite and plan.config.shard is not None:
+        raise ConfigError("--overwrite cannot be combined with --shard (each shard would replace the others' work)")
+    if format_for_path(out) == "hdf5" and (plan.config.shard or plan.config.workers or plan.config.scheduler):
+        raise ConfigError("HDF5 stores take one writer: use a Zarr directory for --workers, --scheduler or --shard")
+    with store_lock(out):
+        return _prepare_store(plan, out)
+
+
+def _prepare_store(plan: ExtractPlan, out: Path) -> FeatureStore:
     cfg = plan.config
-    out = Path(cfg.out).expanduser()
     exists = out.exists()
     if exists and not cfg.overwrite:
         try:
@@ -188,6 +213,7 @@ def prepare_store(plan: ExtractPlan) -> FeatureStore:
                 row = _prod(shape) * (2 if cfg.dtype == "float16" else 4)
                 attrs = {"kind": "feature", "t": k.t, "block": k.block, "pool": k.pool, "module": plan.blocks[k.block].path}
                 store.backend.create_array(split, str(k), (len(items), *shape), cfg.dtype, chunk_items(unit, row), unit, tuple(dims), attrs)
+    store.backend.consolidate()
     store.backend.flush()
     return store
 
@@ -210,15 +236,22 @@ def _create_split(store: FeatureStore, plan: ExtractPlan, split: str, items: lis
     assert set(b.arrays(split)) >= set(ITEM_ARRAYS)
 
 
-def pending_units(store: FeatureStore, plan: ExtractPlan) -> list[UnitTask]:
-    """Units with at least one requested key not yet marked done."""
+def pending_units(store: FeatureStore, plan: ExtractPlan, shard: tuple[int, int] | None = None) -> list[UnitTask]:
+    """Units with at least one requested key not yet marked done.
+
+    With ``shard=(i, n)``, only units whose global index (over all splits, in order) is ≡ i mod n:
+    the assignment never depends on what is already done, so shards never overlap.
+    """
     tasks = []
+    g = 0
     for split in plan.data.splits:
         markers = store.markers(split)
         for u, (start, stop) in enumerate(store.units(split)):
+            mine = shard is None or g % shard[1] == shard[0]
+            g += 1
             done = tuple(markers.get(u, {}).get("keys", ()))
             todo = tuple(k for k in plan.keys if str(k) not in done)
-            if todo:
+            if todo and mine:
                 tasks.append(UnitTask(split, u, start, stop, todo, done))
     return tasks
 

@@ -103,6 +103,9 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def clear_markers(self, group: str) -> None: ...
 
+    def consolidate(self) -> None:
+        """Write consolidated metadata for fast external readers (no-op where not applicable)."""
+
     def flush(self) -> None:
         """Make everything written so far durable (no-op where writes are already durable)."""
 

@@ -125,3 +125,29 @@ def export_store(src: str | Path, dst: str | Path, overwrite: bool = False) -> P
             out.close()
     log.info("exported %s → %s", src, dst_p)
     return dst_p
+
+
+def finalize_store(path: str | Path) -> VerifyReport:
+    """After sharded runs: check every unit is done, then consolidate metadata and record it.
+
+    The store is only marked finalized when complete; the report names what is missing.
+    """
+    with open_store(path, mode="a") as s:
+        rep = VerifyReport()
+        for split in s.splits:
+            marks = s.markers(split)
+            n = len(s.units(split))
+            rep.missing_units[split] = {
+                name: [u for u in range(n) if name not in marks.get(u, {}).get("keys", ())]
+                for name in s.keys(split)
+                if FeatureKey.is_key(name)
+            }
+            rep.missing_units[split] = {k: v for k, v in rep.missing_units[split].items() if v}
+            rep.failed_items[split] = [tuple(f) for m in marks.values() for f in m.get("failed", [])]  # type: ignore[misc]
+        if rep.ok:
+            import datetime as _dt
+
+            s.backend.update_root_attrs({"finalized": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+            s.backend.consolidate()
+            s.backend.flush()
+    return rep

@@ -42,7 +42,8 @@ class ZarrBackend(Backend):
         if mode in ("r", "a") and not (path / "zarr.json").is_file():
             raise StoreError(f"no store at {path} (expected a Zarr v3 directory with zarr.json)")
         try:
-            self.root = zarr.open_group(str(path), mode="r" if mode == "r" else "a", zarr_format=3)
+            # Never trust consolidated metadata here: it can lag behind arrays added later.
+            self.root = zarr.open_group(str(path), mode="r" if mode == "r" else "a", zarr_format=3, use_consolidated=False)
         except Exception as e:  # zarr raises several types for a corrupt hierarchy
             raise StoreError(f"cannot open {path} as a Zarr store: {e}") from None
         if mode == "w":
@@ -151,6 +152,12 @@ class ZarrBackend(Backend):
 
     def array_nbytes_stored(self, group: str, name: str) -> int:
         return int(self._array(group, name).nbytes_stored())
+
+    def consolidate(self) -> None:
+        self._check_writable()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(str(self.path))
 
     def _marker_dir(self, group: str) -> Path:
         return self.path / PROGRESS_GROUP / group

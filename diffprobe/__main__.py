@@ -1,0 +1,5 @@
+"""``python -m diffprobe`` runs the command line."""
+
+from diffprobe.cli import main
+
+main()

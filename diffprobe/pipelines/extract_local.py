@@ -1,0 +1,142 @@
+"""Running extraction units in this process: DataLoader decoding, aligned forward batches, background writes."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from diffprobe.errors import DataError
+from diffprobe.extract.config import ExtractConfig
+from diffprobe.extract.data import ImageDataset, Item
+from diffprobe.extract.run import FeatureComputer
+from diffprobe.pipelines.extract_plan import ExtractPlan
+from diffprobe.store.progress import BackgroundWriter, UnitBuffer, UnitTask
+from diffprobe.store.store import FeatureStore
+
+log = logging.getLogger(__name__)
+
+#: (global item indices (B,), clean images (B, 3, S, S), decoded ok (B,), decode errors)
+Chunk = tuple[np.ndarray, torch.Tensor, np.ndarray, list[str]]
+
+
+def report_bad(items: Sequence[Item] | Mapping[int, Item], idx: np.ndarray, ok: np.ndarray, errs: list[str], strict: bool) -> None:
+    """Warn about (or, with ``strict``, stop at) images that could not be decoded."""
+    for i, good, e in zip(idx, ok, errs):
+        if not good:
+            if strict:
+                raise DataError(f"cannot decode {items[i].path}: {e} (--strict stops at the first bad image)")
+            log.warning("cannot decode %s (%s); recorded as failed", items[i].path, e)
+
+
+def compute_chunk(computer: FeatureComputer, buf: UnitBuffer, items: Sequence[Item] | Mapping[int, Item], chunk: Chunk) -> int:
+    """Run one forward batch of a unit into its buffer. Returns rows × U-Net forwards."""
+    idx, x0, ok, errs = chunk
+    feats = computer.compute(x0, [items[i].id for i in idx], buf.task.keys)
+    bad = [(items[i].id, e) for i, good, e in zip(idx, ok, errs) if not good]
+    buf.add(int(idx[0]), feats, ok, bad)
+    return len(idx) * len({k.t for k in buf.task.keys}) * computer.spec.draws
+
+
+class Stage:
+    """Loaded rows waiting for a full forward batch (never more than one unit's worth)."""
+
+    def __init__(self) -> None:
+        self.parts: list[Chunk] = []
+        self.n = 0
+        self.end = 0
+
+    def add(self, chunk: Chunk) -> None:
+        self.parts.append(chunk)
+        self.n += len(chunk[0])
+        self.end = int(chunk[0][-1]) + 1
+
+    def take(self, m: int) -> Chunk:
+        idx = np.concatenate([p[0] for p in self.parts])
+        x0 = torch.cat([p[1] for p in self.parts])
+        ok = np.concatenate([p[2] for p in self.parts])
+        err = [e for p in self.parts for e in p[3]]
+        k = min(m, len(idx))
+        self.parts = [(idx[k:], x0[k:], ok[k:], err[k:])] if k < len(idx) else []
+        self.n -= k
+        return idx[:k], x0[:k], ok[:k], err[:k]
+
+
+def collate(batch: list[tuple[int, np.ndarray, bool, str]]) -> Chunk:
+    idx = np.array([b[0] for b in batch])
+    x = torch.from_numpy(np.stack([b[1] for b in batch]))
+    ok = np.array([b[2] for b in batch])
+    return idx, x, ok, [b[3] for b in batch]
+
+
+def loader_workers(config: ExtractConfig, device: torch.device) -> int:
+    """Decoding processes: as configured, else up to 8 on GPU and (cores − 1) ≤ 2 on CPU."""
+    if config.loader_workers is not None:
+        return config.loader_workers
+    cpus = os.cpu_count() or 1
+    return min(8, cpus) if device.type == "cuda" else min(2, max(cpus - 1, 0))
+
+
+def batches_of(tasks: list[UnitTask], batch_size: int) -> list[list[int]]:
+    """Loader index batches that never straddle two units."""
+    out = []
+    for t in tasks:
+        out += [list(range(s, min(s + batch_size, t.stop))) for s in range(t.start, t.stop, batch_size)]
+    return out
+
+
+def run_tasks(
+    store: FeatureStore,
+    plan: ExtractPlan,
+    tasks: list[UnitTask],
+    computer: FeatureComputer,
+    workers: int,
+    progress: bool | None = None,
+) -> tuple[int, int, list[tuple[str, str, str]], int]:
+    """Compute and write ``tasks`` in this process. Returns (items, forwards, failures, bytes written)."""
+    cfg = plan.config
+    writer = BackgroundWriter(store)
+    items = forwards = 0
+    failures: list[tuple[str, str, str]] = []
+    bar = tqdm(total=sum(t.size for t in tasks), unit="img", desc="extract", disable=None if progress is None else not progress, smoothing=0.1)
+    try:
+        for split in dict.fromkeys(t.split for t in tasks):
+            split_tasks = [t for t in tasks if t.split == split]
+            split_items: list[Item] = plan.data.splits[split]
+            loader = DataLoader(
+                ImageDataset(split_items, plan.adm.image_size),  # type: ignore[arg-type]
+                batch_sampler=batches_of(split_tasks, cfg.batch_size),
+                num_workers=workers,
+                pin_memory=computer.device.type == "cuda",
+                collate_fn=collate,
+            )
+            it = iter(split_tasks)
+            task = next(it)
+            buf = UnitBuffer(task, plan.shapes, cfg.dtype)
+            stage = Stage()
+            for chunk in loader:
+                if chunk[0][0] >= task.stop:
+                    task = next(it)
+                    buf = UnitBuffer(task, plan.shapes, cfg.dtype)
+                report_bad(split_items, chunk[0], chunk[2], chunk[3], cfg.strict)
+                stage.add(chunk)
+                # Forward batches are aligned to the unit start: an item's batch-mates never
+                # depend on the loader batch size.
+                unit_end = stage.end >= task.stop
+                while stage.n >= plan.forward_batch or (unit_end and stage.n):
+                    part = stage.take(plan.forward_batch)
+                    forwards += compute_chunk(computer, buf, split_items, part)
+                    items += len(part[0])
+                    bar.update(len(part[0]))
+                if buf.complete:
+                    failures += [(split, i, e) for i, e in buf.failures]
+                    writer.submit(buf)
+    finally:
+        bar.close()
+        writer.close()  # finishes every complete unit already submitted; partial units are dropped
+    return items, forwards, failures, writer.bytes_written
