@@ -190,3 +190,42 @@ def test_killed_run_resumes_to_identical_arrays(small_manifest, small_store, tmp
     with diffprobe.open_store(out) as a, diffprobe.open_store(small_store) as ref:
         for k in a.keys("val"):
             assert a.read("val", k).tobytes() == ref.read("val", k).tobytes()
+
+
+def test_compile_falls_back_to_eager_with_a_log_line(fmnist_backbone, monkeypatch, caplog):
+    from diffprobe.extract.run import ComputeSpec, FeatureComputer
+    from diffprobe.store.layout import FeatureKey
+
+    def broken_compile(fn, **kw):
+        def call(*a, **k):
+            raise RuntimeError("no C++ compiler found")
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    keys = [FeatureKey(150, 13, 2)]
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    eager = FeatureComputer(fmnist_backbone, torch.device("cpu"), ComputeSpec(0, 1, "mean", "fp32", "float32", 4))
+    comp = FeatureComputer(fmnist_backbone, torch.device("cpu"), ComputeSpec(0, 1, "mean", "fp32", "float32", 4, compile=True))
+    with caplog.at_level("WARNING"):
+        out = comp.compute(x, list("abcd"), keys)
+    assert "torch.compile failed (RuntimeError: no C++ compiler found); running eagerly" in caplog.text
+    assert np.array_equal(out[keys[0]], eager.compute(x, list("abcd"), keys)[keys[0]])
+    assert np.array_equal(comp.compute(x, list("abcd"), keys)[keys[0]], out[keys[0]])  # stays eager
+
+
+@pytest.mark.gpu
+def test_gpu_bf16_features_close_to_fp32(fmnist_backbone):
+    from diffprobe.extract.run import ComputeSpec, FeatureComputer
+    from diffprobe.store.layout import FeatureKey
+
+    bb = diffprobe.load_backbone("adm-32-fmnist", FMNIST.parent / "adm32_fmnist_ema.pt", device="cuda")
+    keys = [FeatureKey(150, 10, 1), FeatureKey(150, 13, 2)]
+    x = torch.rand(64, 3, 32, 32) * 2 - 1
+    ids = [str(i) for i in range(64)]
+    ref = FeatureComputer(fmnist_backbone, torch.device("cpu"), ComputeSpec(0, 1, "mean", "fp32", "float32", 64)).compute(x, ids, keys)
+    for prec, tol in (("fp32", 1e-3), ("bf16", 5e-2), ("fp16", 1e-2)):
+        got = FeatureComputer(bb, torch.device("cuda"), ComputeSpec(0, 1, "mean", prec, "float32", 64)).compute(x, ids, keys)
+        for k in keys:
+            rel = np.abs(got[k] - ref[k]).max() / np.abs(ref[k]).max()
+            assert rel < tol, (prec, k, rel)

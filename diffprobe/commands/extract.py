@@ -23,6 +23,7 @@ from diffprobe.commands.options import CommaList, flatten
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True, help="Compute precision (auto: bf16 on GPU, fp32 on CPU).")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True, help="Images decoded per step.")
 @click.option("--forward-batch", type=click.IntRange(min=1), default=None, help="Rows per U-Net forward (default 16 on CPU, 64 on GPU); fixed so bytes never depend on batching.")
+@click.option("--compile", "compile_", is_flag=True, help="Run the forward through torch.compile (falls back to eager if unavailable).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 …")
 @click.option("--loader-workers", type=click.IntRange(min=0), default=None, help="Image decoding processes (default: automatic).")
 @click.option("--unit-size", type=click.IntRange(min=1), default=None, help="Items per work unit (= per shard); default: automatic.")
@@ -35,7 +36,7 @@ from diffprobe.commands.options import CommaList, flatten
 @click.option("--dry-run", is_flag=True, help="Print the resolved config, the arrays to create and the estimated size; write nothing.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
 def extract(data, model, checkpoint, flags, class_label, timesteps, blocks, pools, out, draws, reduce, seed, dtype,
-            precision, batch_size, forward_batch, device, loader_workers, unit_size, splits, strict, overwrite, workers, scheduler, shard, dry_run, progress) -> None:  # fmt: skip
+            precision, batch_size, forward_batch, compile_, device, loader_workers, unit_size, splits, strict, overwrite, workers, scheduler, shard, dry_run, progress) -> None:  # fmt: skip
     """Extract U-Net features of the images in DATA into a store.
 
     DATA is an ImageFolder tree (class = parent folder; optional train/ val/ … split folders) or a
@@ -51,7 +52,7 @@ def extract(data, model, checkpoint, flags, class_label, timesteps, blocks, pool
     cfg = ExtractConfig(
         data=data, out=out, model=model, checkpoint=checkpoint, flags=tuple(load_flags(flags).items()),
         class_label=class_label, timesteps=flatten(timesteps), blocks=flatten(blocks), pools=flatten(pools),
-        draws=draws, reduce=reduce, seed=seed, dtype=dtype, precision=precision, batch_size=batch_size, forward_batch=forward_batch,
+        draws=draws, reduce=reduce, seed=seed, dtype=dtype, precision=precision, batch_size=batch_size, forward_batch=forward_batch, compile=compile_,
         device=device, loader_workers=loader_workers, unit_size=unit_size, splits=flatten(splits),
         strict=strict, overwrite=overwrite, workers=workers, scheduler=scheduler, shard=_parse_shard(shard),
     )  # fmt: skip

@@ -20,7 +20,7 @@ from diffprobe.errors import CheckpointError, CheckpointNotFoundError
 
 #: Keys under which training checkpoints commonly nest the model's state dict, in preference order.
 WRAPPER_KEYS = ("ema", "ema_model", "model_ema", "state_dict", "model_state_dict", "model", "module", "net")
-_STRIP_PREFIXES = ("module.", "_orig_mod.", "model.")
+_STRIP_PREFIXES = ("module.", "_orig_mod.", "model.", "net.")
 
 
 def file_sha256(path: str | Path) -> str:

@@ -30,6 +30,8 @@ class ExtractConfig:
         forward_batch: rows per U-Net forward (None: 16 on CPU, 64 on GPU). Every forward has exactly
             this shape (short batches are padded), so stored bytes never depend on batching; it is
             part of the store's identity.
+        compile: run the forward through torch.compile (falls back to eager, with a log line, where
+            it is unavailable); part of the identity since fused kernels round differently.
         batch_size, device, loader_workers, unit_size: throughput knobs that never change values
             (batch_size = images decoded per step).
         splits: restrict to these splits (empty = all). strict: the first bad image is an error.
@@ -55,6 +57,7 @@ class ExtractConfig:
     precision: str = "auto"
     batch_size: int = 64
     forward_batch: int | None = None
+    compile: bool = False
     device: str = "auto"
     loader_workers: int | None = None
     unit_size: int | None = None

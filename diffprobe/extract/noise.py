@@ -124,9 +124,10 @@ def noise_like(
         ts = ts * n
     if len(ts) != n:
         raise ValueError(f"got {len(ts)} timesteps for a batch of {n}")
-    out = torch.empty((n, *x0.shape[1:]), dtype=torch.float32)
+    # Generated on the CPU (one generator per item); pinned so that the copy to a GPU is async.
+    out = torch.empty((n, *x0.shape[1:]), dtype=torch.float32, pin_memory=x0.is_cuda)
     gen = torch.Generator(device="cpu")
     for i, (item, ti) in enumerate(zip(ids, ts)):
         gen.manual_seed(item_seed(seed, item, int(ti), draw))
         torch.randn(x0.shape[1:], generator=gen, out=out[i])
-    return out.to(device=x0.device, dtype=x0.dtype)
+    return out.to(device=x0.device, dtype=x0.dtype, non_blocking=True)

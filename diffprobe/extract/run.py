@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +66,7 @@ class ComputeSpec:
     precision: str
     out_dtype: str
     forward_batch: int
+    compile: bool = False
 
 
 def group_by_t(keys: Sequence[FeatureKey]) -> dict[int, list[FeatureKey]]:
@@ -82,6 +83,37 @@ class FeatureComputer:
         self.backbone = backbone
         self.device = device
         self.spec = spec
+        self._features: Callable[..., dict[int, torch.Tensor]] = backbone.features
+        if spec.compile:
+            self._features = self._compiled()
+
+    def _compiled(self) -> Callable[..., dict[int, torch.Tensor]]:
+        """``backbone.features`` through torch.compile; on any failure (no compiler, unsupported
+        platform) log one clear line and fall back to eager mode."""
+        try:
+            compiled = torch.compile(self.backbone.features, dynamic=False)
+        except Exception as e:  # torch.compile raises many types depending on the platform
+            log.warning("torch.compile is not available (%s); running eagerly", e)
+            return self.backbone.features
+        state = {"ok": None}
+
+        def call(*args: object, **kwargs: object) -> dict[int, torch.Tensor]:
+            if state["ok"] is False:
+                return self.backbone.features(*args, **kwargs)  # type: ignore[arg-type]
+            try:
+                out = compiled(*args, **kwargs)
+                if state["ok"] is None:
+                    log.info("torch.compile: compiled the forward pass")
+                state["ok"] = True
+                return out
+            except Exception as e:
+                if state["ok"]:
+                    raise  # it worked before: a real error, not a compile failure
+                log.warning("torch.compile failed (%s: %s); running eagerly", type(e).__name__, str(e).splitlines()[0][:200])
+                state["ok"] = False
+                return self.backbone.features(*args, **kwargs)  # type: ignore[arg-type]
+
+        return call
 
     def _pool(self, f: torch.Tensor, pool: int | None) -> torch.Tensor:
         f = f.float()
@@ -93,7 +125,7 @@ class FeatureComputer:
             eps = noise_like(x0, ids, t, self.spec.seed, draw)
             x_t = q_sample(x0, t, eps, self.backbone.schedule)
             with autocast(self.spec.precision, self.device):
-                feats = self.backbone.features(x_t, t, blocks)
+                feats = self._features(x_t, t, blocks)
             yield {k: self._pool(feats[k.block], k.pool) for k in keys}
 
     @torch.inference_mode()

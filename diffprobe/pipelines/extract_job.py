@@ -108,7 +108,7 @@ def extract(config: ExtractConfig, *, dry_run: bool = False, progress: bool | No
         n_units = n_all if config.shard is None else len(range(config.shard[0], n_all, config.shard[1]))
         summary = ExtractSummary(str(store.path), plan.hash, n_units, len(tasks), n_units - len(tasks), 0, 0)
         if tasks:
-            spec = ComputeSpec(config.seed, config.draws, config.reduce, precision, config.dtype, plan.forward_batch)
+            spec = ComputeSpec(config.seed, config.draws, config.reduce, precision, config.dtype, plan.forward_batch, config.compile)
             where = f"shard {config.shard[0]}/{config.shard[1]}, " if config.shard else ""
             with _sigterm_as_interrupt():
                 try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -82,6 +83,16 @@ def loader_workers(config: ExtractConfig, device: torch.device) -> int:
     return min(8, cpus) if device.type == "cuda" else min(2, max(cpus - 1, 0))
 
 
+def _warn_if_input_bound(waited: float, total: float, workers: int) -> None:
+    """Say so when the device waited for decoded images for a large share of the time."""
+    if total > 10 and waited / total > 0.25:
+        log.warning(
+            "decoding is the bottleneck: %.0f%% of %.0f s was spent waiting for images "
+            "(%d loader workers); raise --loader-workers or store images smaller",
+            100 * waited / total, total, workers,
+        )  # fmt: skip
+
+
 def batches_of(tasks: list[UnitTask], batch_size: int) -> list[list[int]]:
     """Loader index batches that never straddle two units."""
     out = []
@@ -119,7 +130,11 @@ def run_tasks(
             task = next(it)
             buf = UnitBuffer(task, plan.shapes, cfg.dtype)
             stage = Stage()
+            t_split = time.perf_counter()
+            waited = 0.0
+            t_wait = time.perf_counter()
             for chunk in loader:
+                waited += time.perf_counter() - t_wait
                 if chunk[0][0] >= task.stop:
                     task = next(it)
                     buf = UnitBuffer(task, plan.shapes, cfg.dtype)
@@ -136,6 +151,8 @@ def run_tasks(
                 if buf.complete:
                     failures += [(split, i, e) for i, e in buf.failures]
                     writer.submit(buf)
+                t_wait = time.perf_counter()
+            _warn_if_input_bound(waited, time.perf_counter() - t_split, workers)
     finally:
         bar.close()
         writer.close()  # finishes every complete unit already submitted; partial units are dropped

@@ -114,6 +114,7 @@ def make_plan(config: ExtractConfig, precision: str, forward_batch: int) -> Extr
         "dtype": config.dtype,
         "precision": precision,
         "forward_batch": forward_batch,
+        "compile": config.compile,
         "class_names": data.class_names,
         "data": {s: data.fingerprint(s) for s in sorted(data.splits)},
     }

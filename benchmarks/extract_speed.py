@@ -1,0 +1,167 @@
+"""Extraction speed: the reference code's style vs diffprobe's path, on one device, in one run.
+
+(a) reference style: the whole U-Net in fp16 weights (fp32 on CPU, which has no fast fp16 conv),
+    run to the end, the block taken by a forward hook, then pooled;
+(b) diffprobe: deterministic noise, q_sample, forward stopped after the block under autocast
+    (bf16 on GPU), pooling on the device, features copied to the host — the extraction loop's own
+    FeatureComputer; optionally through torch.compile;
+(c) with --e2e: the whole `diffprobe.extract` (decode PNGs, compute, write a Zarr store) for p=2
+    features and for the block's native map, against (b)'s compute-only rate.
+
+Utilisation = GFLOP per image (torch's FlopCounterMode) × img/s, against a dense matmul measured in
+the same run (bf16 on GPU, fp32 on CPU). Random weights by default; a small model on CPU.
+
+    python benchmarks/extract_speed.py                       # CPU: adm-32-fmnist, block 13
+    python benchmarks/extract_speed.py --model adm-256-uncond --block 24 --batch 64 --compile --e2e   # GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+import diffprobe
+from diffprobe.extract.run import ComputeSpec, FeatureComputer, resolve_device, resolve_precision
+from diffprobe.store.layout import FeatureKey
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, iters: int, warmup: int = 2) -> float:
+    """Median seconds per call."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def matmul_tflops(device: torch.device) -> float:
+    n = 8192 if device.type == "cuda" else 1024
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    s = timed(lambda: a @ b, device, iters=10)
+    return 2 * n**3 / s / 1e12
+
+
+def gflop_per_image(bb: diffprobe.Backbone, block: int | None, device: torch.device) -> float:
+    x = torch.zeros(2, 3, bb.image_size, bb.image_size, device=device)
+    with FlopCounterMode(display=False) as fc, torch.inference_mode():
+        bb(x, 90) if block is None else bb.features(x, 90, [block])
+    return fc.get_total_flops() / 2 / 1e9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="preset (default: adm-256-uncond on GPU, adm-32-fmnist on CPU)")
+    ap.add_argument("--block", type=int, default=None, help="block (default 24 for 37-block models, else the middle + 3)")
+    ap.add_argument("--batch", type=int, default=None, help="images per forward (default 64 on GPU, 16 on CPU)")
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--compile", action="store_true", help="also time diffprobe's path through torch.compile")
+    ap.add_argument("--e2e", action="store_true", help="also time the whole extraction (decode, compute, write)")
+    ap.add_argument("--e2e-images", type=int, default=None)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    device = resolve_device(args.device)
+    gpu = device.type == "cuda"
+    model = args.model or ("adm-256-uncond" if gpu else "adm-32-fmnist")
+    batch = args.batch or (64 if gpu else 16)
+    bb = diffprobe.load_backbone(model, device=device)
+    block = args.block or (24 if len(bb.blocks) == 37 else len(bb.blocks) // 2 + 4)
+    info = bb.block(block)
+    name = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; model {model} (random weights), block {block} ({info.channels}×{info.height}×{info.width}), batch {batch}")
+
+    x0 = torch.rand(batch, 3, bb.image_size, bb.image_size, device=device) * 2 - 1
+    ids = [str(i) for i in range(batch)]
+
+    # (a) the reference style
+    ref_dtype = torch.float16 if gpu else torch.float32
+    ref_net = diffprobe.load_backbone(model, device=device, dtype=ref_dtype)
+    ref_net.load_state_dict(bb.state_dict())
+    grabbed: dict[str, torch.Tensor] = {}
+    module = dict(ref_net.net.named_modules())[info.path]
+    module.register_forward_hook(lambda m, a, o: grabbed.__setitem__("f", o))
+    eps = torch.randn_like(x0)
+
+    def reference() -> None:
+        with torch.no_grad():
+            x_t = diffprobe.q_sample(x0, 90, eps, bb.schedule).to(ref_dtype)
+            ref_net(x_t, 90)
+            F.adaptive_avg_pool2d(grabbed["f"].float(), 2).cpu()
+
+    precision = resolve_precision("auto", device)
+    rows = []
+    s_ref = timed(reference, device, args.iters)
+    rows.append(("reference: fp16 weights, full forward, hook" if gpu else "reference: fp32, full forward, hook", s_ref))
+    computer = FeatureComputer(bb, device, ComputeSpec(0, 1, "mean", precision, "float16", batch))
+    key = [FeatureKey(90, block, 2)]
+    s_ours = timed(lambda: computer.compute(x0, ids, key), device, args.iters)
+    rows.append((f"diffprobe: early exit, {precision}, pooled on device", s_ours))
+    if args.compile:
+        cc = FeatureComputer(bb, device, ComputeSpec(0, 1, "mean", precision, "float16", batch, compile=True))
+        s_c = timed(lambda: cc.compute(x0, ids, key), device, args.iters, warmup=3)
+        rows.append((f"diffprobe: early exit, {precision}, torch.compile", s_c))
+
+    gf_block = gflop_per_image(bb, block, device)
+    gf_full = gflop_per_image(bb, None, device)
+    peak = matmul_tflops(device)
+    print(f"GFLOP/image: {gf_block:.1f} to block {block}, {gf_full:.1f} full forward; dense matmul: {peak:.1f} TFLOP/s")
+    print(f"{'path':<52} {'img/s':>9} {'× ref':>7} {'TFLOP/s':>8} {'util':>6}")
+    for label, s in rows:
+        ips = batch / s
+        gf = gf_full if label.startswith("reference") else gf_block
+        tf = gf * ips / 1e3
+        print(f"{label:<52} {ips:>9.1f} {s_ref / s:>7.2f} {tf:>8.2f} {tf / peak:>6.1%}")
+    best = min(s for _, s in rows[1:])
+
+    if args.e2e:
+        e2e(bb, model, block, batch, device, batch / best, args.e2e_images or (4 if gpu else 1) * 256, args.compile)
+
+
+def e2e(bb: diffprobe.Backbone, model: str, block: int, batch: int, device: torch.device, compute_ips: float, n: int, compile_: bool) -> None:
+    """The whole pipeline on synthetic PNGs: decoding, compute, background writes."""
+    from PIL import Image
+
+    info = bb.block(block)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "imgs" / "c0"
+        root.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (bb.image_size, bb.image_size, 3), dtype=np.uint8)).save(root / f"{i:06d}.png")
+        ckpt = Path(tmp) / "w.pt"
+        torch.save(bb.net.state_dict(), ckpt)  # the same random weights, as a checkpoint file
+        print(f"end to end ({n} PNG images, {device.type}):")
+        for label, pool in (("p=2 pooled", 2), (f"{info.height}×{info.width} native map", None)):
+            cfg = diffprobe.ExtractConfig(
+                data=str(root.parent), out=str(Path(tmp) / f"s{pool}.zarr"), model=model, checkpoint=str(ckpt),
+                timesteps=(90,), blocks=(block,), pools=(pool,), batch_size=batch, forward_batch=batch,
+                device=str(device), compile=compile_,
+            )  # fmt: skip
+            s = diffprobe.extract(cfg, progress=False)
+            ips = s.items / s.seconds
+            print(f"  {label:<24} {ips:9.1f} img/s = {ips / compute_ips:6.1%} of compute-only; wrote {s.bytes_written / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
