@@ -162,17 +162,30 @@ DECODE_ERRORS = (OSError, ValueError, UnidentifiedImageError, SyntaxError, Image
 
 
 class ImageDataset:
-    """Map-style dataset of (index, image, ok, error) for a DataLoader; bad images never raise."""
+    """Map-style dataset of (index, image, ok, error, noise) for a DataLoader; bad images never raise.
 
-    def __init__(self, items: list[Item], size: int) -> None:
+    With ``noise`` = ((t, draw), …) and a seed, each item also carries its diffusion noise for those
+    pairs, (P, 3, S, S) float32 — generated here, in the loader's worker processes, so that the
+    device never waits for it. Without, the noise entry is None.
+    """
+
+    def __init__(self, items: list[Item], size: int, noise: tuple[tuple[int, int], ...] = (), seed: int = 0) -> None:
         self.items = items
         self.size = size
+        self.noise = noise
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray, bool, str]:
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray, bool, str, np.ndarray | None]:
+        eps = None
+        if self.noise:
+            from diffprobe.extract.noise import item_noise
+
+            shape = (3, self.size, self.size)
+            eps = np.stack([item_noise(self.items[i].id, t, self.seed, d, shape).numpy() for t, d in self.noise])
         try:
-            return i, load_image(self.items[i].path, self.size), True, ""
+            return i, load_image(self.items[i].path, self.size), True, "", eps
         except DECODE_ERRORS as e:
-            return i, np.zeros((3, self.size, self.size), np.float32), False, f"{type(e).__name__}: {e}"
+            return i, np.zeros((3, self.size, self.size), np.float32), False, f"{type(e).__name__}: {e}", eps

@@ -126,8 +126,18 @@ def noise_like(
         raise ValueError(f"got {len(ts)} timesteps for a batch of {n}")
     # Generated on the CPU (one generator per item); pinned so that the copy to a GPU is async.
     out = torch.empty((n, *x0.shape[1:]), dtype=torch.float32, pin_memory=x0.is_cuda)
-    gen = torch.Generator(device="cpu")
     for i, (item, ti) in enumerate(zip(ids, ts)):
-        gen.manual_seed(item_seed(seed, item, int(ti), draw))
-        torch.randn(x0.shape[1:], generator=gen, out=out[i])
+        item_noise(item, int(ti), seed, draw, tuple(x0.shape[1:]), out=out[i])
     return out.to(device=x0.device, dtype=x0.dtype, non_blocking=True)
+
+
+def item_noise(
+    item_id: int | str, t: int, seed: int, draw: int, shape: tuple[int, ...], out: Tensor | None = None
+) -> Tensor:
+    """The standard normal noise of one item: (C, H, W) float32 on the CPU, a pure function of
+    (seed, item id, t, draw). DataLoader workers call this to make noise off the critical path."""
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(item_seed(seed, item_id, t, draw))
+    if out is None:
+        return torch.randn(shape, generator=gen)
+    return torch.randn(shape, generator=gen, out=out)

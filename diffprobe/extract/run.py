@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,17 +119,28 @@ class FeatureComputer:
         f = f.float()
         return f if pool is None else F.adaptive_avg_pool2d(f, pool)
 
-    def _forward(self, x0: torch.Tensor, ids: Sequence[str], t: int, keys: list[FeatureKey]) -> Iterator[dict[FeatureKey, torch.Tensor]]:
+    def _forward(
+        self, x0: torch.Tensor, ids: Sequence[str], t: int, keys: list[FeatureKey], noise: Mapping[tuple[int, int], torch.Tensor]
+    ) -> Iterator[dict[FeatureKey, torch.Tensor]]:
         blocks = sorted({k.block for k in keys})
         for draw in range(self.spec.draws):
-            eps = noise_like(x0, ids, t, self.spec.seed, draw)
+            if (t, draw) in noise:
+                eps = noise[(t, draw)].to(self.device, non_blocking=True)
+            else:
+                eps = noise_like(x0, ids, t, self.spec.seed, draw)
             x_t = q_sample(x0, t, eps, self.backbone.schedule)
             with autocast(self.spec.precision, self.device):
                 feats = self._features(x_t, t, blocks)
             yield {k: self._pool(feats[k.block], k.pool) for k in keys}
 
     @torch.inference_mode()
-    def compute(self, x0: torch.Tensor, ids: Sequence[str], keys: Sequence[FeatureKey]) -> dict[FeatureKey, np.ndarray]:
+    def compute(
+        self,
+        x0: torch.Tensor,
+        ids: Sequence[str],
+        keys: Sequence[FeatureKey],
+        noise: Mapping[tuple[int, int], torch.Tensor] | None = None,
+    ) -> dict[FeatureKey, np.ndarray]:
         """Pooled features of every key for one forward batch.
 
         Every forward runs on exactly ``forward_batch`` rows (a short batch is zero-padded): kernels
@@ -140,6 +151,8 @@ class FeatureComputer:
             x0: (B, 3, S, S) clean images in [-1, 1], B ≤ forward_batch (any device; moved here).
             ids: B item ids (they seed the noise).
             keys: the (t, block, pool) keys to compute.
+            noise: precomputed noise {(t, draw): (B, 3, S, S)} (from the data loader); pairs not
+                given are generated here with :func:`noise_like` — the same values either way.
         Returns:
             {key: (B, C, p, p) — or (B, K, C, p, p) with reduce="none" — in the storage dtype}.
         """
@@ -147,14 +160,16 @@ class FeatureComputer:
         m = self.spec.forward_batch
         if n > m:
             raise ValueError(f"batch of {n} rows exceeds forward_batch={m}")
+        noise = dict(noise or {})
         if n < m:
             x0 = torch.cat([x0, x0.new_zeros((m - n, *x0.shape[1:]))])
             ids = [*ids, *(f"\0pad{i}" for i in range(m - n))]
+            noise = {k: torch.cat([v, v.new_zeros((m - n, *v.shape[1:]))]) for k, v in noise.items()}
         # One memory layout too: conv kernels differ between NCHW and channels-last inputs.
         x0 = x0.to(self.device, non_blocking=True).contiguous()
         out: dict[FeatureKey, np.ndarray] = {}
         for t, tkeys in group_by_t(keys).items():
-            per_draw = list(self._forward(x0, ids, t, tkeys))
+            per_draw = list(self._forward(x0, ids, t, tkeys, noise))
             for k in tkeys:
                 if self.spec.reduce == "none" and self.spec.draws > 1:
                     v = torch.stack([d[k] for d in per_draw], dim=1)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from diffprobe.extract.data import ImageDataset, Item
 from diffprobe.extract.run import ComputeSpec, FeatureComputer
-from diffprobe.pipelines.extract_local import compute_chunk, report_bad
+from diffprobe.pipelines.extract_local import compute_chunk, noise_pairs, report_bad
 from diffprobe.pipelines.extract_plan import ExtractPlan
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.progress import UnitBuffer, UnitTask, write_unit
@@ -83,7 +83,8 @@ def run_unit(spec: WorkerSpec, task: UnitTask, items: list[Item]) -> dict[str, A
     """
     computer = _computer(spec)
     buf = UnitBuffer(task, dict(spec.shapes), spec.compute.out_dtype)
-    ds = ImageDataset(items, spec.image_size)
+    pairs = noise_pairs([task], spec.compute.draws)
+    ds = ImageDataset(items, spec.image_size, pairs, spec.compute.seed)
     by_row = {task.start + j: it for j, it in enumerate(items)}  # global row → item
     m = spec.compute.forward_batch
     forwards = 0
@@ -95,7 +96,8 @@ def run_unit(spec: WorkerSpec, task: UnitTask, items: list[Item]) -> dict[str, A
             errs = [r[3] for r in rows]
             report_bad(by_row, idx, ok, errs, spec.strict)
             x0 = torch.from_numpy(np.stack([r[1] for r in rows]))
-            forwards += compute_chunk(computer, buf, by_row, (idx, x0, ok, errs))
+            eps = torch.from_numpy(np.stack([r[4] for r in rows]))
+            forwards += compute_chunk(computer, buf, by_row, (idx, x0, ok, errs, eps), pairs)
     nbytes = write_unit(_store(spec.store), buf)
     return {"split": task.split, "unit": task.unit, "items": task.size, "forwards": forwards,
             "failures": [(task.split, i, e) for i, e in buf.failures], "bytes": nbytes}  # fmt: skip

@@ -22,8 +22,9 @@ from diffprobe.store.store import FeatureStore
 
 log = logging.getLogger(__name__)
 
-#: (global item indices (B,), clean images (B, 3, S, S), decoded ok (B,), decode errors)
-Chunk = tuple[np.ndarray, torch.Tensor, np.ndarray, list[str]]
+#: (global item indices (B,), clean images (B, 3, S, S), decoded ok (B,), decode errors,
+#:  noise (B, P, 3, S, S) for the run's P (t, draw) pairs)
+Chunk = tuple[np.ndarray, torch.Tensor, np.ndarray, list[str], torch.Tensor]
 
 
 def report_bad(items: Sequence[Item] | Mapping[int, Item], idx: np.ndarray, ok: np.ndarray, errs: list[str], strict: bool) -> None:
@@ -35,10 +36,17 @@ def report_bad(items: Sequence[Item] | Mapping[int, Item], idx: np.ndarray, ok: 
             log.warning("cannot decode %s (%s); recorded as failed", items[i].path, e)
 
 
-def compute_chunk(computer: FeatureComputer, buf: UnitBuffer, items: Sequence[Item] | Mapping[int, Item], chunk: Chunk) -> int:
-    """Run one forward batch of a unit into its buffer. Returns rows × U-Net forwards."""
-    idx, x0, ok, errs = chunk
-    feats = computer.compute(x0, [items[i].id for i in idx], buf.task.keys)
+def compute_chunk(
+    computer: FeatureComputer, buf: UnitBuffer, items: Sequence[Item] | Mapping[int, Item], chunk: Chunk,
+    pairs: tuple[tuple[int, int], ...],
+) -> int:  # fmt: skip
+    """Run one forward batch of a unit into its buffer. Returns rows × U-Net forwards.
+
+    ``pairs`` are the (t, draw) pairs along the chunk's noise axis.
+    """
+    idx, x0, ok, errs, eps = chunk
+    noise = {p: eps[:, j] for j, p in enumerate(pairs)}
+    feats = computer.compute(x0, [items[i].id for i in idx], buf.task.keys, noise)
     bad = [(items[i].id, e) for i, good, e in zip(idx, ok, errs) if not good]
     buf.add(int(idx[0]), feats, ok, bad)
     return len(idx) * len({k.t for k in buf.task.keys}) * computer.spec.draws
@@ -58,21 +66,34 @@ class Stage:
         self.end = int(chunk[0][-1]) + 1
 
     def take(self, m: int) -> Chunk:
+        if len(self.parts) == 1:  # the common case: slice, keeping pinned loader memory (no copy)
+            idx, x0, ok, err, eps = self.parts[0]
+            k = min(m, len(idx))
+            self.parts = [(idx[k:], x0[k:], ok[k:], err[k:], eps[k:])] if k < len(idx) else []
+            self.n -= k
+            return idx[:k], x0[:k], ok[:k], err[:k], eps[:k]
         idx = np.concatenate([p[0] for p in self.parts])
         x0 = torch.cat([p[1] for p in self.parts])
         ok = np.concatenate([p[2] for p in self.parts])
         err = [e for p in self.parts for e in p[3]]
+        eps = torch.cat([p[4] for p in self.parts])
         k = min(m, len(idx))
-        self.parts = [(idx[k:], x0[k:], ok[k:], err[k:])] if k < len(idx) else []
+        self.parts = [(idx[k:], x0[k:], ok[k:], err[k:], eps[k:])] if k < len(idx) else []
         self.n -= k
-        return idx[:k], x0[:k], ok[:k], err[:k]
+        return idx[:k], x0[:k], ok[:k], err[:k], eps[:k]
 
 
-def collate(batch: list[tuple[int, np.ndarray, bool, str]]) -> Chunk:
+def collate(batch: list[tuple[int, np.ndarray, bool, str, np.ndarray]]) -> Chunk:
     idx = np.array([b[0] for b in batch])
     x = torch.from_numpy(np.stack([b[1] for b in batch]))
     ok = np.array([b[2] for b in batch])
-    return idx, x, ok, [b[3] for b in batch]
+    eps = torch.from_numpy(np.stack([b[4] for b in batch]))
+    return idx, x, ok, [b[3] for b in batch], eps
+
+
+def noise_pairs(tasks: list[UnitTask], draws: int) -> tuple[tuple[int, int], ...]:
+    """Every (t, draw) the tasks need noise for, in a fixed order."""
+    return tuple((t, d) for t in sorted({k.t for task in tasks for k in task.keys}) for d in range(draws))
 
 
 def loader_workers(config: ExtractConfig, device: torch.device) -> int:
@@ -119,8 +140,9 @@ def run_tasks(
         for split in dict.fromkeys(t.split for t in tasks):
             split_tasks = [t for t in tasks if t.split == split]
             split_items: list[Item] = plan.data.splits[split]
+            pairs = noise_pairs(split_tasks, cfg.draws)
             loader = DataLoader(
-                ImageDataset(split_items, plan.adm.image_size),  # type: ignore[arg-type]
+                ImageDataset(split_items, plan.adm.image_size, pairs, cfg.seed),  # type: ignore[arg-type]
                 batch_sampler=batches_of(split_tasks, cfg.batch_size),
                 num_workers=workers,
                 pin_memory=computer.device.type == "cuda",
@@ -145,7 +167,7 @@ def run_tasks(
                 unit_end = stage.end >= task.stop
                 while stage.n >= plan.forward_batch or (unit_end and stage.n):
                     part = stage.take(plan.forward_batch)
-                    forwards += compute_chunk(computer, buf, split_items, part)
+                    forwards += compute_chunk(computer, buf, split_items, part, pairs)
                     items += len(part[0])
                     bar.update(len(part[0]))
                 if buf.complete:
