@@ -62,3 +62,15 @@ def test_verify_fails_on_incomplete_store(small_store, tmp_path):
     r = CliRunner().invoke(main, ["store", "verify", str(out)])
     assert r.exit_code == 1
     assert "incomplete: val/t0050_b10_p1: 1 unit(s) not done (1)" in r.output and "NOT complete" in r.output
+
+
+def test_block_ranges_and_full_pool(small_manifest, tmp_path):
+    args = _extract_args(small_manifest, tmp_path / "r.zarr", "--dry-run")
+    args[args.index("10")] = "8-10"
+    args[args.index("1,2")] = "1,full"
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert "array t0050_b08_p1 [128, 1, 1]" in r.output and "array t0150_b10_full [128, 8, 8]" in r.output
+    assert "array t0150_b13_full [128, 16, 16]" in r.output
+    args[args.index("8-10")] = "10-8"
+    assert CliRunner().invoke(main, args).exit_code == 2

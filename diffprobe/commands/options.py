@@ -8,7 +8,7 @@ import click
 
 
 class CommaList(click.ParamType):
-    """``90,150`` (repeatable option values are concatenated). ``kind``: int, block, pool or str."""
+    """``90,150`` or ``1-19`` (repeatable option values are concatenated). ``kind``: int, block, pool or str."""
 
     name = "list"
 
@@ -23,7 +23,12 @@ class CommaList(click.ParamType):
             tok = tok.strip()
             if not tok:
                 continue
-            if self.kind == "int" or (self.kind == "block" and tok.isdigit()):
+            if self.kind in ("int", "block") and "-" in tok.strip("-") and all(p.isdigit() for p in tok.split("-", 1)):
+                lo, hi = (int(p) for p in tok.split("-", 1))
+                if lo > hi:
+                    self.fail(f"empty range {tok!r}", param, ctx)
+                out.extend(range(lo, hi + 1))
+            elif self.kind == "int" or (self.kind == "block" and tok.isdigit()):
                 try:
                     out.append(int(tok))
                 except ValueError:
