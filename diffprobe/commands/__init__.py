@@ -6,3 +6,4 @@ command functions so that ``diffprobe --help`` stays instant.
 
 from diffprobe.commands import demo, extract, store  # noqa: F401
 from diffprobe.commands import cka, store_import  # noqa: F401,E402
+from diffprobe.commands import probe  # noqa: F401,E402

@@ -1,1 +1,70 @@
-"""Probes trained on cached features."""
+"""Probes trained on cached features: logistic, linear, k-NN, the paper's attention head, DifFormer.
+
+Every probe is a scikit-learn estimator (``fit``/``predict``/``predict_proba``/``score``, ``clone``
+works). :func:`run_probe` trains one on a store's keys and evaluates it; :func:`save_probe` /
+:func:`load_probe` keep it for predicting on another store. Names are imported lazily (PEP 562) so
+that listing probe names does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from diffprobe.probes.registry import PROBES, create_probe, probe_class, probe_names
+
+_EXPORTS: dict[str, str] = {
+    "LogisticProbe": "diffprobe.probes.logistic",
+    "LinearProbe": "diffprobe.probes.linear",
+    "KNNProbe": "diffprobe.probes.knn",
+    "AttentionProbe": "diffprobe.probes.attention",
+    "DifFormerProbe": "diffprobe.probes.attention",
+    "AttentionHead": "diffprobe.probes.heads",
+    "DifFormerHead": "diffprobe.probes.heads",
+    "Features": "diffprobe.probes.data",
+    "KeyInfo": "diffprobe.probes.data",
+    "load_features": "diffprobe.probes.data",
+    "resolve_keys": "diffprobe.probes.data",
+    "DataConfig": "diffprobe.probes.plan",
+    "ProbeConfig": "diffprobe.probes.run",
+    "ProbeResult": "diffprobe.probes.run",
+    "run_probe": "diffprobe.probes.run",
+    "run_probe_per_key": "diffprobe.probes.run",
+    "MemoryStore": "diffprobe.probes.memory",
+    "TrainedProbe": "diffprobe.probes.io",
+    "save_probe": "diffprobe.probes.io",
+    "load_probe": "diffprobe.probes.io",
+    "classification_metrics": "diffprobe.probes.metrics",
+    "Standardizer": "diffprobe.probes.standardize",
+    "ProbeError": "diffprobe.probes.errors",
+    "LabelError": "diffprobe.probes.errors",
+}
+
+__all__ = ["PROBES", "create_probe", "probe_class", "probe_names", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from diffprobe.probes.attention import AttentionProbe, DifFormerProbe
+    from diffprobe.probes.data import Features, KeyInfo, load_features, resolve_keys
+    from diffprobe.probes.errors import LabelError, ProbeError
+    from diffprobe.probes.heads import AttentionHead, DifFormerHead
+    from diffprobe.probes.io import TrainedProbe, load_probe, save_probe
+    from diffprobe.probes.knn import KNNProbe
+    from diffprobe.probes.linear import LinearProbe
+    from diffprobe.probes.logistic import LogisticProbe
+    from diffprobe.probes.metrics import classification_metrics
+    from diffprobe.probes.plan import DataConfig
+    from diffprobe.probes.memory import MemoryStore
+    from diffprobe.probes.run import ProbeConfig, ProbeResult, run_probe, run_probe_per_key
+    from diffprobe.probes.standardize import Standardizer
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'diffprobe.probes' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

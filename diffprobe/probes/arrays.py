@@ -1,0 +1,83 @@
+"""Row-chunked access to feature matrices that may live in memory or on disk.
+
+Probes accept either an in-memory array (numpy / torch) or a *chunked* one — anything with ``shape``
+and row slicing such as a dask, zarr or h5py array — and then read it ``chunk`` rows at a time, so an
+array larger than memory is streamed instead of loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def is_in_memory(X: Any) -> bool:
+    """True for numpy arrays and torch tensors; False for lazy/chunked arrays (dask, zarr, h5py)."""
+    return isinstance(X, (np.ndarray, Tensor))
+
+
+def as_numpy(block: Any) -> np.ndarray:
+    """A float32 numpy copy/view of ``block`` (computing it first if it is a dask array)."""
+    if isinstance(block, Tensor):
+        return block.detach().cpu().float().numpy()
+    if hasattr(block, "compute"):
+        block = block.compute()
+    return np.asarray(block, dtype=np.float32)
+
+
+def row_chunks(X: Any, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(start, rows)`` with ``rows`` a float32 array of at most ``chunk`` rows of ``X``."""
+    n = int(X.shape[0])
+    for start in range(0, n, max(1, int(chunk))):
+        yield start, as_numpy(X[start : start + chunk])
+
+
+def to_tensor(X: Any, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Tensor:
+    """``X`` as a tensor on ``device`` (a chunked array is read in full: call only when it fits)."""
+    if isinstance(X, Tensor):
+        return X.to(device=device, dtype=dtype)
+    return torch.from_numpy(as_numpy(X)).to(device=device, dtype=dtype)
+
+
+def flatten_rows(X: Any) -> Any:
+    """(N, ...) → (N, D): vector probes see one feature vector per row."""
+    if len(X.shape) == 2:
+        return X
+    n = X.shape[0]
+    return X.reshape(n, -1)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"``/None → CUDA when available, else CPU; anything else as given."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+#: Below this many multiply-adds per step, one thread beats several: the work of a tiny matmul is
+#: less than the cost of waking (or, on a busy machine, waiting for) the other OpenMP threads.
+SMALL_WORK = 5e7
+
+
+@contextlib.contextmanager
+def torch_threads(num_threads: int | None, work: float | None = None) -> Iterator[None]:
+    """Run the block with ``num_threads`` intra-op threads (restored after).
+
+    ``num_threads=None`` chooses: one thread when ``work`` (multiply-adds per step) is below
+    :data:`SMALL_WORK`, torch's current setting otherwise.
+    """
+    n = num_threads if num_threads is not None else (1 if work is not None and work < SMALL_WORK else None)
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,86 @@
+"""The scikit-learn estimator plumbing shared by every probe.
+
+Probes follow the estimator contract: ``__init__`` only stores hyper-parameters (so ``clone`` and
+grid search work), ``fit`` returns ``self``, learned attributes end in ``_``, ``predict_proba`` /
+``predict`` / ``score`` come from here. Subclasses implement ``_fit(X, y)`` with ``y`` encoded as
+0..K-1 and ``_predict_proba(X)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from diffprobe.probes.errors import LabelError, ProbeError
+
+
+class ProbeBase(ClassifierMixin, BaseEstimator):
+    """Base class: label encoding, input checks and the public predict API."""
+
+    #: True when the probe needs spatial maps; X is then (N, D) flat with ``input_shapes`` given, or (N, C, H, W).
+    spatial: bool = False
+
+    def fit(self, X: Any, y: Any) -> ProbeBase:
+        """Train on ``X`` (N, D) — or (N, C, H, W), flattened by vector probes — and labels ``y`` (N,)."""
+        y = np.asarray(y)
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise ProbeError(f"expected one label per row of X ({X.shape[0]}), got labels of shape {y.shape}")
+        if X.shape[0] == 0:
+            raise ProbeError("expected at least one training row, got an empty X")
+        classes, y_enc = np.unique(y, return_inverse=True)
+        if classes.size < 2:
+            raise LabelError(f"expected at least 2 classes in the training labels, got {classes.tolist()}")
+        self.classes_ = classes
+        self.n_features_in_ = int(np.prod(X.shape[1:]))
+        self._fit(X, y_enc.astype(np.int64))
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (N, K), columns in the order of ``classes_``."""
+        check_is_fitted(self, "classes_")
+        d = int(np.prod(X.shape[1:]))
+        if d != self.n_features_in_:
+            raise ProbeError(f"expected {self.n_features_in_} features per row (as in fit), got {d}")
+        return self._predict_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels (N,)."""
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
+
+    # -- hooks -------------------------------------------------------------------------------------
+    def _fit(self, X: Any, y: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _predict_proba(self, X: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def _build_modules(self) -> None:
+        """Recreate learned ``nn.Module`` attributes from the other learned attributes (for loading)."""
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Run the block with torch's global CPU RNG seeded, restoring the caller's RNG state after.
+
+    Module initialisers use the global generator; forking it keeps ``random_state`` reproducible
+    without changing anyone else's random stream.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0 if seed is None else int(seed))
+        yield
+
+
+def rng_seed(random_state: int | None) -> int:
+    """An integer seed from ``random_state`` (None means 0: probes are deterministic by default)."""
+    if random_state is None:
+        return 0
+    if isinstance(random_state, (int, np.integer)):
+        return int(random_state)
+    raise ProbeError(f"expected random_state to be an int or None, got {random_state!r}")

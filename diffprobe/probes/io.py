@@ -1,0 +1,166 @@
+"""Trained probes on disk: a torch state dict of tensors plus a JSON description — nothing pickled.
+
+``save_probe(trained, DIR)`` writes ``DIR/probe.json`` (probe name, hyper-parameters, the keys and
+class names it was trained on, non-array learned attributes) and ``DIR/weights.pt`` (every learned
+array and module state as tensors). ``load_probe(DIR)`` reads the weights with
+``torch.load(weights_only=True)`` and rebuilds the estimator, ready to predict on another store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from diffprobe.probes.arrays import as_numpy
+from diffprobe.probes.data import Features, KeyInfo, load_features
+from diffprobe.probes.errors import ProbeError
+from diffprobe.probes.metrics import expand_proba
+from diffprobe.probes.registry import probe_class, probe_name_of
+from diffprobe.probes.standardize import Standardizer
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+
+
+@dataclass
+class TrainedProbe:
+    """A fitted estimator with everything needed to apply it to another store's features."""
+
+    estimator: Any
+    keys: tuple[KeyInfo, ...]
+    class_names: list[str]
+    standardizer: Standardizer | None = None
+    shapes: tuple[tuple[int, int, int], ...] = ()
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def probe(self) -> str:
+        return probe_name_of(self.estimator)
+
+    def predict_proba(self, features: Features, items: np.ndarray | None = None) -> np.ndarray:
+        """Probabilities (n_items, n_classes) for ``items`` (default: all), averaged over noise draws."""
+        if tuple(features.shapes) != tuple(self.shapes):
+            raise ProbeError(
+                f"expected features of shapes {list(self.shapes)} (as in training), got {list(features.shapes)}"
+            )
+        items = np.arange(features.n_items) if items is None else np.asarray(items)
+        X = features.X[features.rows(items)] if items.size != features.n_items else features.X
+        if self.standardizer is not None:
+            X = self.standardizer.transform(X)
+        proba = self.estimator.predict_proba(X)
+        proba = expand_proba(proba, self.estimator.classes_, len(self.class_names))
+        return proba.reshape(items.size, features.draws, -1).mean(axis=1)
+
+    def predict_proba_groups(self, features: Features, items: np.ndarray | None = None) -> np.ndarray:
+        """Per-group probabilities (G, n_items, n_classes) of a probe with one head per column group."""
+        if not hasattr(self.estimator, "predict_proba_groups"):
+            raise ProbeError(f"the {self.probe} probe has no per-group heads")
+        items = np.arange(features.n_items) if items is None else np.asarray(items)
+        X = features.X[features.rows(items)] if items.size != features.n_items else features.X
+        if self.standardizer is not None:
+            X = self.standardizer.transform(X)
+        proba = self.estimator.predict_proba_groups(X)
+        out = np.stack([expand_proba(p, self.estimator.classes_, len(self.class_names)) for p in proba])
+        return out.reshape(out.shape[0], items.size, features.draws, -1).mean(axis=2)
+
+    def predict_store(self, store: Any, split: str, **load: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(item ids, probabilities) of every decodable item of ``split`` in ``store``."""
+        feats = load_features(store, split, [k.name for k in self.keys], **load)
+        items = np.flatnonzero(feats.valid)
+        return feats.ids[items], self.predict_proba(feats, items)
+
+
+def _learned(est: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {}
+    for name, value in vars(est).items():
+        if not name.endswith("_") or name.startswith("_"):
+            continue
+        if isinstance(value, nn.Module):
+            for k, v in value.state_dict().items():
+                tensors[f"{name}/{k}"] = v.detach().cpu()
+            meta[name] = {"kind": "module"}
+        elif isinstance(value, list) and value and all(isinstance(v, np.ndarray) for v in value):
+            for i, v in enumerate(value):
+                tensors[f"{name}/{i}"] = torch.from_numpy(np.ascontiguousarray(v))
+            meta[name] = {"kind": "arrays", "len": len(value)}
+        elif isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+            tensors[name] = torch.from_numpy(np.ascontiguousarray(value))
+            meta[name] = {"kind": "array"}
+        elif hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, np.ndarray):
+            tensors[name] = torch.from_numpy(as_numpy(value))  # a lazy k-NN bank is materialised
+            meta[name] = {"kind": "array"}
+        else:
+            value = value.tolist() if isinstance(value, np.ndarray) else value
+            meta[name] = {"kind": "json", "value": value}
+    return tensors, meta
+
+
+def save_probe(trained: TrainedProbe, path: str | Path) -> Path:
+    """Write ``trained`` to the directory ``path`` (created); returns the directory."""
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    est = trained.estimator
+    tensors, learned = _learned(est)
+    if trained.standardizer is not None:
+        tensors["standardizer/mean"] = torch.from_numpy(trained.standardizer.mean)
+        tensors["standardizer/scale"] = torch.from_numpy(trained.standardizer.scale)
+    doc = {
+        "format": "diffprobe-probe",
+        "version": FORMAT_VERSION,
+        "probe": trained.probe,
+        "params": json.loads(json.dumps(est.get_params(), default=list)),
+        "learned": learned,
+        "keys": [k.to_dict() for k in trained.keys],
+        "class_names": list(trained.class_names),
+        "shapes": [list(s) for s in trained.shapes],
+        "standardized": trained.standardizer is not None,
+        "info": trained.info,
+    }
+    torch.save(tensors, out / "weights.pt")
+    (out / "probe.json").write_text(json.dumps(doc, indent=1, default=str))
+    log.info("saved %s probe to %s", trained.probe, out)
+    return out
+
+
+def load_probe(path: str | Path, device: str | None = None) -> TrainedProbe:
+    """Read a probe written by :func:`save_probe` (weights loaded with ``weights_only=True``)."""
+    d = Path(path)
+    if not (d / "probe.json").is_file() or not (d / "weights.pt").is_file():
+        raise ProbeError(f"expected a saved probe directory with probe.json and weights.pt, got {str(path)!r}")
+    doc = json.loads((d / "probe.json").read_text())
+    if doc.get("format") != "diffprobe-probe" or doc.get("version") != FORMAT_VERSION:
+        raise ProbeError(f"expected a diffprobe probe (format version {FORMAT_VERSION}), got {doc.get('format')!r} v{doc.get('version')}")
+    tensors = torch.load(d / "weights.pt", map_location="cpu", weights_only=True)
+    params = dict(doc["params"])
+    if device is not None and "device" in params:
+        params["device"] = device
+    est = probe_class(doc["probe"])(**params)
+    modules = {}
+    for name, spec in doc["learned"].items():
+        kind = spec["kind"]
+        if kind == "array":
+            setattr(est, name, tensors[name].numpy())
+        elif kind == "arrays":
+            setattr(est, name, [tensors[f"{name}/{i}"].numpy() for i in range(spec["len"])])
+        elif kind == "json":
+            value = spec["value"]
+            setattr(est, name, np.asarray(value) if name == "classes_" else value)
+        else:
+            modules[name] = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{name}/")}
+    est._build_modules()
+    for name, state in modules.items():
+        getattr(est, name).load_state_dict(state)
+    std = None
+    if doc["standardized"]:
+        std = Standardizer(tensors["standardizer/mean"].numpy(), tensors["standardizer/scale"].numpy())
+    keys = tuple(KeyInfo(k["key"], k["t"], k["block"], k["pool"]) for k in doc["keys"])
+    shapes = tuple(tuple(s) for s in doc["shapes"])
+    return TrainedProbe(est, keys, doc["class_names"], std, shapes, doc.get("info", {}))  # type: ignore[arg-type]

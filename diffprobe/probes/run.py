@@ -1,0 +1,248 @@
+"""One probe run on a store: load keys, plan folds, standardise on train, fit, evaluate, report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffprobe.probes.data import Features, KeyInfo, default_splits, load_features
+from diffprobe.probes.errors import ProbeError
+from diffprobe.probes.io import TrainedProbe
+from diffprobe.probes.metrics import classification_metrics, topk_accuracy
+from diffprobe.probes.plan import DataConfig, Fold, plan_folds
+from diffprobe.probes.registry import PROBES, create_probe
+from diffprobe.probes.standardize import Standardizer
+
+log = logging.getLogger(__name__)
+
+#: Columns of the tidy CSV row, in order.
+CSV_COLUMNS = (
+    "probe", "train_split", "eval_split", "key", "t", "block", "pool", "params", "selected",
+    "top1", "top5", "mean_per_class", "n_train", "n_eval", "fit_seconds", "config_hash",
+)
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """A probe run: which probe with which hyper-parameters, on which keys, with which data plan."""
+
+    probe: str
+    keys: tuple[str, ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        if self.probe not in PROBES:
+            raise ProbeError(f"unknown probe {self.probe!r}; valid: {', '.join(PROBES)}")
+        keys = (self.keys,) if isinstance(self.keys, str) else tuple(self.keys)
+        if not keys:
+            raise ProbeError("expected at least one key in ProbeConfig.keys")
+        object.__setattr__(self, "keys", keys)
+
+
+@dataclass
+class ProbeResult:
+    """Metrics and provenance of one run (``trained`` is the fitted probe; absent after k-fold)."""
+
+    config: ProbeConfig
+    keys: tuple[KeyInfo, ...]
+    train_split: str
+    eval_split: str
+    metrics: dict[str, Any]
+    fold_top1: list[float]
+    n_train: int
+    n_eval: int
+    fit_seconds: float
+    selected: dict[str, Any]
+    store: dict[str, Any]
+    trained: TrainedProbe | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``metrics.top1`` is a fraction in [0, 1]."""
+        cfg = asdict(self.config)
+        cfg["params"] = dict(self.config.params)
+        return {
+            "probe": self.config.probe,
+            "keys": [k.to_dict() for k in self.keys],
+            "train_split": self.train_split,
+            "eval_split": self.eval_split,
+            "metrics": self.metrics,
+            "fold_top1": self.fold_top1,
+            "n_train": self.n_train,
+            "n_eval": self.n_eval,
+            "fit_seconds": round(self.fit_seconds, 4),
+            "selected": self.selected,
+            "store": self.store,
+            "config": cfg,
+        }
+
+    def csv_row(self) -> dict[str, Any]:
+        """One tidy row (see :data:`CSV_COLUMNS`); several keys are joined with '+'."""
+
+        def joined(attr: str) -> Any:
+            vals = [getattr(k, attr) for k in self.keys]
+            if attr == "pool":
+                vals = [k.pool_label if k.t is not None else None for k in self.keys]
+            vals = ["" if v is None else v for v in vals]
+            return vals[0] if len(vals) == 1 else "+".join(map(str, vals))
+
+        return {
+            "probe": self.config.probe,
+            "train_split": self.train_split,
+            "eval_split": self.eval_split,
+            "key": "+".join(k.name for k in self.keys),
+            "t": joined("t"),
+            "block": joined("block"),
+            "pool": joined("pool"),
+            "params": json.dumps(dict(self.config.params), sort_keys=True, default=str),
+            "selected": json.dumps(self.selected, sort_keys=True, default=str),
+            "top1": self.metrics["top1"],
+            "top5": self.metrics["top5"],
+            "mean_per_class": self.metrics["mean_per_class"],
+            "n_train": self.n_train,
+            "n_eval": self.n_eval,
+            "fit_seconds": round(self.fit_seconds, 4),
+            "config_hash": self.store.get("config_hash"),
+        }
+
+    def save_json(self, path: str | Path) -> Path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(self.to_dict(), indent=1, default=str))
+        return p
+
+
+def selected_params(est: Any) -> dict[str, Any]:
+    """Hyper-parameters a probe chose itself (C for logistic, lr for linear …), JSON-ready."""
+    out = {}
+    for name in ("C_", "best_lr_"):
+        if hasattr(est, name):
+            value = getattr(est, name)
+            out[name.rstrip("_")] = value[0] if isinstance(value, list) and len(value) == 1 else value
+    return out
+
+
+def layout_params(probe: Any, keys: tuple[KeyInfo, ...], shapes: tuple[tuple[int, int, int], ...]) -> dict[str, Any]:
+    """Map-shape parameters a spatial probe needs, from its accepted parameter names."""
+    names = probe.get_params()
+    out: dict[str, Any] = {}
+    if "input_shape" in names:
+        if len(shapes) != 1:
+            raise ProbeError(f"expected one key for the attention probe, got {len(shapes)}; use difformer to fuse several")
+        out["input_shape"] = shapes[0]
+    if "input_shapes" in names:
+        out["input_shapes"] = shapes
+        out["input_times"] = [k.t if k.t is not None else i for i, k in enumerate(keys)]
+        out["input_blocks"] = [k.block if k.block is not None else -1 - i for i, k in enumerate(keys)]
+    return out
+
+
+def fit_probe(config: ProbeConfig, train: Features, items: np.ndarray) -> tuple[Any, Standardizer | None, float]:
+    """Fit the configured probe on ``items`` of ``train`` (every noise draw a sample); returns (estimator, standardizer, seconds)."""
+    rows = train.rows(items)
+    X = train.X[rows]
+    y = np.repeat(train.y[items], train.draws)
+    std = Standardizer.fit(X) if config.data.standardize else None
+    if std is not None:
+        X = std.transform(X)
+    est = create_probe(config.probe, **dict(config.params))
+    est.set_params(**layout_params(est, train.keys, train.shapes))
+    t0 = time.perf_counter()
+    est.fit(X, y)
+    return est, std, time.perf_counter() - t0
+
+
+def run_probe(store: Any, config: ProbeConfig, *, class_names: list[str] | None = None) -> ProbeResult:
+    """Fit and evaluate ``config`` on ``store`` (a path, or an open store: ``diffprobe.store.open_store``).
+
+    Several keys are concatenated into one feature vector. Metrics are computed on the eval split,
+    or on the held-out items (all folds' out-of-fold predictions for k-fold).
+    """
+    return _run(store, config, class_names, per_key=False)[0]
+
+
+def run_probe_per_key(store: Any, config: ProbeConfig, *, class_names: list[str] | None = None) -> list[ProbeResult]:
+    """One result per key from a single fit: for probes with independent heads per column group.
+
+    The probe (``linear``) is given ``feature_groups`` = the width of each key, so every key gets its
+    own head and all of them are trained in the same pass over the data.
+    """
+    return _run(store, config, class_names, per_key=True)
+
+
+def _splits(store: Any, data: DataConfig) -> tuple[str, str | None]:
+    train, evaluation = default_splits(list(store.splits), data.train_split, data.eval_split)
+    if data.folds is not None and data.eval_split is None:
+        return train, None  # k-fold runs within the train split
+    return train, evaluation
+
+
+def _run(store: Any, config: ProbeConfig, class_names: list[str] | None, per_key: bool) -> list[ProbeResult]:
+    if isinstance(store, (str, Path)):
+        from diffprobe.store import open_store
+
+        with open_store(store) as opened:
+            return _run(opened, config, class_names, per_key)
+    train_split, eval_split = _splits(store, config.data)
+    lazy, limit = config.data.lazy, config.data.max_memory_gb
+    train = load_features(store, train_split, config.keys, lazy=lazy, max_memory_gb=limit)
+    evaluation = load_features(store, eval_split, config.keys, lazy=lazy, max_memory_gb=limit) if eval_split else None
+    folds = plan_folds(train, evaluation, config.data)
+    target = evaluation if evaluation is not None else train
+    names = class_names or list(getattr(store, "class_names", []) or [])
+    n_classes = max(len(names), int(max(train.y.max(), target.y.max())) + 1)
+    names = names if len(names) == n_classes else [str(i) for i in range(n_classes)]
+    groups = len(train.keys) if per_key else 1
+    if per_key:
+        widths = [int(np.prod(s)) for s in train.shapes]
+        config = replace(config, params={**dict(config.params), "feature_groups": widths})
+    proba = np.zeros((groups, target.n_items, n_classes), dtype=np.float32)
+    seen = np.zeros(target.n_items, dtype=bool)
+    fold_top1: list[list[float]] = [[] for _ in range(groups)]
+    seconds, trained = 0.0, None
+    for i, fold in enumerate(folds):
+        est, std, sec = fit_probe(config, train, fold.train_items)
+        trained = TrainedProbe(est, train.keys, names, std, train.shapes)
+        p = trained.predict_proba_groups(target, fold.eval_items) if per_key else trained.predict_proba(target, fold.eval_items)[None]
+        proba[:, fold.eval_items], seen[fold.eval_items] = p, True
+        for g in range(groups):
+            fold_top1[g].append(topk_accuracy(target.y[fold.eval_items], p[g], 1))
+        seconds += sec
+        log.info("%s on %s, fold %d/%d: %.2fs", config.probe, "+".join(config.keys), i + 1, len(folds), sec)
+    items = np.flatnonzero(seen)
+    eval_name = eval_split or (f"{train_split}[{len(folds)}-fold]" if len(folds) > 1 else f"{train_split}[holdout={config.data.holdout}]")
+    store_info = {"path": str(getattr(store, "path", "")), "config_hash": getattr(store, "config_hash", None)}
+    if trained is not None:
+        trained.info = {"store": store_info, "train_split": train_split, "keys": list(config.keys)}
+    selected = selected_params(trained.estimator) if trained else {}
+    results = []
+    for g in range(groups):
+        keys = (train.keys[g],) if per_key else train.keys
+        sel = {k: (v[g] if per_key and isinstance(v, list) else v) for k, v in selected.items()}
+        results.append(
+            ProbeResult(
+                config=config if not per_key else replace(config, keys=(keys[0].name,)),
+                keys=keys,
+                train_split=train_split,
+                eval_split=eval_name,
+                metrics=classification_metrics(target.y[items], proba[g, items], names),
+                fold_top1=[round(float(v), 6) for v in fold_top1[g]],
+                n_train=int(sum(f.train_items.size for f in folds) / len(folds)),
+                n_eval=int(items.size),
+                fit_seconds=seconds / groups,
+                selected=sel,
+                store=store_info,
+                trained=trained if len(folds) == 1 and not per_key else None,
+            )
+        )
+    return results
+
+
+__all__ = ["CSV_COLUMNS", "DataConfig", "Fold", "ProbeConfig", "ProbeResult", "fit_probe", "run_probe", "run_probe_per_key"]

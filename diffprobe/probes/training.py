@@ -1,0 +1,182 @@
+"""The shared minibatch training loop of the torch probes (linear, attention, DifFormer).
+
+Optimisers and learning-rate schedules come from registries. The paper's recipe for every head is
+``optimizer="sgd"`` (no momentum, no weight decay) with ``schedule="step"``: 28 epochs, lr × 0.1
+every 7 (a quarter of the epochs). Device and precision are applied here and nowhere else:
+autocast (bfloat16) only on CUDA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from diffprobe.probes.arrays import as_numpy, is_in_memory, torch_threads
+from diffprobe.probes.errors import ProbeError
+
+log = logging.getLogger(__name__)
+
+OptimizerFactory = Callable[[Iterable[dict[str, Any]], float, float], torch.optim.Optimizer]
+ScheduleFactory = Callable[[torch.optim.Optimizer, int], Any]
+
+OPTIMIZERS: dict[str, OptimizerFactory] = {
+    # The paper: plain SGD, no momentum; weight decay only if asked for.
+    "sgd": lambda groups, lr, wd: torch.optim.SGD(groups, lr=lr, momentum=0.0, weight_decay=wd),
+    "adamw": lambda groups, lr, wd: torch.optim.AdamW(groups, lr=lr, weight_decay=wd),
+}
+
+SCHEDULES: dict[str, ScheduleFactory] = {
+    "step": lambda opt, epochs: torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, epochs // 4), gamma=0.1),
+    "cosine": lambda opt, epochs: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs)),
+    "constant": lambda opt, epochs: torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0),
+}
+
+
+def _choose(registry: dict[str, Any], name: str, what: str) -> Any:
+    if name not in registry:
+        raise ProbeError(f"expected {what} to be one of {', '.join(sorted(registry))}; got {name!r}")
+    return registry[name]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. ``lr`` is the base rate; parameter groups may carry their own ``lr``.
+
+    ``num_threads``: CPU threads while training; None = one for small models (see
+    :func:`~diffprobe.probes.arrays.torch_threads`), torch's setting otherwise.
+    """
+
+    optimizer: str = "sgd"
+    lr: float = 1e-2
+    weight_decay: float = 0.0
+    epochs: int = 28
+    batch_size: int = 128
+    schedule: str = "step"
+    device: str = "cpu"
+    amp: bool = True
+    chunk_size: int = 65536
+    seed: int = 0
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _choose(OPTIMIZERS, self.optimizer, "optimizer")
+        _choose(SCHEDULES, self.schedule, "schedule")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ProbeError(f"expected epochs ≥ 1 and batch_size ≥ 1, got {self.epochs} and {self.batch_size}")
+
+
+def minibatches(X: Any, y: np.ndarray, batch_size: int, gen: torch.Generator, chunk_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """One epoch of shuffled (x, y) CPU batches.
+
+    In memory: a full permutation. Chunked arrays: chunks in random order, rows shuffled within each
+    chunk, so only one chunk is in memory at a time.
+    """
+    n = X.shape[0]
+    yt = torch.as_tensor(y)
+    if is_in_memory(X):
+        Xt = X if isinstance(X, Tensor) else torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        perm = torch.randperm(n, generator=gen)
+        for s in range(0, n, batch_size):
+            idx = perm[s : s + batch_size]
+            yield Xt[idx], yt[idx]
+        return
+    starts = torch.randperm((n + chunk_size - 1) // chunk_size, generator=gen) * chunk_size
+    for s in starts.tolist():
+        xc = torch.from_numpy(as_numpy(X[s : s + chunk_size]))
+        yc = yt[s : s + xc.shape[0]]
+        perm = torch.randperm(xc.shape[0], generator=gen)
+        for b in range(0, xc.shape[0], batch_size):
+            idx = perm[b : b + batch_size]
+            yield xc[idx], yc[idx]
+
+
+def autocast_for(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    """bfloat16 autocast on CUDA when enabled; a no-op elsewhere (CPU autocast is slower, not faster)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_module(
+    module: nn.Module,
+    groups: list[dict[str, Any]],
+    X: Any,
+    y: np.ndarray,
+    cfg: TrainConfig,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    device: torch.device,
+    work: float | None = None,
+) -> list[float]:
+    """Train ``module`` in place with ``cfg``; returns the mean loss of each epoch.
+
+    Args:
+        groups: optimiser parameter groups (dicts with "params", optionally "lr").
+        X: (N, D) features, in memory or chunked; y: (N,) int64 targets.
+        loss_fn: (module output, targets) → scalar loss.
+        work: multiply-adds per step, for choosing CPU threads (default: batch × parameters).
+    """
+    opt = _choose(OPTIMIZERS, cfg.optimizer, "optimizer")(groups, cfg.lr, cfg.weight_decay)
+    sched = _choose(SCHEDULES, cfg.schedule, "schedule")(opt, cfg.epochs)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if work is None:
+        work = cfg.batch_size * sum(p.numel() for p in module.parameters())
+    work = work if device.type == "cpu" else None
+    module.train()
+    with torch_threads(cfg.num_threads, work):
+        history = _epochs(module, opt, sched, X, y, cfg, loss_fn, device, gen)
+    module.eval()
+    return history
+
+
+def _epochs(
+    module: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    X: Any,
+    y: np.ndarray,
+    cfg: TrainConfig,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    device: torch.device,
+    gen: torch.Generator,
+) -> list[float]:
+    from tqdm.auto import tqdm
+
+    history = []
+    # A bar only on a terminal (disable=None), and only worth it for runs of some length.
+    bar = tqdm(range(cfg.epochs), desc="epochs", unit="epoch", leave=False, disable=None if X.shape[0] * cfg.epochs > 200_000 else True)
+    for epoch in bar:
+        total, count = torch.zeros((), device=device), 0
+        for xb, yb in minibatches(X, y, cfg.batch_size, gen, cfg.chunk_size):
+            xb = xb.to(device, non_blocking=True)
+            yb = yb.to(device, non_blocking=True)
+            with autocast_for(device, cfg.amp):
+                loss = loss_fn(module(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach().float() * xb.shape[0]  # stays on the device: no sync per step
+            count += xb.shape[0]
+        sched.step()
+        history.append(float(total) / max(count, 1))
+        log.debug("epoch %d/%d: loss %.4f", epoch + 1, cfg.epochs, history[-1])
+    return history
+
+
+@torch.no_grad()
+def predict_module(module: nn.Module, X: Any, batch_size: int, device: torch.device, amp: bool) -> np.ndarray:
+    """Softmax of ``module(X)`` (N, K) computed in batches, as float32 numpy."""
+    module.eval()
+    out = []
+    for s in range(0, X.shape[0], batch_size):
+        xb = torch.from_numpy(as_numpy(X[s : s + batch_size])).to(device)
+        with autocast_for(device, amp):
+            logits = module(xb)
+        out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
