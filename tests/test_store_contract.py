@@ -102,3 +102,13 @@ def test_open_errors(tmp_path):
     (tmp_path / "dir.zarr").mkdir()
     with pytest.raises(StoreError, match="no store at"):
         diffprobe.open_store(tmp_path / "dir.zarr")
+
+
+def test_xarray_reads_a_split_directly(small_store):
+    """Named dimensions: a split opens as an xarray Dataset without any diffprobe code."""
+    xr = pytest.importorskip("xarray")
+    ds = xr.open_zarr(small_store, group="val", consolidated=False)
+    with diffprobe.open_store(small_store) as s:
+        assert ds["t0150_b13_p2"].dims == ("item", "c128", "h2_2", "w2_2")
+        assert np.array_equal(ds["t0150_b13_p2"].values, s.read("val", 150, 13, 2))
+        assert list(ds["label"].values) == list(s.labels("val"))
