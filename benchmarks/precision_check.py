@@ -1,0 +1,72 @@
+"""Numerical check of the fast path: features in bf16/fp16 autocast vs fp32, and what it does to probes.
+
+Extracts the bundled Fashion-MNIST slice (1,000 train, 500 val) with the bundled model at each
+precision, prints the relative error of every stored key against fp32 (max |Δ| / max |fp32| and
+the median per-item relative L2 error), and the accuracy of a logistic probe and the paper's linear
+probe (SGD recipe) trained on each. The issue's bar: accuracy unchanged within 0.5 points.
+
+    python benchmarks/precision_check.py                 # the device's default (CPU here)
+    python benchmarks/precision_check.py --device cuda   # on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import diffprobe
+from diffprobe.pipelines.demo import DEMO_CHECKPOINT, DEMO_DATA, DEMO_MODEL
+from diffprobe.probes import ProbeConfig, run_probe
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--precisions", default="fp32,bf16,fp16")
+    ap.add_argument("--t", type=int, default=150)
+    ap.add_argument("--blocks", default="10,13")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    from diffprobe.extract.run import resolve_device
+
+    device = resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    precisions = args.precisions.split(",")
+    assert precisions[0] == "fp32", "the first precision is the reference"
+    blocks = tuple(int(b) for b in args.blocks.split(","))
+    print(f"device: {name}; model {DEMO_MODEL} (bundled checkpoint), t={args.t}, blocks {blocks}, pools 1,2")
+    with tempfile.TemporaryDirectory() as tmp:
+        stores = {}
+        for prec in precisions:
+            cfg = diffprobe.ExtractConfig(
+                data=str(DEMO_DATA), out=str(Path(tmp) / f"{prec}.zarr"), model=DEMO_MODEL, checkpoint=str(DEMO_CHECKPOINT),
+                timesteps=(args.t,), blocks=blocks, pools=(1, 2), dtype="float32", precision=prec, device=str(device),
+            )  # fmt: skip
+            s = diffprobe.extract(cfg, progress=False)
+            stores[prec] = diffprobe.open_store(cfg.out)
+            print(f"  extracted {prec}: {s.items / s.seconds:.1f} img/s")
+        ref = stores["fp32"]
+        print(f"{'key':<14} {'precision':<9} {'max rel err':>11} {'median L2 rel':>13} {'logistic':>9} {'Δ':>6} {'linear':>7} {'Δ':>6}")
+        for key in ref.keys("val"):
+            base = None
+            for prec, st in stores.items():
+                a = ref.read("val", key).astype(np.float64).reshape(500, -1)
+                b = st.read("val", key).astype(np.float64).reshape(500, -1)
+                max_rel = np.abs(a - b).max() / np.abs(a).max()
+                l2 = np.median(np.linalg.norm(a - b, axis=1) / np.linalg.norm(a, axis=1))
+                lo = run_probe(st, ProbeConfig("logistic", (key,))).metrics["top1"]
+                li = run_probe(st, ProbeConfig("linear", (key,), {"random_state": 0})).metrics["top1"]
+                if base is None:
+                    base = (lo, li)
+                print(f"{key:<14} {prec:<9} {max_rel:>11.2e} {l2:>13.2e} {lo:>9.1%} {100 * (lo - base[0]):>+6.1f} {li:>7.1%} {100 * (li - base[1]):>+6.1f}")
+        for st in stores.values():
+            st.close()
+
+
+if __name__ == "__main__":
+    main()
