@@ -18,7 +18,7 @@ from PIL import Image
 
 import diffprobe
 from diffprobe.errors import ConfigError, DataError, StoreError
-from conftest import FMNIST, extract_config, make_manifest, read_all
+from conftest import FMNIST, extract_config, read_all
 
 
 def test_stored_features_equal_direct_computation(small_store, fmnist_backbone):

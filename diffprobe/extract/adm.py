@@ -81,6 +81,13 @@ class ADMUNet(nn.Module):
         )
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the weights (inputs are cast to it)."""
+        conv = self.out[2]
+        assert isinstance(conv, nn.Conv2d)
+        return conv.weight.dtype
+
+    @property
     def num_blocks(self) -> int:
         """L, the number of paper-numbered blocks."""
         return len(self.input_blocks) + 1 + len(self.output_blocks)
@@ -113,7 +120,7 @@ class ADMUNet(nn.Module):
             pairs = torch.stack([t.long(), y.long() if y is not None else torch.zeros_like(t, dtype=torch.long)])
             uniq, index = torch.unique(pairs, dim=1, return_inverse=True)
             t, y = uniq[0], (uniq[1] if y is not None else None)
-        emb = self.time_embed(timestep_embedding(t, self.cfg.num_channels).to(self.time_embed[0].weight.dtype))
+        emb = self.time_embed(timestep_embedding(t, self.cfg.num_channels).to(self.dtype))
         if y is not None:
             emb = emb + self.label_emb(y)
         return emb, index
@@ -142,7 +149,7 @@ class ADMUNet(nn.Module):
         feats: dict[int, Tensor] = {}
         want = set(capture)
         emb, index = self.embed(t, y)
-        h = x.to(self.input_blocks[0][0].weight.dtype)
+        h = x.to(self.dtype)
         skips: list[Tensor] = []
         n = 0
 

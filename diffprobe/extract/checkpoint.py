@@ -11,6 +11,7 @@ import hashlib
 import pickle
 import zipfile
 from collections.abc import Mapping
+from typing import cast
 from pathlib import Path
 
 import torch
@@ -46,7 +47,7 @@ def _is_state_dict(obj: object) -> bool:
 
 def _unwrap(obj: object, path: Path) -> dict[str, Tensor]:
     if _is_state_dict(obj):
-        sd = dict(obj)  # type: ignore[arg-type]
+        sd = dict(cast(Mapping[str, Tensor], obj))
     elif isinstance(obj, Mapping):
         for key in WRAPPER_KEYS:
             if key in obj and _is_state_dict(obj[key]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -95,11 +96,11 @@ class FeatureComputer:
         except Exception as e:  # torch.compile raises many types depending on the platform
             log.warning("torch.compile is not available (%s); running eagerly", e)
             return self.backbone.features
-        state = {"ok": None}
+        state: dict[str, bool | None] = {"ok": None}
 
-        def call(*args: object, **kwargs: object) -> dict[int, torch.Tensor]:
+        def call(*args: Any, **kwargs: Any) -> dict[int, torch.Tensor]:
             if state["ok"] is False:
-                return self.backbone.features(*args, **kwargs)  # type: ignore[arg-type]
+                return self.backbone.features(*args, **kwargs)
             try:
                 out = compiled(*args, **kwargs)
                 if state["ok"] is None:
@@ -111,7 +112,7 @@ class FeatureComputer:
                     raise  # it worked before: a real error, not a compile failure
                 log.warning("torch.compile failed (%s: %s); running eagerly", type(e).__name__, str(e).splitlines()[0][:200])
                 state["ok"] = False
-                return self.backbone.features(*args, **kwargs)  # type: ignore[arg-type]
+                return self.backbone.features(*args, **kwargs)
 
         return call
 

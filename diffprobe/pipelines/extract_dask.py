@@ -96,7 +96,7 @@ def run_unit(spec: WorkerSpec, task: UnitTask, items: list[Item]) -> dict[str, A
             errs = [r[3] for r in rows]
             report_bad(by_row, idx, ok, errs, spec.strict)
             x0 = torch.from_numpy(np.stack([r[1] for r in rows]))
-            eps = torch.from_numpy(np.stack([r[4] for r in rows]))
+            eps = torch.from_numpy(np.stack([r[4] for r in rows if r[4] is not None]))
             forwards += compute_chunk(computer, buf, by_row, (idx, x0, ok, errs, eps), pairs)
     nbytes = write_unit(_store(spec.store), buf)
     return {"split": task.split, "unit": task.unit, "items": task.size, "forwards": forwards,

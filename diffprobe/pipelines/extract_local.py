@@ -141,7 +141,7 @@ def run_tasks(
             split_tasks = [t for t in tasks if t.split == split]
             split_items: list[Item] = plan.data.splits[split]
             pairs = noise_pairs(split_tasks, cfg.draws)
-            loader = DataLoader(
+            loader: DataLoader = DataLoader(
                 ImageDataset(split_items, plan.adm.image_size, pairs, cfg.seed),  # type: ignore[arg-type]
                 batch_sampler=batches_of(split_tasks, cfg.batch_size),
                 num_workers=workers,

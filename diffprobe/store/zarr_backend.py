@@ -11,7 +11,7 @@ import os
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zarr
@@ -50,7 +50,7 @@ class ZarrBackend(Backend):
             self.root.create_group(PROGRESS_GROUP)
 
     def root_attrs(self) -> dict[str, Any]:
-        return dict(self.root.attrs.get(ROOT_ATTR, {}))
+        return dict(cast(dict[str, Any], self.root.attrs.get(ROOT_ATTR, {})))
 
     def update_root_attrs(self, attrs: dict[str, Any]) -> None:
         self._check_writable()
@@ -79,12 +79,12 @@ class ZarrBackend(Backend):
         (self.path / PROGRESS_GROUP / group).mkdir(parents=True, exist_ok=True)
 
     def group_attrs(self, group: str) -> dict[str, Any]:
-        return dict(self._group(group).attrs.get(ROOT_ATTR, {}))
+        return dict(cast(dict[str, Any], self._group(group).attrs.get(ROOT_ATTR, {})))
 
     def update_group_attrs(self, group: str, attrs: dict[str, Any]) -> None:
         self._check_writable()
         g = self._group(group)
-        cur = dict(g.attrs.get(ROOT_ATTR, {}))
+        cur = dict(cast(dict[str, Any], g.attrs.get(ROOT_ATTR, {})))
         cur.update(attrs)
         g.attrs[ROOT_ATTR] = cur
 
@@ -123,7 +123,7 @@ class ZarrBackend(Backend):
     def array_info(self, group: str, name: str) -> tuple[tuple[int, ...], np.dtype, dict[str, Any]]:
         a = self._array(group, name)
         dt = np.dtype(str) if a.dtype.kind in "TOU" else np.dtype(a.dtype)
-        return tuple(a.shape), dt, dict(a.attrs.get(ROOT_ATTR, {}))
+        return tuple(a.shape), dt, dict(cast(dict[str, Any], a.attrs.get(ROOT_ATTR, {})))
 
     def array_dims(self, group: str, name: str) -> tuple[str, ...]:
         a = self._array(group, name)
@@ -136,12 +136,12 @@ class ZarrBackend(Backend):
     def read_rows(self, group: str, name: str, sel: slice | np.ndarray | None = None) -> np.ndarray:
         a = self._array(group, name)
         if sel is None:
-            out = a[...]
+            raw: Any = a[...]
         elif isinstance(sel, slice):
-            out = a[sel]
+            raw = a[sel]
         else:
-            out = a.get_orthogonal_selection((np.asarray(sel),))
-        out = np.asarray(out)
+            raw = a.get_orthogonal_selection((np.asarray(sel),))
+        out = np.asarray(raw)
         return out.astype(object).astype(str) if out.dtype.kind in "TO" else out
 
     def lazy(self, group: str, name: str) -> Any:
