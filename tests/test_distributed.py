@@ -124,7 +124,7 @@ def test_finalize_incomplete_names_missing_units(small_manifest, tmp_path):
     assert p.wait(timeout=600) == 0
     r = CliRunner().invoke(main, ["store", "finalize", str(out)])
     assert r.exit_code == 1
-    assert "missing: val/t0150_b13_p2: units 1, 3, 5" in r.output and "NOT complete" in r.output
+    assert "missing: val/t0150_b13_p2: 3 unit(s) not done (1, 3, 5)" in r.output and "NOT complete" in r.output
     with diffprobe.open_store(out) as s:
         assert "finalized" not in s.attrs
 

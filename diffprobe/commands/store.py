@@ -45,6 +45,13 @@ def info(store: str, as_json: bool) -> None:
             click.echo(f"    {name:<18} {shape:<22} {a['dtype']:<8} units {a['units_done']}/{a['units']}")
 
 
+def _echo_missing(missing_units: dict[str, dict[str, list[int]]], prefix: str) -> None:
+    for split, missing in missing_units.items():
+        for name, units in missing.items():
+            shown = ", ".join(map(str, units[:20])) + (" …" if len(units) > 20 else "")
+            click.echo(f"{prefix}: {split}/{name}: {len(units)} unit(s) not done ({shown})")
+
+
 @store_group.command("verify")
 @click.argument("store", type=click.Path(exists=True))
 def verify(store: str) -> None:
@@ -54,10 +61,7 @@ def verify(store: str) -> None:
 
     with open_store(store) as s:
         rep = verify_store(s)
-    for split, missing in rep.missing_units.items():
-        for name, units in missing.items():
-            shown = ", ".join(map(str, units[:10])) + (" …" if len(units) > 10 else "")
-            click.echo(f"incomplete: {split}/{name}: {len(units)} unit(s) not done ({shown})")
+    _echo_missing(rep.missing_units, "incomplete")
     for line in rep.bad_values:
         click.echo(f"bad values: {line}")
     for split, fails in rep.failed_items.items():
@@ -92,10 +96,7 @@ def finalize(store: str) -> None:
     from diffprobe.store.maintenance import finalize_store
 
     rep = finalize_store(store)
-    for split, missing in rep.missing_units.items():
-        for name, units in missing.items():
-            shown = ", ".join(map(str, units[:20])) + (" …" if len(units) > 20 else "")
-            click.echo(f"missing: {split}/{name}: units {shown}")
+    _echo_missing(rep.missing_units, "missing")
     if not rep.ok:
         click.echo("store is NOT complete: run the missing shards (or the plain extract command) again")
         raise SystemExit(1)

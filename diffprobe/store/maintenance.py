@@ -63,21 +63,36 @@ class VerifyReport:
         return not any(self.missing_units.values()) and not self.bad_values
 
 
+def missing_units(store: FeatureStore, split: str) -> dict[str, list[int]]:
+    """{feature array: units without a done marker for it} (only arrays with some missing)."""
+    marks = store.markers(split)
+    n = len(store.units(split))
+    out = {}
+    for name in store.keys(split):
+        if FeatureKey.is_key(name):
+            todo = [u for u in range(n) if name not in marks.get(u, {}).get("keys", ())]
+            if todo:
+                out[name] = todo
+    return out
+
+
+def failed_items(store: FeatureStore, split: str) -> list[tuple[str, str]]:
+    """(item id, reason) of every image recorded as failed in the split's markers."""
+    return [(str(f[0]), str(f[1])) for m in store.markers(split).values() for f in m.get("failed", [])]
+
+
 def verify_store(store: FeatureStore) -> VerifyReport:
     """Check markers, NaN/Inf in the rows of valid items of finished units, and list failed items."""
     rep = VerifyReport()
     for split in store.splits:
         units = store.units(split)
-        marks = store.markers(split)
         valid = store.valid(split)
-        rep.failed_items[split] = [tuple(f) for m in marks.values() for f in m.get("failed", [])]  # type: ignore[misc]
-        missing: dict[str, list[int]] = {}
+        rep.failed_items[split] = failed_items(store, split)
+        missing = missing_units(store, split)
         for name in store.keys(split):
             if not FeatureKey.is_key(name):
                 continue
-            todo = [u for u in range(len(units)) if name not in marks.get(u, {}).get("keys", ())]
-            if todo:
-                missing[name] = todo
+            todo = missing.get(name, [])
             done = np.zeros(store.n_items(split), dtype=bool)
             for u, (a, b) in enumerate(units):
                 if u not in todo:
@@ -135,15 +150,8 @@ def finalize_store(path: str | Path) -> VerifyReport:
     with open_store(path, mode="a") as s:
         rep = VerifyReport()
         for split in s.splits:
-            marks = s.markers(split)
-            n = len(s.units(split))
-            rep.missing_units[split] = {
-                name: [u for u in range(n) if name not in marks.get(u, {}).get("keys", ())]
-                for name in s.keys(split)
-                if FeatureKey.is_key(name)
-            }
-            rep.missing_units[split] = {k: v for k, v in rep.missing_units[split].items() if v}
-            rep.failed_items[split] = [tuple(f) for m in marks.values() for f in m.get("failed", [])]  # type: ignore[misc]
+            rep.missing_units[split] = missing_units(s, split)
+            rep.failed_items[split] = failed_items(s, split)
         if rep.ok:
             import datetime as _dt
 
