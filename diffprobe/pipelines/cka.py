@@ -138,24 +138,7 @@ def cka_blocks(
 
 def _blocks(s: Any, where: str, split: str | None, t: int | None, pool: int | None, blocks: Sequence[int] | None,
             config: CKAConfig) -> CKAResult:
-    split = resolve_split(split, s)
-    _check_pool(s, split, pool)
-    keys = [k for k in s.feature_keys(split) if k.pool == pool]
-    t = _pick([k.t for k in keys], t, "timesteps", "--t")
-    keys = sorted((k for k in keys if k.t == t), key=lambda k: k.block)
-    have = [k.block for k in keys]
-    if blocks is not None:
-        missing = [b for b in blocks if b not in have]
-        if missing:
-            raise StoreKeyError(f"expected blocks stored at t={t}, pool {_fmt_pool(pool)}, got {missing}; valid: {have}")
-        keys = [k for k in keys if k.block in set(blocks)]
-    if len(keys) < 2:
-        raise StoreKeyError(f"expected at least 2 blocks at t={t}, pool {_fmt_pool(pool)} in split {split!r}, got {have}")
-    rows = _valid_rows(s, split)
-    srcs = [_source(s, split, str(k), str(k.block), rows) for k in keys]
-    m = cka_matrix(srcs, None, config)
-    sel = {"split": split, "t": t, "pool": pool, "blocks": [k.block for k in keys]}
-    return CKAResult("blocks", m, "block", "block", sel, [_store_info(s, where)], config)
+    return _along(s, where, split, pool, config, vary="block", fixed=t, chosen=blocks)
 
 
 def cka_timesteps(
@@ -170,28 +153,40 @@ def cka_timesteps(
 
 def _timesteps(s: Any, where: str, block: int | None, split: str | None, pool: int | None, timesteps: Sequence[int] | None,
                config: CKAConfig) -> CKAResult:
+    return _along(s, where, split, pool, config, vary="t", fixed=block, chosen=timesteps)
+
+
+# The two single-store matrices differ only in which key field varies: blocks at a fixed t, or
+# timesteps at a fixed block.
+_AXES = {
+    # vary: (fixed field, fixed's plural, its option, what "at …" says, plural of vary, kind, label)
+    "block": ("t", "timesteps", "--t", "at t={}", "blocks", "blocks", "block"),
+    "t": ("block", "blocks", "--block", "for block {}", "timesteps", "timesteps", "timestep"),
+}
+
+
+def _along(s: Any, where: str, split: str | None, pool: int | None, config: CKAConfig, *, vary: str,
+           fixed: int | None, chosen: Sequence[int] | None) -> CKAResult:
+    fixed_field, fixed_plural, option, at, plural, kind, label = _AXES[vary]
     split = resolve_split(split, s)
     _check_pool(s, split, pool)
     keys = [k for k in s.feature_keys(split) if k.pool == pool]
-    block = _pick([k.block for k in keys], block, "blocks", "--block")
-    keys = sorted((k for k in keys if k.block == block), key=lambda k: k.t)
-    have = [k.t for k in keys]
-    if timesteps is not None:
-        missing = [t for t in timesteps if t not in have]
+    fixed = _pick([getattr(k, fixed_field) for k in keys], fixed, fixed_plural, option)
+    keys = sorted((k for k in keys if getattr(k, fixed_field) == fixed), key=lambda k: getattr(k, vary))
+    have = [getattr(k, vary) for k in keys]
+    where_txt = f"{at.format(fixed)}, pool {_fmt_pool(pool)}"
+    if chosen is not None:
+        missing = [v for v in chosen if v not in have]
         if missing:
-            raise StoreKeyError(
-                f"expected timesteps stored for block {block}, pool {_fmt_pool(pool)}, got {missing}; valid: {have}"
-            )
-        keys = [k for k in keys if k.t in set(timesteps)]
+            raise StoreKeyError(f"expected {plural} stored {where_txt}, got {missing}; valid: {have}")
+        keys = [k for k in keys if getattr(k, vary) in set(chosen)]
     if len(keys) < 2:
-        raise StoreKeyError(
-            f"expected at least 2 timesteps for block {block}, pool {_fmt_pool(pool)} in split {split!r}, got {have}"
-        )
+        raise StoreKeyError(f"expected at least 2 {plural} {where_txt} in split {split!r}, got {have}")
     rows = _valid_rows(s, split)
-    srcs = [_source(s, split, str(k), str(k.t), rows) for k in keys]
+    srcs = [_source(s, split, str(k), str(getattr(k, vary)), rows) for k in keys]
     m = cka_matrix(srcs, None, config)
-    sel = {"split": split, "block": block, "pool": pool, "timesteps": [k.t for k in keys]}
-    return CKAResult("timesteps", m, "timestep", "timestep", sel, [_store_info(s, where)], config)
+    sel = {"split": split, fixed_field: fixed, "pool": pool, plural: [getattr(k, vary) for k in keys]}
+    return CKAResult(kind, m, label, label, sel, [_store_info(s, where)], config)
 
 
 def match_items(ids_a: Sequence[str], ids_b: Sequence[str]) -> np.ndarray:
