@@ -5,7 +5,9 @@
 (b) diffprobe: deterministic noise, q_sample, forward stopped after the block under autocast
     (bf16 on GPU), pooling on the device, features copied to the host — the extraction loop's own
     FeatureComputer; optionally through torch.compile;
-(c) with --e2e: the whole `diffprobe.extract` (decode PNGs, compute, write a Zarr store) for p=2
+(c) with --fuse F: T timesteps (--timesteps, default 4) as T separate forwards vs F (t) passes
+    stacked into each forward, in (image, t) pairs per second — where fusing pays;
+(d) with --e2e: the whole `diffprobe.extract` (decode PNGs, compute, write a Zarr store) for p=2
     features and for the block's native map, against (b)'s compute-only rate.
 
 Utilisation = GFLOP per image (torch's FlopCounterMode) × img/s, against a dense matmul measured in
@@ -13,6 +15,7 @@ the same run (bf16 on GPU, fp32 on CPU). Random weights by default; a small mode
 
     python benchmarks/extract_speed.py                       # CPU: adm-32-fmnist, block 13
     python benchmarks/extract_speed.py --model adm-256-uncond --block 24 --batch 64 --compile --e2e   # GPU
+    python benchmarks/extract_speed.py --model adm-32-fmnist --batch 64 --fuse 4 --timesteps 8      # fusion
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import diffprobe
-from diffprobe.extract.run import ComputeSpec, FeatureComputer, resolve_device, resolve_precision
+from diffprobe.extract.run import ComputeSpec, FeatureComputer, default_fuse, resolve_device, resolve_precision
 from diffprobe.store.layout import FeatureKey
 
 
@@ -76,6 +79,8 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--compile", action="store_true", help="also time diffprobe's path through torch.compile")
+    ap.add_argument("--fuse", default=None, help="also time T timesteps unfused vs F passes per forward (an int, or auto)")
+    ap.add_argument("--timesteps", type=int, default=4, help="timesteps T for --fuse")
     ap.add_argument("--e2e", action="store_true", help="also time the whole extraction (decode, compute, write)")
     ap.add_argument("--e2e-images", type=int, default=None)
     args = ap.parse_args()
@@ -134,8 +139,26 @@ def main() -> None:
         print(f"{label:<52} {ips:>9.1f} {s_ref / s:>7.2f} {tf:>8.2f} {tf / peak:>6.1%}")
     best = min(s for _, s in rows[1:])
 
+    if args.fuse:
+        fused(bb, block, batch, device, precision, args, x0, ids)
+
     if args.e2e:
         e2e(bb, model, block, batch, device, batch / best, args.e2e_images or (4 if gpu else 1) * 256, args.compile)
+
+
+def fused(bb: diffprobe.Backbone, block: int, batch: int, device: torch.device, precision: str, args, x0, ids) -> None:
+    """T timesteps per image: one forward per t vs F passes stacked per forward."""
+    T = args.timesteps
+    f = default_fuse(T, batch, bb.image_size, device) if args.fuse == "auto" else int(args.fuse)
+    step = max(1, (bb.schedule.steps - 1) // (T + 1))
+    keys = [FeatureKey(step * (i + 1), block, 2) for i in range(T)]
+    print(f"{T} timesteps per image, block {block}, p=2 (fuse {args.fuse} → {f}):")
+    base = None
+    for fuse in dict.fromkeys((1, f)):
+        c = FeatureComputer(bb, device, ComputeSpec(0, 1, "mean", precision, "float16", batch, compile=args.compile, fuse=fuse))
+        s = timed(lambda: c.compute(x0, ids, keys), device, args.iters, warmup=3 if args.compile else 2)
+        base = base or s
+        print(f"  fuse {fuse:<3} ({fuse * batch:>5} rows per forward) {batch * T / s:9.1f} (image, t)/s  {base / s:5.2f}×")
 
 
 def e2e(bb: diffprobe.Backbone, model: str, block: int, batch: int, device: torch.device, compute_ips: float, n: int, compile_: bool) -> None:

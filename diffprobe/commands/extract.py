@@ -20,9 +20,10 @@ from diffprobe.commands.options import CommaList, flatten
 @click.option("--reduce", type=click.Choice(["mean", "none"]), default="mean", show_default=True, help="Average the K draws, or keep them.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Noise seed.")
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True, help="Storage dtype.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True, help="Compute precision (auto: bf16 on GPU, fp32 on CPU).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True, help="Compute precision (auto: bf16 on GPU, fp32 on CPU, or the existing store's).")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True, help="Images decoded per step.")
-@click.option("--forward-batch", type=click.IntRange(min=1), default=None, help="Rows per U-Net forward (default 16 on CPU, 64 on GPU); fixed so bytes never depend on batching.")
+@click.option("--forward-batch", type=click.IntRange(min=1), default=None, help="Images per U-Net forward (default 16 on CPU, 64 on GPU, or the existing store's); fixed so bytes never depend on batching.")
+@click.option("--fuse-timesteps", type=click.IntRange(min=1), default=None, help="(t, draw) passes stacked into one forward (default: 1 on CPU; on GPU enough to fill the chip for small models; or the existing store's).")
 @click.option("--compile", "compile_", is_flag=True, help="Run the forward through torch.compile (falls back to eager if unavailable).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 …")
 @click.option("--loader-workers", type=click.IntRange(min=0), default=None, help="Image decoding processes (default: automatic).")
@@ -36,7 +37,7 @@ from diffprobe.commands.options import CommaList, flatten
 @click.option("--dry-run", is_flag=True, help="Print the resolved config, the arrays to create and the estimated size; write nothing.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
 def extract(data, model, checkpoint, flags, class_label, timesteps, blocks, pools, out, draws, reduce, seed, dtype,
-            precision, batch_size, forward_batch, compile_, device, loader_workers, unit_size, splits, strict, overwrite, workers, scheduler, shard, dry_run, progress) -> None:  # fmt: skip
+            precision, batch_size, fuse_timesteps, forward_batch, compile_, device, loader_workers, unit_size, splits, strict, overwrite, workers, scheduler, shard, dry_run, progress) -> None:  # fmt: skip
     """Extract U-Net features of the images in DATA into a store.
 
     DATA is an ImageFolder tree (class = parent folder; optional train/ val/ … split folders) or a
@@ -52,7 +53,7 @@ def extract(data, model, checkpoint, flags, class_label, timesteps, blocks, pool
     cfg = ExtractConfig(
         data=data, out=out, model=model, checkpoint=checkpoint, flags=tuple(load_flags(flags).items()),
         class_label=class_label, timesteps=flatten(timesteps), blocks=flatten(blocks), pools=flatten(pools),
-        draws=draws, reduce=reduce, seed=seed, dtype=dtype, precision=precision, batch_size=batch_size, forward_batch=forward_batch, compile=compile_,
+        draws=draws, reduce=reduce, seed=seed, dtype=dtype, precision=precision, batch_size=batch_size, forward_batch=forward_batch, fuse_timesteps=fuse_timesteps, compile=compile_,
         device=device, loader_workers=loader_workers, unit_size=unit_size, splits=flatten(splits),
         strict=strict, overwrite=overwrite, workers=workers, scheduler=scheduler, shard=_parse_shard(shard),
     )  # fmt: skip

@@ -103,9 +103,10 @@ class ADMUNet(nn.Module):
     def embed(self, t: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """Timestep (and class) embedding of the distinct (t, y) pairs of a batch.
 
-        Embedding rows are computed once per distinct pair, not once per item: this is cheaper, and
-        it makes every item's features independent of batch size (a GEMM's rows can round
-        differently when the number of rows changes).
+        Embedding rows are computed once per distinct pair, one pair at a time, not once per item:
+        this is cheaper, and it makes every item's features independent of batch size and of the
+        other timesteps in the batch (a GEMM's rows can round differently when the number of rows
+        changes).
 
         Args:
             t: (N,) timesteps; y: (N,) labels or None.
@@ -120,7 +121,10 @@ class ADMUNet(nn.Module):
             pairs = torch.stack([t.long(), y.long() if y is not None else torch.zeros_like(t, dtype=torch.long)])
             uniq, index = torch.unique(pairs, dim=1, return_inverse=True)
             t, y = uniq[0], (uniq[1] if y is not None else None)
-        emb = self.time_embed(timestep_embedding(t, self.cfg.num_channels).to(self.dtype))
+        if index is None:
+            emb = self.time_embed(timestep_embedding(t, self.cfg.num_channels).to(self.dtype))
+        else:  # one row at a time: a row's value must not depend on how many distinct pairs there are
+            emb = torch.cat([self.time_embed(timestep_embedding(t[i : i + 1], self.cfg.num_channels).to(self.dtype)) for i in range(len(t))])
         if y is not None:
             emb = emb + self.label_emb(y)
         return emb, index

@@ -124,8 +124,10 @@ class ResBlock(nn.Module):
             x = self.x_upd(x)
         else:
             h = self.in_layers(x)
-        e = self.emb_layers(emb)
-        if index is not None:
+        if index is None:
+            e = self.emb_layers(emb)
+        else:  # one distinct embedding at a time: its value must not depend on how many there are
+            e = torch.cat([self.emb_layers(emb[i : i + 1]) for i in range(len(emb))]) if len(emb) > 1 else self.emb_layers(emb)
             e = e[index]
         e = e.to(h.dtype)[:, :, None, None]
         if self.use_scale_shift_norm:

@@ -58,6 +58,7 @@ class ExtractConfig:
     batch_size: int = 64
     forward_batch: int | None = None
     compile: bool = False
+    fuse_timesteps: int | None = None
     device: str = "auto"
     loader_workers: int | None = None
     unit_size: int | None = None
@@ -103,6 +104,7 @@ class ExtractConfig:
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.unit_size is None or self.unit_size >= 1, f"unit_size must be >= 1, got {self.unit_size}"),
             (self.forward_batch is None or self.forward_batch >= 1, f"forward_batch must be >= 1, got {self.forward_batch}"),
+            (self.fuse_timesteps is None or self.fuse_timesteps >= 1, f"fuse_timesteps must be >= 1, got {self.fuse_timesteps}"),
             (self.loader_workers is None or self.loader_workers >= 0, f"loader_workers must be >= 0, got {self.loader_workers}"),
         ]
         if self.shard is not None:

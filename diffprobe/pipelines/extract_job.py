@@ -15,7 +15,7 @@ from typing import Any
 from diffprobe.errors import StoreError
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.registry import load_backbone
-from diffprobe.extract.run import ComputeSpec, FeatureComputer, default_forward_batch, resolve_device, resolve_precision
+from diffprobe.extract.run import ComputeSpec, FeatureComputer, resolve_device
 from diffprobe.pipelines.extract_local import loader_workers, run_tasks
 from diffprobe.pipelines.extract_plan import ExtractPlan, make_plan, pending_units, prepare_store
 
@@ -48,6 +48,7 @@ class ExtractSummary:
             p = self.plan
             out = [f"dry run: would write {p['store']} ({p['format']}, config {p['config_hash']})"]
             out += [f"  model {p['model']}, precision {p['precision']}, splits {p['splits']}, {p['classes']} classes"]
+            out += [f"  forward: {p['forward_batch']} images × {p['fuse_timesteps']} fused (t, draw) passes"]
             out += [f"  block {b}" for b in p["blocks"]]
             out += [f"  array {a}" for a in p["arrays"]]
             out += [f"  pending units: {self.units_run} of {self.units_total}; estimated size ≤ {_fmt_bytes(p['estimated_bytes'])} (uncompressed)"]
@@ -96,8 +97,8 @@ def extract(config: ExtractConfig, *, dry_run: bool = False, progress: bool | No
         ConfigError / DataError / CheckpointError: bad options, data or checkpoint.
     """
     device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
-    plan = make_plan(config, precision, config.forward_batch or default_forward_batch(device))
+    plan = make_plan(config, device)
+    precision = plan.precision
     if dry_run:
         return _dry_run_summary(plan)
     t0 = time.perf_counter()
@@ -108,7 +109,7 @@ def extract(config: ExtractConfig, *, dry_run: bool = False, progress: bool | No
         n_units = n_all if config.shard is None else len(range(config.shard[0], n_all, config.shard[1]))
         summary = ExtractSummary(str(store.path), plan.hash, n_units, len(tasks), n_units - len(tasks), 0, 0)
         if tasks:
-            spec = ComputeSpec(config.seed, config.draws, config.reduce, precision, config.dtype, plan.forward_batch, config.compile)
+            spec = ComputeSpec(config.seed, config.draws, config.reduce, precision, config.dtype, plan.forward_batch, config.compile, plan.fuse)
             where = f"shard {config.shard[0]}/{config.shard[1]}, " if config.shard else ""
             with _sigterm_as_interrupt():
                 try:
@@ -116,7 +117,10 @@ def extract(config: ExtractConfig, *, dry_run: bool = False, progress: bool | No
                         result = _run_on_dask(plan, tasks, spec, device, progress)
                     else:
                         bb = load_backbone(config.model, config.checkpoint, device=device, class_label=config.class_label, **config.flag_dict)
-                        log.info("extracting %d units (%s%s, %s) into %s", len(tasks), where, device, precision, store.path)
+                        log.info(
+                            "extracting %d units (%s%s, %s, forwards of %d images × %d passes) into %s",
+                            len(tasks), where, device, precision, plan.forward_batch, plan.fuse, store.path,
+                        )  # fmt: skip
                         computer = FeatureComputer(bb, device, spec)
                         result = run_tasks(store, plan, tasks, computer, loader_workers(config, device), progress)
                 except KeyboardInterrupt:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import torch
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from diffprobe.extract.checkpoint import file_sha256
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.data import DataSpec, discover
 from diffprobe.extract.registry import resolve_config
+from diffprobe.extract.run import default_forward_batch, default_fuse, resolve_precision
 from diffprobe.store.backend import format_for_path
 from diffprobe.store.layout import ITEM_ARRAYS, FeatureKey, auto_unit_size, chunk_items, config_hash, pool_label
 from diffprobe.store.progress import UnitTask
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 RUNTIME_FIELDS = ("out", "batch_size", "device", "loader_workers", "unit_size", "strict", "overwrite", "splits")
 #: Fields whose values may grow between runs: new ones only add arrays.
 KEY_FIELDS = ("timesteps", "blocks", "pools")
+#: Identity fields added after stores were first written, with the value older stores imply.
+IDENTITY_DEFAULTS: dict[str, Any] = {"fuse_timesteps": 1}
 
 
 @dataclass
@@ -45,6 +49,7 @@ class ExtractPlan:
     data: DataSpec
     precision: str
     forward_batch: int
+    fuse: int
     identity: dict[str, Any]
     checkpoint_sha256: str | None
     shapes: dict[FeatureKey, tuple[int, ...]] = field(default_factory=dict)
@@ -70,6 +75,7 @@ class ExtractPlan:
             "blocks": [f"{n} ({b.path}, {b.channels}×{b.height}×{b.width})" for n, b in self.blocks.items()],
             "precision": self.precision,
             "forward_batch": self.forward_batch,
+            "fuse_timesteps": self.fuse,
             "splits": {s: len(v) for s, v in self.data.splits.items()},
             "classes": len(self.data.class_names),
             "arrays": [f"{k} {list(self.shapes[k])}" for k in self.keys],
@@ -84,8 +90,59 @@ def _prod(shape: tuple[int, ...]) -> int:
     return n
 
 
-def make_plan(config: ExtractConfig, precision: str, forward_batch: int) -> ExtractPlan:
-    """Resolve ``config`` (no model weights are loaded; blocks are measured on the meta device)."""
+def stored_identity(config: ExtractConfig) -> dict[str, Any] | None:
+    """The identity recorded in the existing store at ``config.out`` (None: no usable store, or --overwrite)."""
+    out = Path(config.out).expanduser()
+    if config.overwrite or not out.exists():
+        return None
+    try:
+        with open_store(out) as store:
+            return {**IDENTITY_DEFAULTS, **store.attrs.get("identity", {})}
+    except StoreError:
+        return None  # prepare_store reports it
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """The resolved value-defining compute settings (all recorded in the store's identity)."""
+
+    precision: str
+    forward_batch: int
+    fuse: int
+
+
+def resolve_compute(config: ExtractConfig, device: torch.device, image_size: int, stored: dict[str, Any] | None) -> ComputeSettings:
+    """Precision, forward batch and timestep fusion for ``config`` on ``device``.
+
+    A setting given explicitly is used as given (a mismatch with an existing store is then refused
+    by :func:`prepare_store`). A setting left at auto takes the existing store's value, so resuming
+    or extending a store just works — also on another kind of device; otherwise its default for the
+    device.
+    """
+    stored = stored or {}
+
+    def pick(name: str, given: Any, default: Any) -> Any:
+        if given is not None:
+            return given
+        if name in stored:
+            if stored[name] != default:
+                log.info("%s=%s taken from the existing store (this device's default is %s)", name, stored[name], default)
+            return stored[name]
+        return default
+
+    precision = pick(
+        "precision",
+        None if config.precision == "auto" else resolve_precision(config.precision, device),
+        resolve_precision("auto", device),
+    )
+    forward_batch = pick("forward_batch", config.forward_batch, default_forward_batch(device))
+    passes = len(config.timesteps) * config.draws
+    fuse = pick("fuse_timesteps", config.fuse_timesteps, default_fuse(passes, forward_batch, image_size, device))
+    return ComputeSettings(precision, forward_batch, fuse)
+
+
+def make_plan(config: ExtractConfig, device: torch.device) -> ExtractPlan:
+    """Resolve ``config`` for ``device`` (no model weights are loaded; blocks are measured on the meta device)."""
     _, adm = resolve_config(config.model, config.flag_dict)
     infos = list(measure_blocks(adm))
     numbers = resolve_blocks(config.blocks, infos)
@@ -100,6 +157,7 @@ def make_plan(config: ExtractConfig, precision: str, forward_batch: int) -> Extr
                     f"pool {p} is larger than block {n}'s {b.height}×{b.width} map; use a pool ≤ "
                     f"{min(b.height, b.width)} or 'full'"
                 )
+    compute = resolve_compute(config, device, adm.image_size, stored_identity(config))
     keys = [FeatureKey(t, n, p) for t in config.timesteps for n in numbers for p in config.pools]
     sha = file_sha256(config.checkpoint) if config.checkpoint else None
     data = discover(config.data, config.splits)
@@ -112,8 +170,9 @@ def make_plan(config: ExtractConfig, precision: str, forward_batch: int) -> Extr
         "draws": config.draws,
         "reduce": config.reduce,
         "dtype": config.dtype,
-        "precision": precision,
-        "forward_batch": forward_batch,
+        "precision": compute.precision,
+        "forward_batch": compute.forward_batch,
+        "fuse_timesteps": compute.fuse,
         "compile": config.compile,
         "class_names": data.class_names,
         "data": {s: data.fingerprint(s) for s in sorted(data.splits)},
@@ -124,10 +183,11 @@ def make_plan(config: ExtractConfig, precision: str, forward_batch: int) -> Extr
         b = blocks[k.block]
         side = (b.height, b.width) if k.pool is None else (k.pool, k.pool)
         shapes[k] = (*draws, b.channels, *side)
-    return ExtractPlan(config, adm, blocks, keys, data, precision, forward_batch, identity, sha, shapes)
+    return ExtractPlan(config, adm, blocks, keys, data, compute.precision, compute.forward_batch, compute.fuse, identity, sha, shapes)
 
 
 def identity_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    old = {**IDENTITY_DEFAULTS, **old}
     diffs = []
     for k in sorted(set(old) | set(new)):
         if k == "data":
