@@ -74,3 +74,15 @@ def test_block_ranges_and_full_pool(small_manifest, tmp_path):
     assert "array t0150_b13_full [128, 16, 16]" in r.output
     args[args.index("8-10")] = "10-8"
     assert CliRunner().invoke(main, args).exit_code == 2
+
+
+def test_fuse_timesteps_option(small_manifest, tmp_path):
+    out = tmp_path / "fused.zarr"
+    r = CliRunner().invoke(main, _extract_args(small_manifest, out, "--dry-run", "--forward-batch", "4"))
+    assert r.exit_code == 0, r.output
+    assert "forward: 4 images × 2 fused (t, draw) passes" in r.output  # the CPU default at 4 images
+    r = CliRunner().invoke(main, _extract_args(small_manifest, out, "--dry-run", "--fuse-timesteps", "3"))
+    assert r.exit_code == 0, r.output
+    assert "forward: 16 images × 3 fused (t, draw) passes" in r.output
+    r = CliRunner().invoke(main, _extract_args(small_manifest, out, "--fuse-timesteps", "0"))
+    assert r.exit_code == 2 and "--fuse-timesteps" in r.output

@@ -64,7 +64,9 @@ def test_fused_draws(fmnist_backbone):
 
 def test_default_fuse_only_fuses_where_it_pays():
     gpu = torch.device("cuda")  # a device object only; nothing runs on it
-    assert default_fuse(10, 16, 32, CPU) == 1  # measured: bigger forwards are slower on CPU
+    assert default_fuse(10, 16, 32, CPU) == 1  # measured: 16 rows of 32×32 already fill the CPU
+    assert default_fuse(10, 4, 32, CPU) == 4  # 4 images per forward: fusing 4 passes paid 1.13×
+    assert default_fuse(10, 1, 256, CPU) == 1
     assert default_fuse(1, 64, 32, gpu) == 1
     assert default_fuse(4, 64, 256, gpu) == 1  # the 256 model fills the chip at 64 rows
     assert default_fuse(4, 16, 256, gpu) == 4
@@ -93,14 +95,14 @@ def test_auto_settings_follow_the_existing_store(small_manifest, tmp_path, caplo
     given explicitly and different, the run is refused."""
     out = tmp_path / "s.zarr"
     kw = dict(unit_size=32, splits=("val",), blocks=(13,), pools=(2,))
-    diffprobe.extract(extract_config(small_manifest, out, timesteps=(150,), forward_batch=8, fuse_timesteps=2, **kw), progress=False)
+    diffprobe.extract(extract_config(small_manifest, out, timesteps=(150,), forward_batch=8, fuse_timesteps=3, **kw), progress=False)
     with caplog.at_level(logging.INFO, logger="diffprobe"):
         s = diffprobe.extract(extract_config(small_manifest, out, timesteps=(150, 50), **kw), progress=False)
     assert s.units_run == 2
     assert "forward_batch=8 taken from the existing store" in caplog.text
-    assert "fuse_timesteps=2 taken from the existing store" in caplog.text
+    assert "fuse_timesteps=3 taken from the existing store" in caplog.text
     before = read_all(out)
-    with pytest.raises(StoreError, match="fuse_timesteps: store has 2, this run 1"):
+    with pytest.raises(StoreError, match="fuse_timesteps: store has 3, this run 1"):
         diffprobe.extract(extract_config(small_manifest, out, timesteps=(150,), fuse_timesteps=1, **kw), progress=False)
     assert all(np.array_equal(read_all(out)[k], v) for k, v in before.items())
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from diffprobe.extract.data import ImageDataset, Item
 from diffprobe.extract.run import ComputeSpec, FeatureComputer
-from diffprobe.pipelines.extract_local import compute_chunk, noise_pairs, report_bad
+from diffprobe.pipelines.extract_local import RunStats, compute_chunk, noise_pairs, report_bad
 from diffprobe.pipelines.extract_plan import ExtractPlan
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.progress import UnitBuffer, UnitTask, write_unit
@@ -129,13 +129,12 @@ def _client(workers: int, scheduler: str | None, device: torch.device) -> tuple[
 def run_distributed(
     plan: ExtractPlan, tasks: list[UnitTask], spec: WorkerSpec, workers: int, scheduler: str | None,
     device: torch.device, progress: bool | None = None,
-) -> tuple[int, int, list[tuple[str, str, str]], int]:  # fmt: skip
-    """Run ``tasks`` as dask tasks; returns (items, forwards, failures, bytes written)."""
+) -> RunStats:  # fmt: skip
+    """Run ``tasks`` as dask tasks."""
     from distributed import as_completed
 
     client, cluster, submit_kw = _client(workers, scheduler, device)
-    items = forwards = nbytes = 0
-    failures: list[tuple[str, str, str]] = []
+    stats = RunStats()
     bar = tqdm(total=sum(t.size for t in tasks), unit="img", desc="extract", disable=None if progress is None else not progress)
     try:
         log.info("dask dashboard: %s", client.dashboard_link)
@@ -145,14 +144,16 @@ def run_distributed(
         ]
         for fut in as_completed(futures):
             r = fut.result()
-            items += r["items"]
-            forwards += r["forwards"]
-            nbytes += r["bytes"]
-            failures += [tuple(f) for f in r["failures"]]  # type: ignore[misc]
+            stats.items += r["items"]
+            stats.forwards += r["forwards"]
+            stats.bytes_written += r["bytes"]
+            stats.failures += [tuple(f) for f in r["failures"]]  # type: ignore[misc]
+            stats.mark()
             bar.update(r["items"])
+        stats.finish()
     finally:
         bar.close()
         client.close()
         if cluster is not None:
             cluster.close()
-    return items, forwards, failures, nbytes
+    return stats

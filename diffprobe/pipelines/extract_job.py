@@ -16,7 +16,7 @@ from diffprobe.errors import StoreError
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.registry import load_backbone
 from diffprobe.extract.run import ComputeSpec, FeatureComputer, resolve_device
-from diffprobe.pipelines.extract_local import loader_workers, run_tasks
+from diffprobe.pipelines.extract_local import RunStats, loader_workers, run_tasks
 from diffprobe.pipelines.extract_plan import ExtractPlan, make_plan, pending_units, prepare_store
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ class ExtractSummary:
     bytes_written: int = 0
     dry_run: bool = False
     plan: dict[str, Any] = field(default_factory=dict)
+    #: items/s after the first result (no model loading, store creation or compilation)
+    steady_items_per_second: float | None = None
 
     @property
     def items_per_second(self) -> float:
@@ -57,7 +59,9 @@ class ExtractSummary:
             f"store {self.store} (config {self.config_hash})",
             f"  units: {self.units_run} run, {self.units_skipped} already done, {self.units_total} total",
             f"  items: {self.items} ({self.forwards} U-Net forwards), failed: {len(self.failures)}",
-            f"  time: {self.seconds:.1f} s, {self.items_per_second:.1f} items/s, written {_fmt_bytes(self.bytes_written)}",
+            f"  time: {self.seconds:.1f} s, {self.items_per_second:.1f} items/s"
+            + (f" ({self.steady_items_per_second:.1f}/s steady)" if self.steady_items_per_second else "")
+            + f", written {_fmt_bytes(self.bytes_written)}",
             *[f"  failed: [{s}] {i}: {e}" for s, i, e in self.failures[:20]],
         ]
 
@@ -129,7 +133,8 @@ def extract(config: ExtractConfig, *, dry_run: bool = False, progress: bool | No
                         "Re-run the same command to resume."
                     )
                     raise
-            summary.items, summary.forwards, summary.failures, summary.bytes_written = result
+            summary.items, summary.forwards, summary.failures = result.items, result.forwards, result.failures
+            summary.bytes_written, summary.steady_items_per_second = result.bytes_written, result.steady_items_per_second
         summary.seconds = time.perf_counter() - t0
     finally:
         store.close()
@@ -138,7 +143,7 @@ def extract(config: ExtractConfig, *, dry_run: bool = False, progress: bool | No
     return summary
 
 
-def _run_on_dask(plan: ExtractPlan, tasks: list, spec: ComputeSpec, device: Any, progress: bool | None) -> tuple:
+def _run_on_dask(plan: ExtractPlan, tasks: list, spec: ComputeSpec, device: Any, progress: bool | None) -> RunStats:
     from diffprobe.pipelines.extract_dask import WorkerSpec, run_distributed
 
     cfg = plan.config

@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -25,6 +26,32 @@ log = logging.getLogger(__name__)
 #: (global item indices (B,), clean images (B, 3, S, S), decoded ok (B,), decode errors,
 #:  noise (B, P, 3, S, S) for the run's P (t, draw) pairs)
 Chunk = tuple[np.ndarray, torch.Tensor, np.ndarray, list[str], torch.Tensor]
+
+
+@dataclass
+class RunStats:
+    """What running a list of units did."""
+
+    items: int = 0
+    forwards: int = 0
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+    bytes_written: int = 0
+    #: items/s from the first finished result (forward batch, or unit on dask) to the last write:
+    #: the steady rate, without loading the model, creating the store or compiling
+    steady_items_per_second: float | None = None
+    _first: tuple[float, int] | None = None
+
+    def mark(self) -> None:
+        """Call after each result; the first call starts the steady-rate clock."""
+        if self._first is None:
+            self._first = (time.perf_counter(), self.items)
+
+    def finish(self) -> RunStats:
+        if self._first is not None:
+            dt = time.perf_counter() - self._first[0]
+            n = self.items - self._first[1]
+            self.steady_items_per_second = n / dt if n and dt > 0 else None
+        return self
 
 
 def report_bad(items: Sequence[Item] | Mapping[int, Item], idx: np.ndarray, ok: np.ndarray, errs: list[str], strict: bool) -> None:
@@ -129,12 +156,11 @@ def run_tasks(
     computer: FeatureComputer,
     workers: int,
     progress: bool | None = None,
-) -> tuple[int, int, list[tuple[str, str, str]], int]:
-    """Compute and write ``tasks`` in this process. Returns (items, forwards, failures, bytes written)."""
+) -> RunStats:
+    """Compute and write ``tasks`` in this process."""
     cfg = plan.config
     writer = BackgroundWriter(store)
-    items = forwards = 0
-    failures: list[tuple[str, str, str]] = []
+    stats = RunStats()
     bar = tqdm(total=sum(t.size for t in tasks), unit="img", desc="extract", disable=None if progress is None else not progress, smoothing=0.1)
     try:
         for split in dict.fromkeys(t.split for t in tasks):
@@ -167,15 +193,17 @@ def run_tasks(
                 unit_end = stage.end >= task.stop
                 while stage.n >= plan.forward_batch or (unit_end and stage.n):
                     part = stage.take(plan.forward_batch)
-                    forwards += compute_chunk(computer, buf, split_items, part, pairs)
-                    items += len(part[0])
+                    stats.forwards += compute_chunk(computer, buf, split_items, part, pairs)
+                    stats.items += len(part[0])
+                    stats.mark()
                     bar.update(len(part[0]))
                 if buf.complete:
-                    failures += [(split, i, e) for i, e in buf.failures]
+                    stats.failures += [(split, i, e) for i, e in buf.failures]
                     writer.submit(buf)
                 t_wait = time.perf_counter()
             _warn_if_input_bound(waited, time.perf_counter() - t_split, workers)
     finally:
         bar.close()
         writer.close()  # finishes every complete unit already submitted; partial units are dropped
-    return items, forwards, failures, writer.bytes_written
+    stats.bytes_written = writer.bytes_written
+    return stats.finish()

@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-import torch
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from diffprobe.errors import ConfigError, StoreError
 from diffprobe.extract.adm_config import ADMConfig

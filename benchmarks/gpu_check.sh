@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The prepared GPU check for a lent H100/H200 (the `device` tool), in one call of about 8 minutes:
+# GPU-only tests, the extraction-speed benchmark for the 256 model at block 24 (reference style,
+# diffprobe eager and compiled, end to end), and timestep fusion on the small model.
+#
+# Prepare once, here (the device image has torch but not zarr or dask; Python 3.12 there):
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+#     --platform manylinux1_x86_64 -d .whl zarr==3.1.6 numcodecs==0.16.6 donfig==0.8.1.post1 \
+#     google-crc32c==1.9.0 dask==2026.8.0 distributed==2026.8.0 partd==1.4.2 locket==1.0.0 \
+#     tblib==3.2.2 tornado==6.6.1 zict==3.0.0 importlib_metadata==10.2.0
+# then run `bash benchmarks/gpu_check.sh` there with carry [".whl"] and timeout_s 600.
+set -u -o pipefail
+OUT=${OUT:-/tmp/gpu_check}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
+python3 -c "import torch, zarr, dask; print('torch', torch.__version__, 'zarr', zarr.__version__, 'dask', dask.__version__)"
+
+echo "== GPU tests"
+timeout 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+
+echo "== 256 model, block 24: reference vs diffprobe (eager, compiled), end to end"
+timeout 330 python3 benchmarks/extract_speed.py --model adm-256-uncond --block 24 --batch 128 --iters 5 \
+    --compile --e2e --e2e-images 8192 2>&1 | tee "$OUT/speed256.log" | grep -v Warning
+
+echo "== timestep fusion on the 32x32 model"
+timeout 90 python3 benchmarks/extract_speed.py --model adm-32-fmnist --batch 64 --iters 10 \
+    --fuse auto --timesteps 8 2>&1 | tee "$OUT/fuse32.log" | grep -v Warning
