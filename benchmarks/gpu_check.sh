@@ -24,7 +24,7 @@ timeout 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$O
 
 echo "== 256 model, block 24: reference vs diffprobe (eager, compiled), end to end"
 timeout 330 python3 benchmarks/extract_speed.py --model adm-256-uncond --block 24 --batch 128 --iters 5 \
-    --compile --e2e --e2e-images 8192 2>&1 | tee "$OUT/speed256.log" | grep -v Warning
+    --compile --channels-last --e2e --e2e-images 8192 2>&1 | tee "$OUT/speed256.log" | grep -v Warning
 
 echo "== timestep fusion on the 32x32 model"
 timeout 90 python3 benchmarks/extract_speed.py --model adm-32-fmnist --batch 64 --iters 10 \

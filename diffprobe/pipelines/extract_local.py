@@ -72,6 +72,9 @@ def compute_chunk(
     ``pairs`` are the (t, draw) pairs along the chunk's noise axis.
     """
     idx, x0, ok, errs, eps = chunk
+    # One (pinned, asynchronous) copy of all the chunk's noise; the per-pair slices are then views
+    # on the device, not strided host tensors that would need a synchronous staging copy each.
+    eps = eps.to(computer.device, non_blocking=True)
     noise = {p: eps[:, j] for j, p in enumerate(pairs)}
     feats = computer.compute(x0, [items[i].id for i in idx], buf.task.keys, noise)
     bad = [(items[i].id, e) for i, good, e in zip(idx, ok, errs) if not good]

@@ -1,0 +1,27 @@
+"""The benchmark scripts run (tiny settings, CPU): their figures are for people, their code must not rot."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.slow
+def test_extract_speed_benchmark_runs():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "extract_speed.py"), "--device", "cpu", "--iters", "1", "--batch", "2",
+           "--channels-last", "--fuse", "auto", "--timesteps", "2", "--e2e", "--e2e-images", "24"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    assert re.search(r"reference: fp32, full forward, hook\s+[\d.]+\s+1\.00", out), out
+    assert re.search(r"diffprobe: early exit, fp32, pooled on device\s+[\d.]+\s+[\d.]+", out), out
+    assert "channels-last" in out
+    assert "(fuse auto → 2)" in out and re.search(r"fuse 2\s+\(\s+4 rows per forward\)", out), out
+    assert re.search(r"p=2 pooled\s+steady\s+[\d.]+ img/s =\s+[\d.]+% of compute-only", out), out
+    assert "native map" in out
