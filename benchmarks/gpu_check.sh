@@ -11,21 +11,28 @@
 #     google-crc32c==1.9.0 dask==2026.8.0 distributed==2026.8.0 partd==1.4.2 locket==1.0.0 \
 #     tblib==3.2.2 tornado==6.6.1 zict==3.0.0 importlib_metadata==10.2.0
 # then run `bash benchmarks/gpu_check.sh` there with carry [".whl"] and timeout_s 600.
+# A quick rehearsal of the same steps on a CPU (no wheels, small model):
+#   NO_WHEELS=1 PY=python MODEL=adm-32-fmnist BLOCK=13 BATCH=4 IMAGES=64 bash benchmarks/gpu_check.sh
 set -u -o pipefail
 OUT=${OUT:-/tmp/gpu_check}
+PY=${PY:-python3}
+MODEL=${MODEL:-adm-256-uncond} BLOCK=${BLOCK:-24} BATCH=${BATCH:-128} IMAGES=${IMAGES:-8192}
 mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
-python3 -c "import torch, zarr, dask; print('torch', torch.__version__, 'zarr', zarr.__version__, 'dask', dask.__version__)"
+if [ -z "${NO_WHEELS:-}" ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:$PWD
+fi
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
+$PY -c "import torch, zarr, dask; print('torch', torch.__version__, 'zarr', zarr.__version__, 'dask', dask.__version__)"
 
 echo "== GPU tests"
-timeout 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+timeout 120 $PY -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 
-echo "== 256 model, block 24: reference vs diffprobe (eager, compiled), end to end"
-timeout 330 python3 benchmarks/extract_speed.py --model adm-256-uncond --block 24 --batch 128 --iters 5 \
-    --compile --channels-last --e2e --e2e-images 8192 2>&1 | tee "$OUT/speed256.log" | grep -v Warning
+echo "== $MODEL, block $BLOCK: reference vs diffprobe (eager, compiled), end to end"
+timeout 330 $PY benchmarks/extract_speed.py --model "$MODEL" --block "$BLOCK" --batch "$BATCH" --iters 5 \
+    --compile --channels-last --e2e --e2e-images "$IMAGES" 2>&1 | tee "$OUT/speed256.log" | grep -v Warning
 
 echo "== timestep fusion on the 32x32 model"
-timeout 90 python3 benchmarks/extract_speed.py --model adm-32-fmnist --batch 64 --iters 10 \
+timeout 90 $PY benchmarks/extract_speed.py --model adm-32-fmnist --batch 64 --iters 10 \
     --fuse auto --timesteps 8 2>&1 | tee "$OUT/fuse32.log" | grep -v Warning

@@ -214,6 +214,26 @@ def test_compile_falls_back_to_eager_with_a_log_line(fmnist_backbone, monkeypatc
     assert np.array_equal(comp.compute(x, list("abcd"), keys)[keys[0]], out[keys[0]])  # stays eager
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="torch.compile on CPU needs a C++ compiler")
+def test_compile_really_compiles_and_matches_eager(caplog):
+    """--compile must compile the forward, not quietly fall back: nothing outside the forward (block
+    names, the meta-device block table) may end up in the traced function."""
+    from diffprobe.extract.run import ComputeSpec, FeatureComputer
+    from diffprobe.store.layout import FeatureKey
+
+    bb = diffprobe.load_backbone("adm-32-fmnist", FMNIST.parent / "adm32_fmnist_ema.pt")  # fresh: block table not cached
+    keys = [FeatureKey(150, 10, 1), FeatureKey(150, 13, 2), FeatureKey(50, 13, 2)]
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    eager = FeatureComputer(bb, torch.device("cpu"), ComputeSpec(0, 1, "mean", "fp32", "float32", 4, fuse=2)).compute(x, list("abcd"), keys)
+    comp = FeatureComputer(bb, torch.device("cpu"), ComputeSpec(0, 1, "mean", "fp32", "float32", 4, compile=True, fuse=2))
+    with caplog.at_level("INFO", logger="diffprobe"):
+        out = comp.compute(x, list("abcd"), keys)
+    assert "torch.compile: compiled the forward pass" in caplog.text and "running eagerly" not in caplog.text
+    for k in keys:
+        np.testing.assert_allclose(out[k], eager[k], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.gpu
 def test_gpu_bf16_features_close_to_fp32(fmnist_backbone):
     from diffprobe.extract.run import ComputeSpec, FeatureComputer

@@ -100,6 +100,18 @@ class Backbone(nn.Module):
         numbers = self.resolve_blocks(blocks)
         if not numbers:
             raise ValueError("no blocks requested")
+        return self.run_blocks(x_t, t, tuple(numbers))
+
+    def run_blocks(self, x_t: Tensor, t: Tensor | int, numbers: tuple[int, ...]) -> dict[int, Tensor]:
+        """:meth:`features` for paper numbers already resolved: nothing but the forward, so this is
+        the function to hand to ``torch.compile`` (resolving names measures the blocks on the meta
+        device, which must stay outside a compiled graph).
+
+        Args:
+            x_t: (N, C, H, W) noisy images; t: one timestep or (N,); numbers: paper block numbers.
+        Returns:
+            {paper number: (N, C_b, H_b, W_b)}.
+        """
         tt, y = self._inputs(x_t, t)
         _, feats = self.net.run(x_t, tt, y, capture=numbers, stop_after=max(numbers))
         return {n: feats[n] for n in numbers}

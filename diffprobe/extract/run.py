@@ -107,23 +107,24 @@ class FeatureComputer:
         self.backbone = backbone
         self.device = device
         self.spec = spec
-        self._features: Callable[..., dict[int, torch.Tensor]] = backbone.features
+        self._features: Callable[..., dict[int, torch.Tensor]] = backbone.run_blocks
         if spec.compile:
             self._features = self._compiled()
 
     def _compiled(self) -> Callable[..., dict[int, torch.Tensor]]:
-        """``backbone.features`` through torch.compile; on any failure (no compiler, unsupported
+        """``backbone.run_blocks`` through torch.compile; on any failure (no compiler, unsupported
         platform) log one clear line and fall back to eager mode."""
+        eager = self.backbone.run_blocks
         try:
-            compiled = torch.compile(self.backbone.features, dynamic=False)
+            compiled = torch.compile(eager, dynamic=False)
         except Exception as e:  # torch.compile raises many types depending on the platform
             log.warning("torch.compile is not available (%s); running eagerly", e)
-            return self.backbone.features
+            return eager
         state: dict[str, bool | None] = {"ok": None}
 
         def call(*args: Any, **kwargs: Any) -> dict[int, torch.Tensor]:
             if state["ok"] is False:
-                return self.backbone.features(*args, **kwargs)
+                return eager(*args, **kwargs)
             try:
                 out = compiled(*args, **kwargs)
                 if state["ok"] is None:
@@ -135,7 +136,7 @@ class FeatureComputer:
                     raise  # it worked before: a real error, not a compile failure
                 log.warning("torch.compile failed (%s: %s); running eagerly", type(e).__name__, str(e).splitlines()[0][:200])
                 state["ok"] = False
-                return self.backbone.features(*args, **kwargs)
+                return eager(*args, **kwargs)
 
         return call
 
@@ -174,7 +175,7 @@ class FeatureComputer:
         tt = torch.tensor([t for t, _ in passes] + [passes[0][0]] * fill, device=self.device).repeat_interleave(m)
         wanted = {(k.block, k.pool) for t, _ in passes for k in by_t[t]}
         with autocast(self.spec.precision, self.device):
-            feats = self._features(x_t, tt, sorted({b for b, _ in wanted}))
+            feats = self._features(x_t, tt, tuple(sorted({b for b, _ in wanted})))
         pooled = {}
         for b, p in wanted:
             f = feats[b][: len(passes) * m].float()
