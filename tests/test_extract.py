@@ -212,6 +212,29 @@ def test_compile_falls_back_to_eager_with_a_log_line(fmnist_backbone, monkeypatc
     assert "torch.compile failed (RuntimeError: no C++ compiler found); running eagerly" in caplog.text
     assert np.array_equal(out[keys[0]], eager.compute(x, list("abcd"), keys)[keys[0]])
     assert np.array_equal(comp.compute(x, list("abcd"), keys)[keys[0]], out[keys[0]])  # stays eager
+    assert comp.provenance == {"device": "cpu", "compiled": False} and eager.provenance == {"device": "cpu"}
+
+
+def test_eager_fallback_in_a_compiled_store_is_recorded(small_manifest, tmp_path, monkeypatch):
+    """Each unit's marker says where and how it was computed; verify notes units that ran eagerly
+    in a store made with --compile (their values differ in rounding)."""
+    from click.testing import CliRunner
+
+    from diffprobe.cli import main
+
+    def broken_compile(fn, **kw):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    out = tmp_path / "c.zarr"
+    diffprobe.extract(extract_config(small_manifest, out, unit_size=32, splits=("val",), timesteps=(150,), blocks=(13,), pools=(2,), compile=True), progress=False)
+    with diffprobe.open_store(out) as s:
+        assert all(m["compute"] == {"device": "cpu", "compiled": False} for m in s.markers("val").values())
+    r = CliRunner().invoke(main, ["store", "verify", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "note: val: 2 of 2 units ran eagerly although the store was made with --compile" in r.output
+    r = CliRunner().invoke(main, ["store", "info", str(out)])
+    assert "units computed on cpu (2)" in r.output
 
 
 @pytest.mark.slow

@@ -39,7 +39,8 @@ def info(store: str, as_json: bool) -> None:
     click.echo(f"  {'complete' if data['complete'] else 'INCOMPLETE'}")
     for split, sp in data["splits"].items():
         failed = "?" if sp["failed"] is None else sp["failed"]
-        click.echo(f"  split {split}: {sp['items']} items, unit size {sp['unit_size']}, failed {failed}")
+        on = ", ".join(f"{d} ({n})" for d, n in sp["computed_on"].items())
+        click.echo(f"  split {split}: {sp['items']} items, unit size {sp['unit_size']}, failed {failed}; units computed on {on or '-'}")
         for name, a in sp["arrays"].items():
             shape = "×".join(str(d) for d in a["shape"])
             click.echo(f"    {name:<18} {shape:<22} {a['dtype']:<8} units {a['units_done']}/{a['units']}")
@@ -64,6 +65,8 @@ def verify(store: str) -> None:
     _echo_missing(rep.missing_units, "incomplete")
     for line in rep.bad_values:
         click.echo(f"bad values: {line}")
+    for line in rep.notes:
+        click.echo(f"note: {line}")
     for split, fails in rep.failed_items.items():
         for item, err in fails:
             click.echo(f"failed item: {split}/{item}: {err}")

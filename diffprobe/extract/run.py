@@ -108,8 +108,21 @@ class FeatureComputer:
         self.device = device
         self.spec = spec
         self._features: Callable[..., dict[int, torch.Tensor]] = backbone.run_blocks
+        self._compile_state: dict[str, bool | None] = {"ok": None}
         if spec.compile:
             self._features = self._compiled()
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """How this computer produces values, for each unit's done marker: the device (with the
+        GPU's name) and, with ``compile``, whether the forward really ran compiled."""
+        dev = str(self.device)
+        if self.device.type == "cuda":
+            dev += f" ({torch.cuda.get_device_name(self.device)})"
+        out: dict[str, Any] = {"device": dev}
+        if self.spec.compile:
+            out["compiled"] = bool(self._compile_state["ok"])
+        return out
 
     def _compiled(self) -> Callable[..., dict[int, torch.Tensor]]:
         """``backbone.run_blocks`` through torch.compile; on any failure (no compiler, unsupported
@@ -119,8 +132,9 @@ class FeatureComputer:
             compiled = torch.compile(eager, dynamic=False)
         except Exception as e:  # torch.compile raises many types depending on the platform
             log.warning("torch.compile is not available (%s); running eagerly", e)
+            self._compile_state["ok"] = False
             return eager
-        state: dict[str, bool | None] = {"ok": None}
+        state = self._compile_state
 
         def call(*args: Any, **kwargs: Any) -> dict[int, torch.Tensor]:
             if state["ok"] is False:

@@ -79,6 +79,7 @@ def compute_chunk(
     feats = computer.compute(x0, [items[i].id for i in idx], buf.task.keys, noise)
     bad = [(items[i].id, e) for i, good, e in zip(idx, ok, errs) if not good]
     buf.add(int(idx[0]), feats, ok, bad)
+    buf.compute = computer.provenance
     return len(idx) * len({k.t for k in buf.task.keys}) * computer.spec.draws
 
 

@@ -41,6 +41,7 @@ def store_info(store: FeatureStore) -> dict[str, Any]:
             "items": store.n_items(split),
             "unit_size": store.unit_size(split),
             "failed": int((~store.valid(split)).sum()) if _all_done(comp) else None,
+            "computed_on": computed_on(store, split),
             "arrays": arrays,
         }
     return info
@@ -57,6 +58,8 @@ class VerifyReport:
     missing_units: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # split → key → units
     bad_values: list[str] = field(default_factory=list)
     failed_items: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    #: things worth knowing that do not make the store incomplete (mixed devices, eager fallback)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -108,7 +111,36 @@ def verify_store(store: FeatureStore) -> VerifyReport:
             if n_nan or n_inf:
                 rep.bad_values.append(f"{split}/{name}: {n_nan} rows with NaN, {n_inf} rows with Inf among valid, finished items")
         rep.missing_units[split] = missing
+        rep.notes += compute_notes(store, split)
     return rep
+
+
+def computed_on(store: FeatureStore, split: str) -> dict[str, int]:
+    """{device: finished units computed there} from the done markers (units from before this was
+    recorded count as "unrecorded")."""
+    out: dict[str, int] = {}
+    for m in store.markers(split).values():
+        dev = m.get("compute", {}).get("device", "unrecorded")
+        out[dev] = out.get(dev, 0) + 1
+    return out
+
+
+def compute_notes(store: FeatureStore, split: str) -> list[str]:
+    """Units whose values may differ in rounding from the rest: another device type, or an eager
+    forward in a store made with --compile (where torch.compile was unavailable)."""
+    notes = []
+    marks = store.markers(split).values()
+    eager = sum(1 for m in marks if m.get("compute", {}).get("compiled") is False)
+    if eager and store.attrs.get("identity", {}).get("compile"):
+        notes.append(
+            f"{split}: {eager} of {len(marks)} units ran eagerly although the store was made with --compile "
+            "(torch.compile was unavailable there); their values differ from compiled ones in rounding"
+        )
+    kinds = {d.split(" ")[0].split(":")[0] for d in computed_on(store, split) if d != "unrecorded"}
+    if len(kinds) > 1:
+        devices = ", ".join(f"{d} ({n})" for d, n in sorted(computed_on(store, split).items()))
+        notes.append(f"{split}: units were computed on several kinds of device: {devices}; values differ between them in rounding")
+    return notes
 
 
 def export_store(src: str | Path, dst: str | Path, overwrite: bool = False) -> Path:

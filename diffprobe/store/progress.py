@@ -46,6 +46,8 @@ class UnitBuffer:
     valid: np.ndarray = field(init=False)
     filled: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: how the values were computed (device, compiled or not), recorded in the unit's done marker
+    compute: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = self.task.size
@@ -87,6 +89,8 @@ def write_unit(store: FeatureStore, buf: UnitBuffer) -> int:
         "host": socket.gethostname(),
         "pid": os.getpid(),
     }
+    if buf.compute:
+        payload["compute"] = buf.compute
     store.backend.write_marker(task.split, task.unit, payload)
     return nbytes
 
