@@ -100,7 +100,7 @@ class ADMUNet(nn.Module):
             + [f"output_blocks.{i}" for i in range(len(self.output_blocks))]
         )
 
-    def embed(self, t: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def embed(self, t: Tensor, y: Tensor | None, index: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Timestep (and class) embedding of the distinct (t, y) pairs of a batch.
 
         Embedding rows are computed once per distinct pair, one pair at a time, not once per item:
@@ -110,14 +110,15 @@ class ADMUNet(nn.Module):
 
         Args:
             t: (N,) timesteps; y: (N,) labels or None.
+            index: when given, t and y are already the U distinct pairs and index (N,) is each
+                item's row among them (found on the host: finding them on a GPU synchronises it).
         Returns:
             (emb, index): emb (U, 4·num_channels) for the U distinct pairs and index (N,) into it
             (None on the meta device, where emb is per item).
         """
         if self.cfg.class_cond and y is None:
             raise ValueError("this model is class-conditional and needs labels y")
-        index: Tensor | None = None
-        if t.device.type != "meta":
+        if index is None and t.device.type != "meta":
             pairs = torch.stack([t.long(), y.long() if y is not None else torch.zeros_like(t, dtype=torch.long)])
             uniq, index = torch.unique(pairs, dim=1, return_inverse=True)
             t, y = uniq[0], (uniq[1] if y is not None else None)
@@ -136,6 +137,7 @@ class ADMUNet(nn.Module):
         y: Tensor | None = None,
         capture: Collection[int] = (),
         stop_after: int | None = None,
+        index: Tensor | None = None,
     ) -> tuple[Tensor | None, dict[int, Tensor]]:
         """The forward pass; the only one in this package.
 
@@ -146,13 +148,14 @@ class ADMUNet(nn.Module):
             capture: paper block numbers whose outputs to return.
             stop_after: return right after this block (no later block is computed); None runs
                 the whole network.
+            index: (N,) rows into t and y when those hold only the distinct pairs (see :meth:`embed`).
         Returns:
             (output, features): output is (N, C_out, H, W), or None when stopped early; features
             maps each captured block number to its (N, C_b, H_b, W_b) output.
         """
         feats: dict[int, Tensor] = {}
         want = set(capture)
-        emb, index = self.embed(t, y)
+        emb, index = self.embed(t, y, index)
         h = x.to(self.dtype)
         skips: list[Tensor] = []
         n = 0

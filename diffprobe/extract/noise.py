@@ -82,7 +82,10 @@ def q_sample(x0: Tensor, t: Tensor | int, eps: Tensor, schedule: NoiseSchedule) 
     schedule.check_t(tt)
     if tt.numel() == 1:
         tt = tt.expand(x0.shape[0])
-    abar = torch.from_numpy(schedule.alphas_cumprod)[tt].to(device=x0.device)
+    abar = torch.from_numpy(schedule.alphas_cumprod)[tt]
+    if x0.device.type == "cuda":  # a pageable host→device copy would wait for all queued GPU work
+        abar = abar.pin_memory()
+    abar = abar.to(device=x0.device, non_blocking=True)
     shape = (-1,) + (1,) * (x0.dim() - 1)
     work = torch.promote_types(x0.dtype, torch.float32)
     a = abar.sqrt().reshape(shape).to(work)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from diffprobe.errors import ConfigError
-from diffprobe.extract.backbone import Backbone
+from diffprobe.extract.backbone import Backbone, Timesteps
 from diffprobe.extract.noise import noise_like, q_sample
 from diffprobe.store.layout import FeatureKey
 
@@ -186,7 +186,7 @@ class FeatureComputer:
         if fill:
             parts.append(x0.new_zeros((fill * m, *x0.shape[1:])))
         x_t = torch.cat(parts) if len(parts) > 1 else parts[0]
-        tt = torch.tensor([t for t, _ in passes] + [passes[0][0]] * fill, device=self.device).repeat_interleave(m)
+        tt = Timesteps.blocks_of([t for t, _ in passes] + [passes[0][0]] * fill, m, self.device)
         wanted = {(k.block, k.pool) for t, _ in passes for k in by_t[t]}
         with autocast(self.spec.precision, self.device):
             feats = self._features(x_t, tt, tuple(sorted({b for b, _ in wanted})))
@@ -198,7 +198,6 @@ class FeatureComputer:
             (t, d): {k: pooled[(k.block, k.pool)][j * m : (j + 1) * m] for k in by_t[t]} for j, (t, d) in enumerate(passes)
         }
 
-    @torch.inference_mode()
     def compute(
         self,
         x0: torch.Tensor,
@@ -206,7 +205,26 @@ class FeatureComputer:
         keys: Sequence[FeatureKey],
         noise: Mapping[tuple[int, int], torch.Tensor] | None = None,
     ) -> dict[FeatureKey, np.ndarray]:
-        """Pooled features of every key for one forward batch.
+        """Pooled features of every key for one forward batch: :meth:`launch` and wait for it.
+
+        Returns:
+            {key: (B, C, p, p) — or (B, K, C, p, p) with reduce="none" — in the storage dtype}.
+        """
+        return self.launch(x0, ids, keys, noise).result()
+
+    @torch.inference_mode()
+    def launch(
+        self,
+        x0: torch.Tensor,
+        ids: Sequence[str],
+        keys: Sequence[FeatureKey],
+        noise: Mapping[tuple[int, int], torch.Tensor] | None = None,
+    ) -> Pending:
+        """Start computing the pooled features of every key for one forward batch.
+
+        On a GPU nothing here waits for the device: the forward and the copies of the pooled
+        features into pinned host memory are queued, so the caller can file the previous batch's
+        results (:meth:`Pending.result`) while this one computes. On a CPU the work is done on return.
 
         Every forward runs on exactly ``fuse × forward_batch`` rows (a short batch is zero-padded,
         a short group of passes is zero-filled): kernels may pick other algorithms, and round
@@ -219,8 +237,6 @@ class FeatureComputer:
             keys: the (t, block, pool) keys to compute.
             noise: precomputed noise {(t, draw): (B, 3, S, S)} (from the data loader); pairs not
                 given are generated here with :func:`noise_like` — the same values either way.
-        Returns:
-            {key: (B, C, p, p) — or (B, K, C, p, p) with reduce="none" — in the storage dtype}.
         """
         n = x0.shape[0]
         m = self.spec.forward_batch
@@ -238,7 +254,8 @@ class FeatureComputer:
         per_pass: dict[tuple[int, int], dict[FeatureKey, torch.Tensor]] = {}
         for g in range(0, len(passes), self.spec.fuse):
             per_pass.update(self._forward(x0, ids, passes[g : g + self.spec.fuse], by_t, noise))
-        out: dict[FeatureKey, np.ndarray] = {}
+        out: dict[FeatureKey, torch.Tensor] = {}
+        cuda = self.device.type == "cuda"
         for t, tkeys in by_t.items():
             draws = [per_pass[(t, d)] for d in range(self.spec.draws)]
             for k in tkeys:
@@ -246,5 +263,28 @@ class FeatureComputer:
                     v = torch.stack([d[k] for d in draws], dim=1)
                 else:
                     v = draws[0][k] if len(draws) == 1 else torch.stack([d[k] for d in draws]).mean(0)
-                out[k] = v[:n].to(getattr(torch, self.spec.out_dtype)).cpu().numpy()
-        return out
+                v = v[:n].to(getattr(torch, self.spec.out_dtype))
+                if cuda:
+                    host = torch.empty(v.shape, dtype=v.dtype, pin_memory=True)
+                    host.copy_(v, non_blocking=True)
+                    v = host
+                out[k] = v.cpu()
+        event = None
+        if cuda:
+            event = torch.cuda.Event()
+            event.record()
+        return Pending(out, event)
+
+
+@dataclass
+class Pending:
+    """Pooled features of one launched forward batch, on their way to host memory."""
+
+    tensors: dict[FeatureKey, torch.Tensor]
+    event: Any = None  # a torch.cuda.Event recorded after the copies; None on CPU
+
+    def result(self) -> dict[FeatureKey, np.ndarray]:
+        """Wait for the copies and return {key: (B, …) array in the storage dtype}."""
+        if self.event is not None:
+            self.event.synchronize()
+        return {k: v.numpy() for k, v in self.tensors.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -16,7 +17,7 @@ from tqdm import tqdm
 from diffprobe.errors import DataError
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.data import ImageDataset, Item
-from diffprobe.extract.run import FeatureComputer
+from diffprobe.extract.run import FeatureComputer, Pending
 from diffprobe.pipelines.extract_plan import ExtractPlan
 from diffprobe.store.progress import BackgroundWriter, UnitBuffer, UnitTask
 from diffprobe.store.store import FeatureStore
@@ -63,24 +64,46 @@ def report_bad(items: Sequence[Item] | Mapping[int, Item], idx: np.ndarray, ok: 
             log.warning("cannot decode %s (%s); recorded as failed", items[i].path, e)
 
 
-def compute_chunk(
+@dataclass
+class InFlight:
+    """One launched forward batch of a unit, until its results are filed into the unit's buffer."""
+
+    buf: UnitBuffer
+    idx: np.ndarray
+    ok: np.ndarray
+    bad: list[tuple[str, str]]
+    pending: Pending
+    forwards: int  # rows × U-Net passes
+
+    def finish(self, computer: FeatureComputer) -> None:
+        self.buf.add(int(self.idx[0]), self.pending.result(), self.ok, self.bad)
+        self.buf.compute = computer.provenance
+
+
+def launch_chunk(
     computer: FeatureComputer, buf: UnitBuffer, items: Sequence[Item] | Mapping[int, Item], chunk: Chunk,
     pairs: tuple[tuple[int, int], ...],
-) -> int:  # fmt: skip
-    """Run one forward batch of a unit into its buffer. Returns rows × U-Net forwards.
-
-    ``pairs`` are the (t, draw) pairs along the chunk's noise axis.
-    """
+) -> InFlight:  # fmt: skip
+    """Start one forward batch of a unit; ``pairs`` are the (t, draw) pairs along the chunk's noise axis."""
     idx, x0, ok, errs, eps = chunk
     # One (pinned, asynchronous) copy of all the chunk's noise; the per-pair slices are then views
     # on the device, not strided host tensors that would need a synchronous staging copy each.
     eps = eps.to(computer.device, non_blocking=True)
     noise = {p: eps[:, j] for j, p in enumerate(pairs)}
-    feats = computer.compute(x0, [items[i].id for i in idx], buf.task.keys, noise)
+    pending = computer.launch(x0, [items[i].id for i in idx], buf.task.keys, noise)
     bad = [(items[i].id, e) for i, good, e in zip(idx, ok, errs) if not good]
-    buf.add(int(idx[0]), feats, ok, bad)
-    buf.compute = computer.provenance
-    return len(idx) * len({k.t for k in buf.task.keys}) * computer.spec.draws
+    passes = len({k.t for k in buf.task.keys}) * computer.spec.draws
+    return InFlight(buf, idx, ok, bad, pending, len(idx) * passes)
+
+
+def compute_chunk(
+    computer: FeatureComputer, buf: UnitBuffer, items: Sequence[Item] | Mapping[int, Item], chunk: Chunk,
+    pairs: tuple[tuple[int, int], ...],
+) -> int:  # fmt: skip
+    """Run one forward batch of a unit into its buffer, waiting for it. Returns rows × U-Net passes."""
+    f = launch_chunk(computer, buf, items, chunk, pairs)
+    f.finish(computer)
+    return f.forwards
 
 
 class Stage:
@@ -165,6 +188,22 @@ def run_tasks(
     cfg = plan.config
     writer = BackgroundWriter(store)
     stats = RunStats()
+    # Forward batches launched but not yet filed: while the device computes the newest one, the
+    # host files the one before it (copies, buffers, writes) — on a GPU nothing waits in between.
+    inflight: deque[InFlight] = deque()
+
+    def settle(keep: int) -> None:
+        while len(inflight) > keep:
+            f = inflight.popleft()
+            f.finish(computer)
+            stats.forwards += f.forwards
+            stats.items += len(f.idx)
+            stats.mark()
+            bar.update(len(f.idx))
+            if f.buf.complete:
+                stats.failures += [(f.buf.task.split, i, e) for i, e in f.buf.failures]
+                writer.submit(f.buf)
+
     bar = tqdm(total=sum(t.size for t in tasks), unit="img", desc="extract", disable=None if progress is None else not progress, smoothing=0.1)
     try:
         for split in dict.fromkeys(t.split for t in tasks):
@@ -196,15 +235,10 @@ def run_tasks(
                 # depend on the loader batch size.
                 unit_end = stage.end >= task.stop
                 while stage.n >= plan.forward_batch or (unit_end and stage.n):
-                    part = stage.take(plan.forward_batch)
-                    stats.forwards += compute_chunk(computer, buf, split_items, part, pairs)
-                    stats.items += len(part[0])
-                    stats.mark()
-                    bar.update(len(part[0]))
-                if buf.complete:
-                    stats.failures += [(split, i, e) for i, e in buf.failures]
-                    writer.submit(buf)
+                    inflight.append(launch_chunk(computer, buf, split_items, stage.take(plan.forward_batch), pairs))
+                    settle(keep=1)
                 t_wait = time.perf_counter()
+            settle(keep=0)
             _warn_if_input_bound(waited, time.perf_counter() - t_split, workers)
     finally:
         bar.close()
