@@ -267,7 +267,8 @@ def test_gpu_bf16_features_close_to_fp32(fmnist_backbone):
     x = torch.rand(64, 3, 32, 32) * 2 - 1
     ids = [str(i) for i in range(64)]
     ref = FeatureComputer(fmnist_backbone, torch.device("cpu"), ComputeSpec(0, 1, "mean", "fp32", "float32", 64)).compute(x, ids, keys)
-    for prec, tol in (("fp32", 1e-3), ("bf16", 5e-2), ("fp16", 1e-2)):
+    # fp32 on a GPU: PyTorch lets cuDNN use TF32 for convolutions by default (10-bit mantissa)
+    for prec, tol in (("fp32", 1e-2), ("bf16", 5e-2), ("fp16", 1e-2)):
         got = FeatureComputer(bb, torch.device("cuda"), ComputeSpec(0, 1, "mean", prec, "float32", 64)).compute(x, ids, keys)
         for k in keys:
             rel = np.abs(got[k] - ref[k]).max() / np.abs(ref[k]).max()

@@ -134,7 +134,7 @@ def test_gpu_fused_bytes_do_not_depend_on_the_other_timesteps(precision):
             assert alone[k].tobytes() == together[k].tobytes(), (ts, k)
     for k in KEYS:
         rel = np.abs(together[k] - sep[k]).max() / np.abs(sep[k]).max()
-        assert rel < (5e-2 if precision == "bf16" else 1e-3), (k, rel)
+        assert rel < (5e-2 if precision == "bf16" else 1e-2), (k, rel)
 
 
 @pytest.mark.gpu
