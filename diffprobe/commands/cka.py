@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from diffprobe.cli import main
+from diffprobe.commands.options import stack_options
 from diffprobe.errors import ConfigError
 from diffprobe.pipelines.cka_config import ESTIMATOR_NAMES, KERNEL_NAMES, METHOD_NAMES
 
@@ -58,9 +59,7 @@ def cka_options(f: Any) -> Any:
                      help="Output folder for cka.csv, cka.json, cka.png [default: ./cka-<command>]."),
         click.option("--dry-run", is_flag=True, help="Print the resolved settings and stop."),
     ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+    return stack_options(f, opts)
 
 
 def _config(opts: dict[str, Any]) -> Any:

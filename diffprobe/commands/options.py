@@ -50,3 +50,10 @@ class CommaList(click.ParamType):
 def flatten(values: tuple[tuple, ...]) -> tuple:
     """Merge the tuples of a ``multiple=True`` CommaList option."""
     return tuple(v for group in values for v in group)
+
+
+def stack_options(f: Any, options: list[Any]) -> Any:
+    """Apply click option decorators to ``f`` so that they list in the given order in --help."""
+    for opt in reversed(options):
+        f = opt(f)
+    return f

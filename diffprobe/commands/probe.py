@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from diffprobe.cli import main
-from diffprobe.commands.options import CommaList, flatten
+from diffprobe.commands.options import CommaList, flatten, stack_options
 from diffprobe.errors import ConfigError
 from diffprobe.probes.registry import PROBES
 
@@ -60,9 +60,7 @@ def data_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--device", default=None, help="cpu, cuda or auto [default: the probe's own]."),
         click.option("--dry-run", is_flag=True, help="Print the resolved configuration and stop."),
     ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+    return stack_options(f, opts)
 
 
 def _data_config(o: dict[str, Any]) -> Any:

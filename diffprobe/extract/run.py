@@ -111,15 +111,15 @@ class FeatureComputer:
         self._compile_state: dict[str, bool | None] = {"ok": None}
         if spec.compile:
             self._features = self._compiled()
+        self._device_name = str(device)
+        if device.type == "cuda":
+            self._device_name += f" ({torch.cuda.get_device_name(device)})"
 
     @property
     def provenance(self) -> dict[str, Any]:
         """How this computer produces values, for each unit's done marker: the device (with the
         GPU's name) and, with ``compile``, whether the forward really ran compiled."""
-        dev = str(self.device)
-        if self.device.type == "cuda":
-            dev += f" ({torch.cuda.get_device_name(self.device)})"
-        out: dict[str, Any] = {"device": dev}
+        out: dict[str, Any] = {"device": self._device_name}
         if self.spec.compile:
             out["compiled"] = bool(self._compile_state["ok"])
         return out

@@ -15,7 +15,7 @@ import numpy as np
 from torch import nn
 
 from diffprobe.probes.arrays import resolve_device
-from diffprobe.probes.base import ProbeBase, rng_seed, seeded
+from diffprobe.probes.base import ProbeBase, seeded
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.heads import AttentionHead, DifFormerHead, Shape, Tokenizer
 from diffprobe.probes.training import TrainConfig, predict_module, train_module
@@ -30,18 +30,7 @@ class _TransformerProbe(ProbeBase):
         raise NotImplementedError
 
     def _config(self) -> TrainConfig:
-        return TrainConfig(
-            optimizer=self.optimizer,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            schedule=self.schedule,
-            device=self.device,
-            amp=self.amp,
-            chunk_size=self.chunk_size,
-            seed=rng_seed(self.random_state),
-        )
+        return TrainConfig.of(self)
 
     def _build_modules(self) -> None:
         self.module_ = self._make().to(resolve_device(self.device))

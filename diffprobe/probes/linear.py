@@ -121,19 +121,7 @@ class LinearProbe(ProbeBase):
         self.random_state = random_state
 
     def _config(self) -> TrainConfig:
-        return TrainConfig(
-            optimizer=self.optimizer,
-            lr=max(self._lrs()),
-            weight_decay=self.weight_decay,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            schedule=self.schedule,
-            device=self.device,
-            amp=self.amp,
-            chunk_size=self.chunk_size,
-            seed=rng_seed(self.random_state),
-            num_threads=self.num_threads,
-        )
+        return TrainConfig.of(self, lr=max(self._lrs()))
 
     def _lrs(self) -> list[float]:
         lrs = [float(self.lr)] if isinstance(self.lr, (int, float, np.number)) else [float(v) for v in self.lr]

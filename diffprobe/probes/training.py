@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from diffprobe.probes.arrays import as_numpy, is_in_memory, torch_threads
+from diffprobe.probes.base import rng_seed
 from diffprobe.probes.errors import ProbeError
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,13 @@ class TrainConfig:
     chunk_size: int = 65536
     seed: int = 0
     num_threads: int | None = None
+
+    @classmethod
+    def of(cls, probe: Any, **overrides: Any) -> TrainConfig:
+        """A probe estimator's settings: its parameters named like these fields, its
+        ``random_state`` as the seed, then ``overrides``."""
+        kw = {f.name: getattr(probe, f.name) for f in fields(cls) if f.name != "seed" and hasattr(probe, f.name)}
+        return cls(**{**kw, "seed": rng_seed(probe.random_state), **overrides})
 
     def __post_init__(self) -> None:
         _choose(OPTIMIZERS, self.optimizer, "optimizer")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,13 @@ class VerifyReport:
         return not any(self.missing_units.values()) and not self.bad_values
 
 
-def missing_units(store: FeatureStore, split: str) -> dict[str, list[int]]:
-    """{feature array: units without a done marker for it} (only arrays with some missing)."""
-    marks = store.markers(split)
+Markers = dict[int, dict[str, Any]]
+
+
+def missing_units(store: FeatureStore, split: str, marks: Markers | None = None) -> dict[str, list[int]]:
+    """{feature array: units without a done marker for it} (only arrays with some missing);
+    ``marks``: the split's markers, if already read."""
+    marks = store.markers(split) if marks is None else marks
     n = len(store.units(split))
     out = {}
     for name in store.keys(split):
@@ -79,9 +84,10 @@ def missing_units(store: FeatureStore, split: str) -> dict[str, list[int]]:
     return out
 
 
-def failed_items(store: FeatureStore, split: str) -> list[tuple[str, str]]:
+def failed_items(store: FeatureStore, split: str, marks: Markers | None = None) -> list[tuple[str, str]]:
     """(item id, reason) of every image recorded as failed in the split's markers."""
-    return [(str(f[0]), str(f[1])) for m in store.markers(split).values() for f in m.get("failed", [])]
+    marks = store.markers(split) if marks is None else marks
+    return [(str(f[0]), str(f[1])) for m in marks.values() for f in m.get("failed", [])]
 
 
 def verify_store(store: FeatureStore) -> VerifyReport:
@@ -90,8 +96,9 @@ def verify_store(store: FeatureStore) -> VerifyReport:
     for split in store.splits:
         units = store.units(split)
         valid = store.valid(split)
-        rep.failed_items[split] = failed_items(store, split)
-        missing = missing_units(store, split)
+        marks = store.markers(split)
+        rep.failed_items[split] = failed_items(store, split, marks)
+        missing = missing_units(store, split, marks)
         for name in store.keys(split):
             if not FeatureKey.is_key(name):
                 continue
@@ -111,35 +118,40 @@ def verify_store(store: FeatureStore) -> VerifyReport:
             if n_nan or n_inf:
                 rep.bad_values.append(f"{split}/{name}: {n_nan} rows with NaN, {n_inf} rows with Inf among valid, finished items")
         rep.missing_units[split] = missing
-        rep.notes += compute_notes(store, split)
+        rep.notes += compute_notes(store, split, marks)
     return rep
 
 
 def computed_on(store: FeatureStore, split: str) -> dict[str, int]:
     """{device: finished units computed there} from the done markers (units from before this was
     recorded count as "unrecorded")."""
+    return _devices(store.markers(split).values())
+
+
+def _devices(marks: Iterable[dict[str, Any]]) -> dict[str, int]:
     out: dict[str, int] = {}
-    for m in store.markers(split).values():
+    for m in marks:
         dev = m.get("compute", {}).get("device", "unrecorded")
         out[dev] = out.get(dev, 0) + 1
     return out
 
 
-def compute_notes(store: FeatureStore, split: str) -> list[str]:
+def compute_notes(store: FeatureStore, split: str, markers: Markers | None = None) -> list[str]:
     """Units whose values may differ in rounding from the rest: another device type, or an eager
     forward in a store made with --compile (where torch.compile was unavailable)."""
     notes = []
-    marks = store.markers(split).values()
+    marks = list((store.markers(split) if markers is None else markers).values())
     eager = sum(1 for m in marks if m.get("compute", {}).get("compiled") is False)
     if eager and store.attrs.get("identity", {}).get("compile"):
         notes.append(
             f"{split}: {eager} of {len(marks)} units ran eagerly although the store was made with --compile "
             "(torch.compile was unavailable there); their values differ from compiled ones in rounding"
         )
-    kinds = {d.split(" ")[0].split(":")[0] for d in computed_on(store, split) if d != "unrecorded"}
+    devices = _devices(marks)
+    kinds = {d.split(" ")[0].split(":")[0] for d in devices if d != "unrecorded"}
     if len(kinds) > 1:
-        devices = ", ".join(f"{d} ({n})" for d, n in sorted(computed_on(store, split).items()))
-        notes.append(f"{split}: units were computed on several kinds of device: {devices}; values differ between them in rounding")
+        listed = ", ".join(f"{d} ({n})" for d, n in sorted(devices.items()))
+        notes.append(f"{split}: units were computed on several kinds of device: {listed}; values differ between them in rounding")
     return notes
 
 
