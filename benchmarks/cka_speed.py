@@ -93,9 +93,9 @@ def in_child(fn, *args) -> dict:
 def run_diffprobe(root: str, names: list[str], estimator: str, batch_size: int, max_memory: int, device: str) -> dict:
     import dask.array as da
 
-    from diffprobe.pipelines.cka_config import CKAConfig
-    from diffprobe.pipelines.cka_matrix import cka_matrix
-    from diffprobe.pipelines.cka_source import Source
+    from diffprobe.pipelines.cka.config import CKAConfig
+    from diffprobe.pipelines.cka.matrix import cka_matrix
+    from diffprobe.pipelines.cka.source import Source
 
     srcs = [Source.of(nm, da.from_zarr(str(Path(root) / nm))) for nm in names]
     cfg = CKAConfig(estimator=estimator, batch_size=batch_size, max_memory=max_memory, device=device,
@@ -146,7 +146,7 @@ def main() -> None:
     ap.add_argument("--workdir", default=None, help="where the temporary Zarr data goes (default: a temp dir)")
     args = ap.parse_args()
 
-    from diffprobe.pipelines.cka_config import parse_size
+    from diffprobe.sizes import parse_size
 
     dims = block_widths(args.blocks, args.pool)
     n, count = args.items, args.blocks

@@ -7,7 +7,7 @@
     FeatureComputer; optionally through torch.compile;
 (c) with --fuse F: T timesteps (--timesteps, default 4) as T separate forwards vs F (t) passes
     stacked into each forward, in (image, t) pairs per second — where fusing pays;
-(d) with --e2e: the whole `diffprobe.extract` (decode PNGs, compute, write a Zarr store) for p=2
+(d) with --e2e: the whole `diffprobe.extract_features` (decode PNGs, compute, write a Zarr store) for p=2
     features and for the block's native map, against (b)'s compute-only rate.
 
 Utilisation = GFLOP per image (torch's FlopCounterMode) × img/s, against a dense matmul measured in
@@ -33,7 +33,9 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import diffprobe
-from diffprobe.extract.run import ComputeSpec, FeatureComputer, default_fuse, resolve_device, resolve_precision
+from diffprobe.device import autocast, resolve_device, resolve_precision
+from diffprobe.extract.compute import FeatureComputer
+from diffprobe.extract.config import ComputeSpec, default_fuse
 from diffprobe.store.layout import FeatureKey
 
 
@@ -155,8 +157,6 @@ def channels_last(bb: diffprobe.Backbone, block: int, x0: torch.Tensor, precisio
     """Seconds per batch of the early-exit forward and pooling with channels-last weights and input."""
     import copy
 
-    from diffprobe.extract.run import autocast
-
     cl = copy.deepcopy(bb).to(memory_format=torch.channels_last)
     x = x0.contiguous(memory_format=torch.channels_last)
 
@@ -214,7 +214,7 @@ def e2e(bb: diffprobe.Backbone, model: str, block: int, batch: int, device: torc
                 timesteps=(90,), blocks=(block,), pools=(pool,), batch_size=batch, forward_batch=batch,
                 device=str(device), compile=compile_, unit_size=512,
             )  # fmt: skip
-            r = diffprobe.extract(cfg, progress=False)
+            r = diffprobe.extract_features(cfg, progress=False)
             steady = r.steady_items_per_second or 0.0
             print(
                 f"  {label:<24} steady {steady:9.1f} img/s = {steady / compute_ips:6.1%} of compute-only; "

@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--blocks", default="10,13")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    from diffprobe.extract.run import resolve_device
+    from diffprobe.device import resolve_device
 
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
@@ -47,7 +47,7 @@ def main() -> None:
                 data=str(DEMO_DATA), out=str(Path(tmp) / f"{prec}.zarr"), model=DEMO_MODEL, checkpoint=str(DEMO_CHECKPOINT),
                 timesteps=(args.t,), blocks=blocks, pools=(1, 2), dtype="float32", precision=prec, device=str(device),
             )  # fmt: skip
-            s = diffprobe.extract(cfg, progress=False)
+            s = diffprobe.extract_features(cfg, progress=False)
             stores[prec] = diffprobe.open_store(cfg.out)
             print(f"  extracted {prec}: {s.items / s.seconds:.1f} img/s")
         ref = stores["fp32"]

@@ -53,7 +53,7 @@ def build_store(path: Path) -> Path:
     if (path / "zarr.json").exists():
         return path
     print(f"extracting features into {path} (about a minute on 2 cores) …", flush=True)
-    diffprobe.extract(
+    diffprobe.extract_features(
         diffprobe.ExtractConfig(
             data=str(ROOT / "diffprobe/assets/fmnist"), model="adm-32-fmnist", checkpoint=str(ROOT / "diffprobe/assets/adm32_fmnist_ema.pt"),
             timesteps=(90,), blocks=(10, 13), pools=(1, 2, 4, None), out=str(path), forward_batch=100,

@@ -6,9 +6,9 @@ do not pay for importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from diffprobe._lazy import lazy_exports
 from diffprobe._version import __version__
 
 _EXPORTS: dict[str, str] = {
@@ -22,34 +22,29 @@ _EXPORTS: dict[str, str] = {
     "load_backbone": "diffprobe.extract.registry",
     "create_backbone": "diffprobe.extract.registry",
     "ExtractConfig": "diffprobe.extract.config",
+    "extract_features": "diffprobe.pipelines.extraction.job",
     "FeatureKey": "diffprobe.store.layout",
+    "StoreReader": "diffprobe.store.reader",
     "FeatureStore": "diffprobe.store.store",
     "open_store": "diffprobe.store.store",
 }
-_SUBPACKAGES = ("extract", "store", "probes", "pipelines")
 
-__all__ = ["__version__", "extract", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
 
 if TYPE_CHECKING:
     from diffprobe.extract.backbone import Backbone
-    from diffprobe.extract.config import ExtractConfig
-    from diffprobe.store.layout import FeatureKey
-    from diffprobe.store.store import FeatureStore, open_store
     from diffprobe.extract.blocks import BlockInfo
-    from diffprobe.extract.noise import NoiseSchedule, make_schedule, noise_like, q_sample
+    from diffprobe.extract.config import ExtractConfig
+    from diffprobe.extract.noise import (
+        NoiseSchedule,
+        make_schedule,
+        noise_like,
+        q_sample,
+    )
     from diffprobe.extract.presets import PRESETS
     from diffprobe.extract.registry import create_backbone, load_backbone
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    if name in _SUBPACKAGES:  # `diffprobe.extract(config)` works: the extract package is callable
-        return importlib.import_module(f"diffprobe.{name}")
-    raise AttributeError(f"module 'diffprobe' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+    from diffprobe.pipelines.extraction.job import extract_features
+    from diffprobe.store.layout import FeatureKey
+    from diffprobe.store.reader import StoreReader
+    from diffprobe.store.store import FeatureStore, open_store

@@ -1,18 +1,14 @@
-"""Shared fixtures. Test data in tests/data/ comes from ../shared/golden (see tests/data/README.md)."""
+"""Fixtures shared by every test package (paths and helpers: tests/helpers.py)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-DATA = Path(__file__).parent / "data"
-ASSETS = Path(__file__).parent.parent / "diffprobe" / "assets"
-FMNIST_CKPT = ASSETS / "adm32_fmnist_ema.pt"
-MINI_CKPT = DATA / "adm64_mini_random.pt"
+from tests.helpers import DATA, FMNIST_CKPT, MINI_CKPT, extract_config, make_manifest
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -48,36 +44,6 @@ def mini_backbone(mini_flags):
     return diffprobe.load_backbone("adm", MINI_CKPT, **mini_flags)
 
 
-def golden(name: str) -> dict[str, np.ndarray]:
-    with np.load(DATA / f"{name}_golden.npz") as z:
-        return {k: z[k] for k in z.files}
-
-
-FMNIST = ASSETS / "fmnist"
-
-
-def make_manifest(path: Path, per_class_train: int = 10, per_class_val: int = 5) -> Path:
-    """A CSV manifest over a stratified subset of the bundled Fashion-MNIST slice."""
-    rows = ["path,label,split"]
-    for split, per in (("train", per_class_train), ("val", per_class_val)):
-        for cls in sorted(p for p in (FMNIST / split).iterdir() if p.is_dir()):
-            for f in sorted(cls.glob("*.png"))[:per]:
-                rows.append(f"{f},{cls.name},{split}")
-    path.write_text("\n".join(rows) + "\n")
-    return path
-
-
-def extract_config(data, out, **kw):
-    import diffprobe
-
-    base = dict(
-        data=str(data), out=str(out), model="adm-32-fmnist", checkpoint=str(FMNIST_CKPT),
-        timesteps=(50, 150), blocks=(10, 13), pools=(1, 2), batch_size=16, loader_workers=0,
-    )  # fmt: skip
-    base.update(kw)
-    return diffprobe.ExtractConfig(**base)
-
-
 @pytest.fixture(scope="session")
 def small_manifest(tmp_path_factory) -> Path:
     return make_manifest(tmp_path_factory.mktemp("data") / "small.csv")
@@ -89,12 +55,5 @@ def small_store(tmp_path_factory, small_manifest) -> Path:
     import diffprobe
 
     out = tmp_path_factory.mktemp("store") / "small.zarr"
-    diffprobe.extract(extract_config(small_manifest, out, unit_size=32), progress=False)
+    diffprobe.extract_features(extract_config(small_manifest, out, unit_size=32), progress=False)
     return out
-
-
-def read_all(path) -> dict:
-    import diffprobe
-
-    with diffprobe.open_store(path) as s:
-        return {(sp, k): s.read(sp, k) for sp in s.splits for k in s.keys(sp)}

@@ -1,14 +1,30 @@
-"""Option parsing shared by commands (comma lists of ints, blocks, pools)."""
+"""Options shared by the commands: one parameter type and one decorator per concept, so that the
+same concept has the same name, type and help everywhere (``--t``, ``--blocks``, ``--pool``,
+``--device``, ``--max-memory``, …).
+
+Only click and light diffprobe modules are imported here: ``diffprobe --help`` must stay instant.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
 
+from diffprobe.errors import ConfigError
+from diffprobe.sizes import parse_size
+from diffprobe.store.layout import parse_pool
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
 
 class CommaList(click.ParamType):
-    """``90,150`` or ``1-19`` (repeatable option values are concatenated). ``kind``: int, block, pool or str."""
+    """``90,150`` or ``1-19`` (repeatable option values are concatenated).
+
+    ``kind``: ``int``; ``block`` (paper numbers, ranges, or module paths such as output_blocks.4);
+    ``pool`` (sizes or ``full``); ``str``.
+    """
 
     name = "list"
 
@@ -19,8 +35,7 @@ class CommaList(click.ParamType):
         if isinstance(value, tuple):
             return value
         out: list[Any] = []
-        for tok in str(value).split(","):
-            tok = tok.strip()
+        for tok in (t.strip() for t in str(value).split(",")):
             if not tok:
                 continue
             if self.kind in ("int", "block") and "-" in tok.strip("-") and all(p.isdigit() for p in tok.split("-", 1)):
@@ -34,12 +49,10 @@ class CommaList(click.ParamType):
                 except ValueError:
                     self.fail(f"expected integers separated by commas, got {tok!r}", param, ctx)
             elif self.kind == "pool":
-                if tok.lower() == "full":
-                    out.append(None)
-                elif tok.isdigit() and int(tok) > 0:
-                    out.append(int(tok))
-                else:
-                    self.fail(f"pool sizes are positive integers or 'full', got {tok!r}", param, ctx)
+                try:
+                    out.append(parse_pool(tok))
+                except ConfigError as e:
+                    self.fail(str(e), param, ctx)
             else:
                 out.append(tok)
         if not out:
@@ -47,13 +60,95 @@ class CommaList(click.ParamType):
         return tuple(out)
 
 
+class Size(click.ParamType):
+    """A byte size: ``2GiB``, ``512MB``, ``1.5G`` or a number of bytes."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            return parse_size(value)
+        except ConfigError as e:
+            self.fail(str(e), param, ctx)
+
+
+class AliasOption(click.Option):
+    """An option whose secondary long names are old spellings: accepted, but left out of ``--help``."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown, self.opts = self.opts, self.opts[:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+
 def flatten(values: tuple[tuple, ...]) -> tuple:
     """Merge the tuples of a ``multiple=True`` CommaList option."""
     return tuple(v for group in values for v in group)
 
 
-def stack_options(f: Any, options: list[Any]) -> Any:
+def one(values: tuple, flag: str) -> Any:
+    """The single value of a list option (None when not given); more than one is a usage error."""
+    if len(values) > 1:
+        raise click.BadParameter(f"expected one value here, got {', '.join(map(str, values))}", param_hint=flag)
+    return values[0] if values else None
+
+
+def stack_options(f: Callable[..., Any], options: Sequence[Decorator]) -> Callable[..., Any]:
     """Apply click option decorators to ``f`` so that they list in the given order in --help."""
     for opt in reversed(options):
         f = opt(f)
     return f
+
+
+def _list_option(flag: str, dest: str, kind: str, help: str, aliases: Sequence[str], **kw: Any) -> Decorator:
+    return click.option(flag, *aliases, dest, cls=AliasOption, type=CommaList(kind), multiple=True, help=help, **kw)
+
+
+def timesteps_option(help: str = "Timesteps t, e.g. 90,150.", **kw: Any) -> Decorator:
+    """``--t``: diffusion timesteps (a comma list or ranges); the parameter is ``timesteps``."""
+    return _list_option("--t", "timesteps", "int", help, (), **kw)
+
+
+def blocks_option(help: str = "Blocks: paper numbers, ranges or module paths, e.g. 19,24 or 1-10.", aliases: Sequence[str] = (),
+                  **kw: Any) -> Decorator:  # fmt: skip
+    """``--blocks``: paper block numbers, ranges or module paths; the parameter is ``blocks``."""
+    return _list_option("--blocks", "blocks", "block", help, aliases, **kw)
+
+
+def pools_option(help: str = "Pool sizes p (p×p) or 'full' (the native map).", aliases: Sequence[str] = (), **kw: Any) -> Decorator:
+    """``--pool``: pool sizes or ``full``; the parameter is ``pools``."""
+    return _list_option("--pool", "pools", "pool", help, aliases, **kw)
+
+
+def device_option(default: str | None = "auto", help: str = "auto (CUDA if present), cpu, cuda or cuda:K.") -> Decorator:
+    return click.option("--device", default=default, show_default=default is not None, help=help)
+
+
+def max_memory_option(default: str, help: str) -> Decorator:
+    return click.option("--max-memory", type=Size(), default=default, show_default=True, help=help)
+
+
+def dry_run_option(help: str = "Print the resolved configuration and stop; write nothing.") -> Decorator:
+    return click.option("--dry-run", is_flag=True, help=help)
+
+
+def progress_option() -> Decorator:
+    return click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
+
+
+def json_option(help: str = "Print JSON.") -> Decorator:
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--checkpoint, --flags and --class-label, shared by every command that builds a model."""
+    return stack_options(f, [
+        click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+                     help="State-dict file (.pt); default: random weights."),
+        click.option("--flags", "flags", default="",
+                     help="guided-diffusion flags overriding the preset: 'image_size=64,channel_mult=1,2,2' or a .toml/.json file."),
+        click.option("--class-label", type=click.IntRange(min=0), default=None,
+                     help="Class fed to a class-conditional model for every image (never the true labels)."),
+    ])  # fmt: skip

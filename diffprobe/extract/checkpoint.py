@@ -11,8 +11,8 @@ import hashlib
 import pickle
 import zipfile
 from collections.abc import Mapping
-from typing import cast
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import Tensor

@@ -1,16 +1,24 @@
-"""The extraction configuration: one frozen dataclass, recorded in every store it writes."""
+"""What an extraction is: the user's :class:`ExtractConfig` (recorded in every store it writes) and
+the :class:`ComputeSpec` it resolves to on a device (the settings that define the stored values)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diffprobe.errors import ConfigError
 from diffprobe.store.layout import parse_pool
 
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 STORAGE_DTYPES = ("float16", "float32")
-REDUCTIONS = ("none", "mean")
+REDUCTIONS = ("mean", "none")
 
 
 @dataclass(frozen=True)
@@ -88,10 +96,7 @@ class ExtractConfig:
             raise ConfigError("blocks must name at least one block")
         norm("blocks", tuple(dict.fromkeys(int(b) if isinstance(b, str) and b.isdigit() else b for b in bl)))
         pl = (self.pools,) if isinstance(self.pools, (int, str)) or self.pools is None else tuple(self.pools)
-        try:
-            pools = tuple(dict.fromkeys(parse_pool(p) for p in pl))
-        except KeyError as e:
-            raise ConfigError(str(e)) from None
+        pools = tuple(dict.fromkeys(parse_pool(p) for p in pl))
         if not pools:
             raise ConfigError("pools must name at least one pool size (or 'full')")
         norm("pools", pools)
@@ -137,3 +142,100 @@ class ExtractConfig:
         if unknown:
             raise ConfigError(f"unknown config fields {sorted(unknown)}; valid: {sorted(known)}")
         return cls(**d)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/8"`` → (2, 8): run shard i of n (the range is checked by :class:`ExtractConfig`)."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"expected --shard as i/n such as 0/4, got {text!r}") from None
+    return i, n
+
+
+def default_forward_batch(device: torch.device) -> int:
+    """Rows per U-Net forward when not set: small on CPU (latency), larger on GPU (throughput)."""
+    return 64 if device.type == "cuda" else 16
+
+
+#: Pixels (rows × H × W) one forward should hold before stacking more passes stops paying. On a
+#: GPU: the 256×256 model at 64 rows already keeps an H100/H200 busy (the issue's measurements used
+#: 64–128 rows). On a CPU: 16 rows of 32×32 (this project's 2-core VM, 32×32 model: 4 timesteps at
+#: 4 images per forward ran 1.13× faster fused into 16 rows, at 16 images 0.84–0.97× fused into 64).
+FUSE_TARGET_PIXELS = {"cuda": 64 * 256 * 256, "cpu": 16 * 32 * 32}
+
+
+def default_fuse(passes: int, forward_batch: int, image_size: int, device: torch.device) -> int:
+    """(t, draw) passes stacked into one forward when not set.
+
+    Enough passes that a forward holds about :data:`FUSE_TARGET_PIXELS` for the device — so small
+    models and small forward batches fill it, and big ones run one pass per forward — balanced so
+    the last group of passes is as full as the others.
+    """
+    target_pixels = FUSE_TARGET_PIXELS.get(device.type, FUSE_TARGET_PIXELS["cpu"])
+    target = max(1, target_pixels // (forward_batch * image_size * image_size))
+    if passes <= 1 or target == 1:
+        return 1
+    groups = -(-passes // target)
+    return -(-passes // groups)
+
+
+@dataclass(frozen=True)
+class ComputeSpec:
+    """The settings that define the stored values, resolved for one device.
+
+    Attributes:
+        seed, draws, reduce: the noise (see :class:`ExtractConfig`).
+        precision: fp32, bf16 or fp16 (resolved: never "auto"). out_dtype: the storage dtype.
+        forward_batch: rows per U-Net forward; every forward has exactly ``fuse × forward_batch`` rows.
+        compile: the forward runs through torch.compile. fuse: (t, draw) passes per forward.
+    """
+
+    seed: int
+    draws: int
+    reduce: str
+    precision: str
+    out_dtype: str
+    forward_batch: int
+    compile: bool = False
+    fuse: int = 1
+
+    @classmethod
+    def resolve(cls, config: ExtractConfig, device: torch.device, image_size: int, stored: Mapping[str, Any] | None = None) -> ComputeSpec:
+        """The spec of ``config`` on ``device``; ``stored`` is an existing store's identity.
+
+        A setting given explicitly is used as given (a mismatch with an existing store is then
+        refused when the store is prepared). A setting left at auto takes the existing store's
+        value, so resuming or extending a store just works — also on another kind of device;
+        otherwise its default for the device.
+        """
+        from diffprobe.device import resolve_precision
+
+        stored = stored or {}
+
+        def pick(name: str, given: Any, default: Any) -> Any:
+            if given is not None:
+                return given
+            if name in stored:
+                if stored[name] != default:
+                    log.info("%s=%s taken from the existing store (this device's default is %s)", name, stored[name], default)
+                return stored[name]
+            return default
+
+        precision = pick(
+            "precision",
+            None if config.precision == "auto" else resolve_precision(config.precision, device),
+            resolve_precision("auto", device),
+        )
+        forward_batch = pick("forward_batch", config.forward_batch, default_forward_batch(device))
+        passes = len(config.timesteps) * config.draws
+        fuse = pick("fuse_timesteps", config.fuse_timesteps, default_fuse(passes, forward_batch, image_size, device))
+        return cls(config.seed, config.draws, config.reduce, precision, config.dtype, forward_batch, config.compile, fuse)
+
+    def identity(self) -> dict[str, Any]:
+        """The spec's part of a store's identity (field names as stores record them)."""
+        return {
+            "seed": self.seed, "draws": self.draws, "reduce": self.reduce, "dtype": self.out_dtype,
+            "precision": self.precision, "forward_batch": self.forward_batch, "fuse_timesteps": self.fuse,
+            "compile": self.compile,
+        }  # fmt: skip

@@ -83,16 +83,18 @@ def image_folder(root: Path) -> DataSpec:
 
 
 def manifest(path: Path) -> DataSpec:
-    """A CSV/TSV manifest with a header ``path,label[,split]``; relative paths are relative to it.
+    """A CSV/TSV manifest with a header ``path,label[,split][,id]``; relative paths are relative to it.
 
-    Labels are class names (or integers); an empty label means unlabelled (-1).
+    Labels are class names (or integers); an empty label means unlabelled (-1). The item id is the
+    ``id`` column when there is one, else the path as written. Ids seed the noise, so they should
+    not depend on where the data lives: use relative paths, or an ``id`` column with absolute ones.
     """
     delim = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     with open(path, newline="") as f:
         reader = csv.DictReader(f, delimiter=delim)
         cols = [c.strip().lower() for c in reader.fieldnames or []]
         if "path" not in cols:
-            raise DataError(f"manifest {path} needs a header with a 'path' column (and 'label', optional 'split'); got {cols}")
+            raise DataError(f"manifest {path} needs a header with a 'path' column (and 'label', optional 'split', 'id'); got {cols}")
         rows = [{k.strip().lower(): (v or "").strip() for k, v in r.items() if k} for r in reader]
     if not rows:
         raise DataError(f"manifest {path} lists no images")
@@ -102,15 +104,23 @@ def manifest(path: Path) -> DataSpec:
     index = {lb: i for i, lb in enumerate(labels)}
     spec = DataSpec(labels)
     seen: dict[str, set[str]] = {}
-    for r in rows:
+    has_ids = "id" in cols
+    for line, r in enumerate(rows, start=2):
         split = r.get("split") or DEFAULT_SPLIT
         rel = r["path"]
         p = Path(rel) if Path(rel).is_absolute() else path.parent / rel
-        item_id = Path(rel).as_posix()
+        item_id = r["id"] if has_ids else Path(rel).as_posix()
+        if not item_id:
+            raise DataError(f"manifest {path}, line {line}: empty id for {rel!r}; every row needs an id when the column is there")
         if item_id in seen.setdefault(split, set()):
-            raise DataError(f"manifest {path}: {item_id!r} is listed twice in split {split!r}")
+            raise DataError(f"manifest {path}: id {item_id!r} is listed twice in split {split!r}")
         seen[split].add(item_id)
         spec.splits.setdefault(split, []).append(Item(item_id, str(p), index.get(r.get("label", ""), -1)))
+    if not has_ids and any(Path(r["path"]).is_absolute() for r in rows):
+        log.warning(
+            "manifest %s lists absolute paths and no 'id' column: item ids (which seed the noise) are those paths, "
+            "so the features depend on where the data lives; add an 'id' column (or use relative paths)", path
+        )  # fmt: skip
     for split in spec.splits:
         spec.splits[split].sort(key=lambda it: it.id)
     return spec

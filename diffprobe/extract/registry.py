@@ -9,11 +9,13 @@ from typing import Any
 
 import torch
 
+from diffprobe.device import resolve_device
 from diffprobe.errors import CheckpointError, ConfigError
 from diffprobe.extract.adm import ADMUNet
 from diffprobe.extract.adm_config import ADMConfig, apply_flags
 from diffprobe.extract.adm_diagnose import mismatch_hints
 from diffprobe.extract.backbone import Backbone
+from diffprobe.extract.blocks import BlockInfo, measure_blocks
 from diffprobe.extract.checkpoint import file_sha256, read_state_dict
 from diffprobe.extract.presets import PRESETS, Preset, get_preset
 
@@ -101,7 +103,8 @@ def load_backbone(
         name: a preset (``adm-256-uncond``, ``adm-32-fmnist``, … see ``diffprobe.PRESETS``) or
             ``adm`` to describe the architecture with guided-diffusion flags alone.
         checkpoint: state-dict file (float16 or float32); None gives random weights.
-        device, dtype: where and in which dtype the weights live.
+        device: where the weights live (a name or torch device; see :func:`diffprobe.device.resolve_device`).
+        dtype: the weights' dtype.
         class_label: the single class fed to a class-conditional model for every image.
         **flags: guided-diffusion flags overriding the preset (``image_size=64`` …).
 
@@ -114,11 +117,7 @@ def load_backbone(
     if family not in FAMILIES:
         raise ConfigError(f"no backbone family {family!r}; valid: {', '.join(sorted(FAMILIES))}")
     ckpt = Path(checkpoint).expanduser() if checkpoint is not None else None
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ConfigError(f"invalid device {device!r}: {e}") from None
-    return FAMILIES[family](name, config, ckpt, dev, dtype, class_label)
+    return FAMILIES[family](name, config, ckpt, resolve_device(device), dtype, class_label)
 
 
 def create_backbone(name: str, checkpoint: str | Path | None = None, **kwargs: Any) -> Backbone:
@@ -129,3 +128,15 @@ def create_backbone(name: str, checkpoint: str | Path | None = None, **kwargs: A
 def model_names() -> list[str]:
     """Every name :func:`load_backbone` accepts."""
     return sorted(PRESETS) + ["adm"]
+
+
+def block_table(
+    name: str, flags: Mapping[str, Any] | None = None, checkpoint: str | Path | None = None, class_label: int | None = None
+) -> tuple[list[BlockInfo], ADMConfig]:
+    """Every block of model ``name`` and its configuration. Without a checkpoint the table is
+    measured on the meta device (no memory); with one, the file is also loaded and checked."""
+    if checkpoint is not None:
+        bb = load_backbone(name, checkpoint, class_label=class_label, **dict(flags or {}))
+        return bb.blocks, bb.config
+    _, config = resolve_config(name, flags)
+    return list(measure_blocks(config)), config

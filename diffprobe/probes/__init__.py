@@ -8,9 +8,9 @@ that listing probe names does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from diffprobe._lazy import lazy_exports
 from diffprobe.probes.registry import PROBES, create_probe, probe_class, probe_names
 
 _EXPORTS: dict[str, str] = {
@@ -30,7 +30,6 @@ _EXPORTS: dict[str, str] = {
     "ProbeResult": "diffprobe.probes.run",
     "run_probe": "diffprobe.probes.run",
     "run_probe_per_key": "diffprobe.probes.run",
-    "MemoryStore": "diffprobe.probes.memory",
     "TrainedProbe": "diffprobe.probes.io",
     "save_probe": "diffprobe.probes.io",
     "load_probe": "diffprobe.probes.io",
@@ -41,6 +40,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = ["PROBES", "create_probe", "probe_class", "probe_names", *_EXPORTS]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
 
 if TYPE_CHECKING:
     from diffprobe.probes.attention import AttentionProbe, DifFormerProbe
@@ -53,18 +53,11 @@ if TYPE_CHECKING:
     from diffprobe.probes.logistic import LogisticProbe
     from diffprobe.probes.metrics import classification_metrics
     from diffprobe.probes.plan import DataConfig
-    from diffprobe.probes.memory import MemoryStore
-    from diffprobe.probes.run import ProbeConfig, ProbeResult, run_probe, run_probe_per_key
+    from diffprobe.probes.run import (
+        ProbeConfig,
+        ProbeResult,
+        run_probe,
+        run_probe_per_key,
+    )
     from diffprobe.probes.standardize import Standardizer
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'diffprobe.probes' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)

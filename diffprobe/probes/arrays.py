@@ -52,13 +52,6 @@ def flatten_rows(X: Any) -> Any:
     return X.reshape(n, -1)
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/None → CUDA when available, else CPU; anything else as given."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 #: Below this many multiply-adds per step, one thread beats several: the work of a tiny matmul is
 #: less than the cost of waking (or, on a busy machine, waiting for) the other OpenMP threads.
 SMALL_WORK = 5e7

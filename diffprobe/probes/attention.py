@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from diffprobe.probes.arrays import resolve_device
+from diffprobe.device import resolve_device
 from diffprobe.probes.base import ProbeBase, seeded
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.heads import AttentionHead, DifFormerHead, Shape, Tokenizer

@@ -3,7 +3,7 @@
 A :class:`Features` holds one split's rows for one or more store keys, concatenated column-wise as
 float32 (N·K, D), item-major over the K noise draws (K = 1 unless extraction kept several draws):
 training uses every draw as an extra sample, evaluation averages the predicted probabilities over
-draws. Arrays larger than ``max_memory_gb`` stay lazy (dask, chunked along N) and the probes stream
+draws. Arrays larger than ``max_memory`` bytes stay lazy (dask, chunked along N) and the probes stream
 them.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,28 +19,36 @@ import numpy as np
 
 from diffprobe.errors import StoreKeyError
 from diffprobe.probes.errors import LabelError, ProbeError
+from diffprobe.store.layout import FeatureKey, parse_pool, pool_label, pool_order
+from diffprobe.store.reader import StoreReader
+from diffprobe.store.select import BlockSpec, axes_summary, preview, resolve_block_specs
 
 log = logging.getLogger(__name__)
 
 Shape = tuple[int, int, int]
-PoolSpec = int | None  # None = the full native map
+#: Probes load at most this many bytes of float32 features into memory unless told otherwise.
+DEFAULT_MAX_MEMORY = 4 * 2**30
 
 
 @dataclass(frozen=True)
 class KeyInfo:
-    """One store array: its name and, for extracted arrays, (t, block, pool); None for imported ones."""
+    """One store array: its name, and its :class:`FeatureKey` for extracted arrays (None for imported ones)."""
 
     name: str
-    t: int | None = None
-    block: int | None = None
-    pool: int | None = None
+    key: FeatureKey | None = None
 
-    @property
-    def pool_label(self) -> str:
-        return "full" if self.pool is None else str(self.pool)
+    @classmethod
+    def of(cls, name: str) -> KeyInfo:
+        return cls(name, FeatureKey.maybe(name))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.name, "t": self.t, "block": self.block, "pool": self.pool if self.t is not None else None}
+        k = self.key
+        return {"key": self.name, "t": k.t if k else None, "block": k.block if k else None, "pool": k.pool if k else None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> KeyInfo:
+        """Inverse of :meth:`to_dict` (saved probes)."""
+        return cls(d["key"], FeatureKey(int(d["t"]), int(d["block"]), d["pool"]) if d.get("t") is not None else None)
 
 
 @dataclass
@@ -76,103 +84,72 @@ class Features:
 
 
 # -- keys ------------------------------------------------------------------------------------------
-def key_infos(store: Any, split: str) -> dict[str, KeyInfo]:
-    """Every array of ``split`` by name; extracted ones carry (t, block, pool)."""
+def key_infos(store: StoreReader, split: str) -> dict[str, KeyInfo]:
+    """Every array of ``split`` by name; extracted ones carry their :class:`FeatureKey`."""
     _check_split(store, split)
-    out = {name: KeyInfo(name) for name in store.keys(split)}
-    for fk in store.feature_keys(split):
-        out[str(fk)] = KeyInfo(str(fk), int(fk.t), int(fk.block), None if fk.pool is None else int(fk.pool))
-    return out
-
-
-def parse_pool(value: str | int | None) -> PoolSpec:
-    """``"full"``/None → None; an int or digit string → that pool size."""
-    if value is None or (isinstance(value, str) and value.lower() in ("full", "none")):
-        return None
-    try:
-        p = int(value)
-    except (TypeError, ValueError):
-        raise ProbeError(f"expected a pool size (an integer) or 'full', got {value!r}") from None
-    if p < 1:
-        raise ProbeError(f"expected a pool size ≥ 1 or 'full', got {value!r}")
-    return p
+    return {name: KeyInfo.of(name) for name in store.keys(split)}
 
 
 def resolve_keys(
-    store: Any,
+    store: StoreReader,
     split: str,
     t: Sequence[int] = (),
-    block: Sequence[int] = (),
-    pool: Sequence[PoolSpec] = (),
+    block: Sequence[BlockSpec] = (),
+    pool: Sequence[int | None] = (),
     names: Sequence[str] = (),
 ) -> list[KeyInfo]:
     """The arrays named by ``names`` plus every (t, block, pool) combination asked for.
 
-    An empty ``t``/``block``/``pool`` is allowed when the store holds a single value of it.
-    Raises :class:`StoreKeyError` naming what the store does have.
+    Blocks are paper numbers or module paths. An empty ``t``/``block``/``pool`` is allowed when the
+    store holds a single value of it. Raises :class:`StoreKeyError` naming what the store does have.
     """
     infos = key_infos(store, split)
     out = []
     for n in names:
         if n not in infos:
-            raise StoreKeyError(f"unknown key {n!r} in split {split!r}; valid: {_preview(infos)}")
+            raise StoreKeyError(f"unknown key {n!r} in split {split!r}; valid: {preview(infos)}")
         out.append(infos[n])
     if not (t or block or pool):
         if not out:
             raise ProbeError("expected at least one key: give t, block and pool (or key names)")
         return out
-    extracted = [k for k in infos.values() if k.t is not None]
-    axes = {}
-    for axis, wanted in (("t", list(t)), ("block", list(block)), ("pool", list(pool))):
-        values: set[Any] = {getattr(k, axis) for k in extracted}
-        have = sorted(values, key=lambda v: (v is None, v or 0))
-        if not wanted:
+    extracted = [k.key for k in infos.values() if k.key is not None]
+    wanted: dict[str, list[Any]] = {
+        "t": [int(v) for v in t], "block": resolve_block_specs(store, split, block), "pool": [parse_pool(p) for p in pool],
+    }  # fmt: skip
+    for axis, values in wanted.items():
+        if not values:
+            have = sorted({getattr(k, axis) for k in extracted}, key=pool_order if axis == "pool" else None)
             if len(have) != 1:
-                shown = ", ".join("full" if v is None else str(v) for v in have) or "none"
-                raise ProbeError(f"expected a {axis} (the store has several: {shown}); pass --{axis}")
-            wanted = have
-        axes[axis] = wanted
-    by_triple = {(k.t, k.block, k.pool): k for k in extracted}
-    for tt, bb, pp in itertools.product(axes["t"], axes["block"], axes["pool"]):
-        if (tt, bb, pp) not in by_triple:
+                shown = ", ".join(map(pool_label, have) if axis == "pool" else map(str, have)) or "none"
+                raise ProbeError(f"expected a {axis} (the store has several: {shown}); pass --{'blocks' if axis == 'block' else axis}")
+            wanted[axis] = have
+    stored = set(extracted)
+    for tt, bb, pp in itertools.product(wanted["t"], wanted["block"], wanted["pool"]):
+        key = FeatureKey(tt, bb, pp)
+        if key not in stored:
             raise StoreKeyError(
-                f"unknown key t={tt}, block={bb}, pool={'full' if pp is None else pp} in split {split!r}; "
-                f"valid: {_axes_summary(extracted)}"
+                f"unknown key t={tt}, block={bb}, pool={pool_label(pp)} in split {split!r}; valid: {axes_summary(extracted)}"
             )
-        out.append(by_triple[(tt, bb, pp)])
+        out.append(infos[key.name])
     return out
 
 
-def _preview(infos: dict[str, KeyInfo], limit: int = 12) -> str:
-    names = sorted(infos)
-    more = f" … ({len(names)} in all)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more if names else "none"
-
-
-def _axes_summary(extracted: Iterable[KeyInfo]) -> str:
-    ks = list(extracted)
-    if not ks:
-        return "no extracted (t, block, pool) arrays"
-    ts = sorted({k.t for k in ks if k.t is not None})
-    bs = sorted({k.block for k in ks if k.block is not None})
-    ps = sorted({k.pool_label for k in ks}, key=lambda s: (s == "full", int(s) if s.isdigit() else 0))
-    return f"t ∈ {{{', '.join(map(str, ts))}}}, block ∈ {{{', '.join(map(str, bs))}}}, pool ∈ {{{', '.join(ps)}}}"
-
-
-def _check_split(store: Any, split: str) -> None:
+def _check_split(store: StoreReader, split: str) -> None:
     if split not in store.splits:
         raise StoreKeyError(f"unknown split {split!r}; valid: {', '.join(store.splits) or 'none'}")
 
 
 # -- loading ---------------------------------------------------------------------------------------
 def load_features(
-    store: Any, split: str, keys: Sequence[KeyInfo | str], *, lazy: bool | None = None, max_memory_gb: float = 4.0
+    store: StoreReader, split: str, keys: Sequence[KeyInfo | str], *, lazy: bool | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
 ) -> Features:
     """Read and concatenate ``keys`` of ``split``.
 
     Args:
         keys: :class:`KeyInfo` or array names (all of one split, same N and number of draws).
-        lazy: True keeps X as a dask array; None decides by size (float32 bytes > ``max_memory_gb``).
+        lazy: True keeps X as a dask array; None decides by size (float32 bytes > ``max_memory``).
     Returns:
         :class:`Features` with X (N·K, Σ C·p·p).
     """
@@ -181,7 +158,7 @@ def load_features(
     for k in keys:
         name = k.name if isinstance(k, KeyInfo) else str(k)
         if name not in infos:
-            raise StoreKeyError(f"unknown key {name!r} in split {split!r}; valid: {_preview(infos)}")
+            raise StoreKeyError(f"unknown key {name!r} in split {split!r}; valid: {preview(infos)}")
         ks.append(infos[name])
     if not ks:
         raise ProbeError("expected at least one key to load, got none")
@@ -191,7 +168,7 @@ def load_features(
     total = sum(int(np.prod(s)) for s in shapes)
     nbytes = n * draws * total * 4
     if lazy is None:
-        lazy = nbytes > max_memory_gb * 2**30
+        lazy = nbytes > max_memory
     if lazy:
         import dask.array as da
 
@@ -209,8 +186,7 @@ def load_features(
         if bad.any():
             log.warning("split %r: %d items have NaN features although marked valid; they are skipped", split, bad.sum())
             valid &= ~bad
-    paths = np.asarray(store.paths(split)) if hasattr(store, "paths") else None
-    return Features(split, tuple(ks), X, y, np.asarray(store.ids(split)), paths, valid, draws, shapes)
+    return Features(split, tuple(ks), X, y, np.asarray(store.ids(split)), np.asarray(store.paths(split)), valid, draws, shapes)
 
 
 def _layout(ks: Sequence[KeyInfo], views: Sequence[Any], n_labels: int) -> tuple[int, int, tuple[Shape, ...]]:

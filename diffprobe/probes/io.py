@@ -24,6 +24,7 @@ from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.metrics import expand_proba
 from diffprobe.probes.registry import probe_class, probe_name_of
 from diffprobe.probes.standardize import Standardizer
+from diffprobe.store.reader import StoreReader
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -70,7 +71,7 @@ class TrainedProbe:
         out = np.stack([expand_proba(p, self.estimator.classes_, len(self.class_names)) for p in proba])
         return out.reshape(out.shape[0], items.size, features.draws, -1).mean(axis=2)
 
-    def predict_store(self, store: Any, split: str, **load: Any) -> tuple[np.ndarray, np.ndarray]:
+    def predict_store(self, store: StoreReader, split: str, **load: Any) -> tuple[np.ndarray, np.ndarray]:
         """(item ids, probabilities) of every decodable item of ``split`` in ``store``."""
         feats = load_features(store, split, [k.name for k in self.keys], **load)
         items = np.flatnonzero(feats.valid)
@@ -161,6 +162,6 @@ def load_probe(path: str | Path, device: str | None = None) -> TrainedProbe:
     std = None
     if doc["standardized"]:
         std = Standardizer(tensors["standardizer/mean"].numpy(), tensors["standardizer/scale"].numpy())
-    keys = tuple(KeyInfo(k["key"], k["t"], k["block"], k["pool"]) for k in doc["keys"])
+    keys = tuple(KeyInfo.from_dict(k) for k in doc["keys"])
     shapes = tuple(tuple(s) for s in doc["shapes"])
     return TrainedProbe(est, keys, doc["class_names"], std, shapes, doc.get("info", {}))  # type: ignore[arg-type]

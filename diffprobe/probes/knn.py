@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from diffprobe.probes.arrays import is_in_memory, resolve_device, row_chunks, to_tensor
+from diffprobe.device import resolve_device
+from diffprobe.probes.arrays import is_in_memory, row_chunks, to_tensor
 from diffprobe.probes.base import ProbeBase
 from diffprobe.probes.errors import ProbeError
 

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from diffprobe.probes.arrays import resolve_device, row_chunks
+from diffprobe.device import resolve_device
+from diffprobe.probes.arrays import row_chunks
 from diffprobe.probes.base import ProbeBase, rng_seed, seeded
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.splits import stratified_holdout

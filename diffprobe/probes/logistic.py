@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from diffprobe.probes.arrays import is_in_memory, resolve_device, row_chunks, to_tensor, torch_threads
+from diffprobe.device import resolve_device
+from diffprobe.probes.arrays import is_in_memory, row_chunks, to_tensor, torch_threads
 from diffprobe.probes.base import ProbeBase, rng_seed
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.lbfgs import lbfgs

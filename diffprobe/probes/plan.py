@@ -7,9 +7,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diffprobe.probes.data import Features, require_labels
+from diffprobe.probes.data import DEFAULT_MAX_MEMORY, Features, require_labels
 from diffprobe.probes.errors import ProbeError
-from diffprobe.probes.splits import match_subset, read_subset_file, stratified_fraction, stratified_holdout, stratified_kfold
+from diffprobe.probes.splits import (
+    match_subset,
+    read_subset_file,
+    stratified_fraction,
+    stratified_holdout,
+    stratified_kfold,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +33,8 @@ class DataConfig:
         train_fraction: keep a stratified fraction of the training items (after ``train_subset``).
         seed: seeds the hold-out, the folds and the fraction.
         standardize: per-feature standardisation with training statistics only.
-        lazy: keep features on disk and stream them (None: only when over ``max_memory_gb``).
+        lazy: keep features on disk and stream them (None: only when over ``max_memory``).
+        max_memory: bytes of float32 features a split may take in memory before it is streamed.
     """
 
     train_split: str | None = None
@@ -39,13 +46,15 @@ class DataConfig:
     seed: int = 0
     standardize: bool = True
     lazy: bool | None = None
-    max_memory_gb: float = 4.0
+    max_memory: int = DEFAULT_MAX_MEMORY
 
     def __post_init__(self) -> None:
         if not 0.0 < self.holdout < 1.0:
             raise ProbeError(f"expected holdout in (0, 1), got {self.holdout}")
         if self.folds is not None and self.folds < 2:
             raise ProbeError(f"expected folds ≥ 2, got {self.folds}")
+        if self.max_memory <= 0:
+            raise ProbeError(f"expected max_memory > 0 bytes, got {self.max_memory}")
         if self.train_fraction is not None and not 0.0 < self.train_fraction <= 1.0:
             raise ProbeError(f"expected train_fraction in (0, 1], got {self.train_fraction}")
 

@@ -5,29 +5,30 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from diffprobe.probes.data import Features, KeyInfo, default_splits, load_features
+from diffprobe.probes.data import (
+    Features,
+    KeyInfo,
+    default_splits,
+    load_features,
+    resolve_keys,
+)
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.io import TrainedProbe
 from diffprobe.probes.metrics import classification_metrics, topk_accuracy
 from diffprobe.probes.plan import DataConfig, Fold, plan_folds
 from diffprobe.probes.registry import PROBES, create_probe
 from diffprobe.probes.standardize import Standardizer
+from diffprobe.store.reader import StoreReader
+from diffprobe.store.select import BlockSpec
 
 log = logging.getLogger(__name__)
-
-#: Columns of the tidy CSV row, in order.
-CSV_COLUMNS = (
-    "probe", "train_split", "eval_split", "key", "t", "block", "pool", "params", "selected",
-    "top1", "top5", "mean_per_class", "n_train", "n_eval", "fit_seconds", "config_hash",
-)
-
 
 @dataclass(frozen=True)
 class ProbeConfig:
@@ -45,6 +46,23 @@ class ProbeConfig:
         if not keys:
             raise ProbeError("expected at least one key in ProbeConfig.keys")
         object.__setattr__(self, "keys", keys)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["params"] = dict(self.params)
+        return d
+
+
+def config_for_store(
+    store: StoreReader, probe: str, t: Sequence[int] = (), blocks: Sequence[BlockSpec] = (), pools: Sequence[int | None] = (),
+    names: Sequence[str] = (), params: Mapping[str, Any] | None = None, data: DataConfig | None = None,
+) -> ProbeConfig:
+    """The run of ``probe`` on the keys that (t, blocks, pools) and ``names`` select in ``store``'s
+    training split (see :func:`~diffprobe.probes.data.resolve_keys`)."""
+    data = data or DataConfig()
+    train_split, _ = default_splits(list(store.splits), data.train_split, data.eval_split)
+    keys = resolve_keys(store, train_split, t, blocks, pools, names)
+    return ProbeConfig(probe, tuple(k.name for k in keys), dict(params or {}), data)
 
 
 @dataclass
@@ -66,8 +84,7 @@ class ProbeResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``metrics.top1`` is a fraction in [0, 1]."""
-        cfg = asdict(self.config)
-        cfg["params"] = dict(self.config.params)
+        cfg = self.config.to_dict()
         return {
             "probe": self.config.probe,
             "keys": [k.to_dict() for k in self.keys],
@@ -84,13 +101,10 @@ class ProbeResult:
         }
 
     def csv_row(self) -> dict[str, Any]:
-        """One tidy row (see :data:`CSV_COLUMNS`); several keys are joined with '+'."""
+        """One tidy row (see :data:`~diffprobe.probes.report.CSV_COLUMNS`); several keys are joined with '+'."""
 
         def joined(attr: str) -> Any:
-            vals = [getattr(k, attr) for k in self.keys]
-            if attr == "pool":
-                vals = [k.pool_label if k.t is not None else None for k in self.keys]
-            vals = ["" if v is None else v for v in vals]
+            vals = ["" if k.key is None else (k.key.pool_label if attr == "pool" else getattr(k.key, attr)) for k in self.keys]
             return vals[0] if len(vals) == 1 else "+".join(map(str, vals))
 
         return {
@@ -139,8 +153,8 @@ def layout_params(probe: Any, keys: tuple[KeyInfo, ...], shapes: tuple[tuple[int
         out["input_shape"] = shapes[0]
     if "input_shapes" in names:
         out["input_shapes"] = shapes
-        out["input_times"] = [k.t if k.t is not None else i for i, k in enumerate(keys)]
-        out["input_blocks"] = [k.block if k.block is not None else -1 - i for i, k in enumerate(keys)]
+        out["input_times"] = [k.key.t if k.key is not None else i for i, k in enumerate(keys)]
+        out["input_blocks"] = [k.key.block if k.key is not None else -1 - i for i, k in enumerate(keys)]
     return out
 
 
@@ -159,7 +173,7 @@ def fit_probe(config: ProbeConfig, train: Features, items: np.ndarray) -> tuple[
     return est, std, time.perf_counter() - t0
 
 
-def run_probe(store: Any, config: ProbeConfig, *, class_names: list[str] | None = None) -> ProbeResult:
+def run_probe(store: StoreReader | str | Path, config: ProbeConfig, *, class_names: list[str] | None = None) -> ProbeResult:
     """Fit and evaluate ``config`` on ``store`` (a path, or an open store: ``diffprobe.store.open_store``).
 
     Several keys are concatenated into one feature vector. Metrics are computed on the eval split,
@@ -168,7 +182,7 @@ def run_probe(store: Any, config: ProbeConfig, *, class_names: list[str] | None 
     return _run(store, config, class_names, per_key=False)[0]
 
 
-def run_probe_per_key(store: Any, config: ProbeConfig, *, class_names: list[str] | None = None) -> list[ProbeResult]:
+def run_probe_per_key(store: StoreReader | str | Path, config: ProbeConfig, *, class_names: list[str] | None = None) -> list[ProbeResult]:
     """One result per key from a single fit: for probes with independent heads per column group.
 
     The probe (``linear``) is given ``feature_groups`` = the width of each key, so every key gets its
@@ -177,26 +191,26 @@ def run_probe_per_key(store: Any, config: ProbeConfig, *, class_names: list[str]
     return _run(store, config, class_names, per_key=True)
 
 
-def _splits(store: Any, data: DataConfig) -> tuple[str, str | None]:
+def _splits(store: StoreReader, data: DataConfig) -> tuple[str, str | None]:
     train, evaluation = default_splits(list(store.splits), data.train_split, data.eval_split)
     if data.folds is not None and data.eval_split is None:
         return train, None  # k-fold runs within the train split
     return train, evaluation
 
 
-def _run(store: Any, config: ProbeConfig, class_names: list[str] | None, per_key: bool) -> list[ProbeResult]:
+def _run(store: StoreReader | str | Path, config: ProbeConfig, class_names: list[str] | None, per_key: bool) -> list[ProbeResult]:
     if isinstance(store, (str, Path)):
         from diffprobe.store import open_store
 
         with open_store(store) as opened:
             return _run(opened, config, class_names, per_key)
     train_split, eval_split = _splits(store, config.data)
-    lazy, limit = config.data.lazy, config.data.max_memory_gb
-    train = load_features(store, train_split, config.keys, lazy=lazy, max_memory_gb=limit)
-    evaluation = load_features(store, eval_split, config.keys, lazy=lazy, max_memory_gb=limit) if eval_split else None
+    lazy, limit = config.data.lazy, config.data.max_memory
+    train = load_features(store, train_split, config.keys, lazy=lazy, max_memory=limit)
+    evaluation = load_features(store, eval_split, config.keys, lazy=lazy, max_memory=limit) if eval_split else None
     folds = plan_folds(train, evaluation, config.data)
     target = evaluation if evaluation is not None else train
-    names = class_names or list(getattr(store, "class_names", []) or [])
+    names = class_names or list(store.class_names)
     n_classes = max(len(names), int(max(train.y.max(), target.y.max())) + 1)
     names = names if len(names) == n_classes else [str(i) for i in range(n_classes)]
     groups = len(train.keys) if per_key else 1
@@ -218,7 +232,7 @@ def _run(store: Any, config: ProbeConfig, class_names: list[str] | None, per_key
         log.info("%s on %s, fold %d/%d: %.2fs", config.probe, "+".join(config.keys), i + 1, len(folds), sec)
     items = np.flatnonzero(seen)
     eval_name = eval_split or (f"{train_split}[{len(folds)}-fold]" if len(folds) > 1 else f"{train_split}[holdout={config.data.holdout}]")
-    store_info = {"path": str(getattr(store, "path", "")), "config_hash": getattr(store, "config_hash", None)}
+    store_info = {"path": str(store.path), "config_hash": store.config_hash}
     if trained is not None:
         trained.info = {"store": store_info, "train_split": train_split, "keys": list(config.keys)}
     selected = selected_params(trained.estimator) if trained else {}
@@ -245,4 +259,4 @@ def _run(store: Any, config: ProbeConfig, class_names: list[str] | None, per_key
     return results
 
 
-__all__ = ["CSV_COLUMNS", "DataConfig", "Fold", "ProbeConfig", "ProbeResult", "fit_probe", "run_probe", "run_probe_per_key"]
+__all__ = ["DataConfig", "Fold", "ProbeConfig", "ProbeResult", "fit_probe", "run_probe", "run_probe_per_key"]

@@ -8,7 +8,6 @@ autocast (bfloat16) only on CUDA.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from diffprobe.device import autocast
 from diffprobe.probes.arrays import as_numpy, is_in_memory, torch_threads
 from diffprobe.probes.base import rng_seed
 from diffprobe.probes.errors import ProbeError
@@ -105,11 +105,9 @@ def minibatches(X: Any, y: np.ndarray, batch_size: int, gen: torch.Generator, ch
             yield xc[idx], yc[idx]
 
 
-def autocast_for(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
-    """bfloat16 autocast on CUDA when enabled; a no-op elsewhere (CPU autocast is slower, not faster)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def amp_precision(device: torch.device, amp: bool) -> str:
+    """The probes' precision: bf16 autocast on CUDA when ``amp``; fp32 elsewhere (CPU autocast is slower, not faster)."""
+    return "bf16" if amp and device.type == "cuda" else "fp32"
 
 
 def train_module(
@@ -164,7 +162,7 @@ def _epochs(
         for xb, yb in minibatches(X, y, cfg.batch_size, gen, cfg.chunk_size):
             xb = xb.to(device, non_blocking=True)
             yb = yb.to(device, non_blocking=True)
-            with autocast_for(device, cfg.amp):
+            with autocast(amp_precision(device, cfg.amp), device):
                 loss = loss_fn(module(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -184,7 +182,7 @@ def predict_module(module: nn.Module, X: Any, batch_size: int, device: torch.dev
     out = []
     for s in range(0, X.shape[0], batch_size):
         xb = torch.from_numpy(as_numpy(X[s : s + batch_size])).to(device)
-        with autocast_for(device, amp):
+        with autocast(amp_precision(device, amp), device):
             logits = module(xb)
         out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

@@ -15,12 +15,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from diffprobe._version import __version__
 from diffprobe.errors import ConfigError, StoreError, StoreKeyError
+from diffprobe.store.layout import FeatureKey
+from diffprobe.store.store import FeatureStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +111,14 @@ class ImportReport:
     n_missing: int
     source: str
 
-
-def _open_for_append(store: Any) -> Any:
-    if isinstance(store, (str, Path)):
-        from diffprobe.store import open_store
-
-        return open_store(store, mode="a")
-    return store
+    def summary(self, src: str | Path, store: str | Path) -> str:
+        """What ``store import`` prints."""
+        note = f"; {self.n_missing} items without a row are NaN" if self.n_missing else ""
+        return f"imported {src} into {store} as {self.name!r} (split {self.split!r}, shape {self.shape}, {self.dtype}){note}"
 
 
 def import_array(
-    store: Any, src: str | Path, *, name: str, split: str | None = None, ids: str | Path | None = None,
+    store: FeatureStore | str | Path, src: str | Path, *, name: str, split: str | None = None, ids: str | Path | None = None,
     dataset: str | None = None, overwrite: bool = False,
 ) -> ImportReport:
     """Add the (N, ...) array in ``src`` (.npy / .h5) to ``store`` (path or store opened with mode="a").
@@ -134,13 +132,18 @@ def import_array(
         ConfigError: bad name, file type or dataset.  StoreKeyError: unknown split or ids.
         StoreError: existing name (without overwrite), length mismatch, repeated ids, unreadable source.
     """
-    from diffprobe.store import FeatureKey
-
     if not _NAME.fullmatch(name) or FeatureKey.is_key(name):
         raise ConfigError(
             f"expected an array name of letters, digits, '_' and '-' that is not a feature key like t0090_b24_p2, got {name!r}"
         )
-    s = _open_for_append(store)
+    if isinstance(store, (str, Path)):
+        with open_store(store, mode="a") as opened:
+            return _import(opened, src, name, split, ids, dataset, overwrite)
+    return _import(store, src, name, split, ids, dataset, overwrite)
+
+
+def _import(s: FeatureStore, src: str | Path, name: str, split: str | None, ids: str | Path | None, dataset: str | None,
+            overwrite: bool) -> ImportReport:  # fmt: skip
     splits = list(s.splits)
     if split is None:
         if len(splits) != 1:

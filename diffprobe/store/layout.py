@@ -13,30 +13,81 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from diffprobe.errors import StoreKeyError
+from diffprobe.errors import ConfigError, StoreKeyError
 
 SCHEMA_VERSION = 1
 ROOT_ATTR = "diffprobe"
 ITEM_ARRAYS = ("item_id", "path", "label", "valid")
 PROGRESS_GROUP = "_progress"
 _KEY_RE = re.compile(r"^t(\d+)_b(\d+)_(?:p(\d+)|full)$")
+#: How the full native map is written wherever a pool size is expected (options, names, tables).
+FULL = "full"
 
 
-@dataclass(frozen=True, order=True)
+def parse_pool(value: str | int | None) -> int | None:
+    """``"full"``/None → None (the native map); a positive integer (or its digits) → that pool size.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == FULL):
+        return None
+    try:
+        p = int(value)
+    except (TypeError, ValueError):
+        p = 0
+    if isinstance(value, bool) or p <= 0 or (isinstance(value, float) and value != p):
+        raise ConfigError(f"expected a pool size (a positive integer) or '{FULL}', got {value!r}")
+    return p
+
+
+def pool_label(pool: int | None) -> str:
+    """The pool as users write it: ``"2"``, or ``"full"`` for the native map."""
+    return FULL if pool is None else str(pool)
+
+
+def pool_order(pool: int | None) -> int:
+    """Sort key of a pool size: ascending sizes, the native map last."""
+    return 1 << 30 if pool is None else pool
+
+
+@dataclass(frozen=True)
 class FeatureKey:
-    """One extracted array: timestep t, paper block number, pool size p (None = native map)."""
+    """One extracted array: timestep t, paper block number, pool size p (None = native map).
+
+    Its name in a store is ``t{t:04d}_b{block:02d}_p{pool}`` (``…_full`` for the native map);
+    :meth:`parse` reads a name back. Keys sort by (t, block, pool), the native map last.
+    """
 
     t: int
     block: int
     pool: int | None
 
     def __str__(self) -> str:
-        pool = "full" if self.pool is None else f"p{self.pool}"
+        pool = FULL if self.pool is None else f"p{self.pool}"
         return f"t{self.t:04d}_b{self.block:02d}_{pool}"
 
     @property
     def name(self) -> str:
         return str(self)
+
+    @property
+    def pool_label(self) -> str:
+        return pool_label(self.pool)
+
+    def sort_key(self) -> tuple[int, int, int]:
+        return (self.t, self.block, pool_order(self.pool))
+
+    def __lt__(self, other: FeatureKey) -> bool:
+        return self.sort_key() < other.sort_key()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"t": self.t, "block": self.block, "pool": self.pool}
+
+    @classmethod
+    def of(cls, t: int | str, block: int | str, pool: str | int | None) -> FeatureKey:
+        """A key from loosely typed parts (``of("90", 24, "full")``)."""
+        return cls(int(t), int(block), parse_pool(pool))
 
     @classmethod
     def parse(cls, name: str) -> FeatureKey:
@@ -50,22 +101,21 @@ class FeatureKey:
     def is_key(cls, name: str) -> bool:
         return bool(_KEY_RE.match(name))
 
+    @classmethod
+    def maybe(cls, name: str) -> FeatureKey | None:
+        """The key an array name encodes, or None for other arrays (imported ones)."""
+        return cls.parse(name) if cls.is_key(name) else None
 
-def pool_label(pool: int | None) -> str:
-    return "full" if pool is None else str(pool)
 
-
-def parse_pool(value: str | int | None) -> int | None:
-    """``"full"``/None → None (native map), a positive integer → that size."""
-    if value is None or (isinstance(value, str) and value.strip().lower() == "full"):
-        return None
-    try:
-        p = int(value)
-    except (TypeError, ValueError):
-        raise StoreKeyError(f"pool must be a positive integer or 'full', got {value!r}") from None
-    if p <= 0:
-        raise StoreKeyError(f"pool must be a positive integer or 'full', got {value!r}")
-    return p
+def array_name(key: str | int | FeatureKey, block: int | str | None = None, pool: str | int | None = None) -> str:
+    """The array name that ``read(split, key)`` / ``read(split, t, block, pool)`` refers to."""
+    if block is None:
+        if isinstance(key, (str, FeatureKey)):
+            return str(key)
+        raise StoreKeyError("read(split, t, block, pool) needs a block (or pass an array name)")
+    if isinstance(key, FeatureKey):
+        raise StoreKeyError(f"read(split, key) takes a FeatureKey alone, got {key} with block={block!r}")
+    return str(FeatureKey.of(key, block, pool))
 
 
 def canonical_json(obj: Any) -> str:

@@ -1,158 +1,25 @@
-"""Store inspection, verification and format export (zarr ↔ hdf5)."""
+"""Store maintenance: format export (zarr ↔ hdf5) and finalizing a store after sharded runs."""
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from diffprobe.errors import StoreError
 from diffprobe.store.backend import BACKENDS, format_for_path
-from diffprobe.store.layout import FeatureKey, chunk_items
-from diffprobe.store.store import FeatureStore, open_store
+from diffprobe.store.inspect import (
+    VerifyReport,
+    failed_items,
+    missing_lines,
+    missing_units,
+)
+from diffprobe.store.layout import chunk_items
+from diffprobe.store.store import open_store
 
 log = logging.getLogger(__name__)
-
-
-def store_info(store: FeatureStore) -> dict[str, Any]:
-    """Splits, arrays (shape, dtype, units done), items, failures and size on disk."""
-    info: dict[str, Any] = {
-        "path": str(store.path),
-        "format": store.format,
-        "config_hash": store.config_hash,
-        "model": store.config.get("model"),
-        "created": store.attrs.get("created"),
-        "package_version": store.attrs.get("package_version"),
-        "classes": len(store.class_names),
-        "bytes_on_disk": store.backend.nbytes_on_disk(),
-        "complete": store.is_complete(),
-        "splits": {},
-    }
-    for split in store.splits:
-        comp = store.completeness(split)
-        arrays = {}
-        for name in store.keys(split):
-            shape, dtype, _ = store.array_info(split, name)
-            arrays[name] = {"shape": list(shape), "dtype": str(dtype), "units_done": comp[name][0], "units": comp[name][1]}
-        info["splits"][split] = {
-            "items": store.n_items(split),
-            "unit_size": store.unit_size(split),
-            "failed": int((~store.valid(split)).sum()) if _all_done(comp) else None,
-            "computed_on": computed_on(store, split),
-            "arrays": arrays,
-        }
-    return info
-
-
-def _all_done(comp: dict[str, tuple[int, int]]) -> bool:
-    return all(d == n for d, n in comp.values())
-
-
-@dataclass
-class VerifyReport:
-    """Problems found by :func:`verify_store`; ``ok`` is False when anything is incomplete or corrupt."""
-
-    missing_units: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # split → key → units
-    bad_values: list[str] = field(default_factory=list)
-    failed_items: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
-    #: things worth knowing that do not make the store incomplete (mixed devices, eager fallback)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not any(self.missing_units.values()) and not self.bad_values
-
-
-Markers = dict[int, dict[str, Any]]
-
-
-def missing_units(store: FeatureStore, split: str, marks: Markers | None = None) -> dict[str, list[int]]:
-    """{feature array: units without a done marker for it} (only arrays with some missing);
-    ``marks``: the split's markers, if already read."""
-    marks = store.markers(split) if marks is None else marks
-    n = len(store.units(split))
-    out = {}
-    for name in store.keys(split):
-        if FeatureKey.is_key(name):
-            todo = [u for u in range(n) if name not in marks.get(u, {}).get("keys", ())]
-            if todo:
-                out[name] = todo
-    return out
-
-
-def failed_items(store: FeatureStore, split: str, marks: Markers | None = None) -> list[tuple[str, str]]:
-    """(item id, reason) of every image recorded as failed in the split's markers."""
-    marks = store.markers(split) if marks is None else marks
-    return [(str(f[0]), str(f[1])) for m in marks.values() for f in m.get("failed", [])]
-
-
-def verify_store(store: FeatureStore) -> VerifyReport:
-    """Check markers, NaN/Inf in the rows of valid items of finished units, and list failed items."""
-    rep = VerifyReport()
-    for split in store.splits:
-        units = store.units(split)
-        valid = store.valid(split)
-        marks = store.markers(split)
-        rep.failed_items[split] = failed_items(store, split, marks)
-        missing = missing_units(store, split, marks)
-        for name in store.keys(split):
-            if not FeatureKey.is_key(name):
-                continue
-            todo = missing.get(name, [])
-            done = np.zeros(store.n_items(split), dtype=bool)
-            for u, (a, b) in enumerate(units):
-                if u not in todo:
-                    done[a:b] = True
-            rows = done & valid
-            n_nan = n_inf = 0
-            for a, b in units:
-                if not rows[a:b].any():
-                    continue
-                block = store.read(split, name, items=slice(a, b))[rows[a:b]].astype(np.float32)
-                n_nan += int(np.isnan(block).any(axis=tuple(range(1, block.ndim))).sum())
-                n_inf += int(np.isinf(block).any(axis=tuple(range(1, block.ndim))).sum())
-            if n_nan or n_inf:
-                rep.bad_values.append(f"{split}/{name}: {n_nan} rows with NaN, {n_inf} rows with Inf among valid, finished items")
-        rep.missing_units[split] = missing
-        rep.notes += compute_notes(store, split, marks)
-    return rep
-
-
-def computed_on(store: FeatureStore, split: str) -> dict[str, int]:
-    """{device: finished units computed there} from the done markers (units from before this was
-    recorded count as "unrecorded")."""
-    return _devices(store.markers(split).values())
-
-
-def _devices(marks: Iterable[dict[str, Any]]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for m in marks:
-        dev = m.get("compute", {}).get("device", "unrecorded")
-        out[dev] = out.get(dev, 0) + 1
-    return out
-
-
-def compute_notes(store: FeatureStore, split: str, markers: Markers | None = None) -> list[str]:
-    """Units whose values may differ in rounding from the rest: another device type, or an eager
-    forward in a store made with --compile (where torch.compile was unavailable)."""
-    notes = []
-    marks = list((store.markers(split) if markers is None else markers).values())
-    eager = sum(1 for m in marks if m.get("compute", {}).get("compiled") is False)
-    if eager and store.attrs.get("identity", {}).get("compile"):
-        notes.append(
-            f"{split}: {eager} of {len(marks)} units ran eagerly although the store was made with --compile "
-            "(torch.compile was unavailable there); their values differ from compiled ones in rounding"
-        )
-    devices = _devices(marks)
-    kinds = {d.split(" ")[0].split(":")[0] for d in devices if d != "unrecorded"}
-    if len(kinds) > 1:
-        listed = ", ".join(f"{d} ({n})" for d, n in sorted(devices.items()))
-        notes.append(f"{split}: units were computed on several kinds of device: {listed}; values differ between them in rounding")
-    return notes
 
 
 def export_store(src: str | Path, dst: str | Path, overwrite: bool = False) -> Path:
@@ -197,9 +64,15 @@ def finalize_store(path: str | Path) -> VerifyReport:
             rep.missing_units[split] = missing_units(s, split)
             rep.failed_items[split] = failed_items(s, split)
         if rep.ok:
-            import datetime as _dt
-
             s.backend.update_root_attrs({"finalized": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
             s.backend.consolidate()
             s.backend.flush()
     return rep
+
+
+def finalize_lines(rep: VerifyReport) -> list[str]:
+    """A :func:`finalize_store` report as the lines ``store finalize`` prints (the verdict last)."""
+    out = missing_lines(rep.missing_units, "missing")
+    if not rep.ok:
+        return [*out, "store is NOT complete: run the missing shards (or the plain extract command) again"]
+    return [*out, f"finalized: every unit is done ({rep.n_failed} failed item(s) recorded); metadata consolidated"]

@@ -13,7 +13,14 @@ from diffprobe.errors import StoreError, StoreKeyError
 from diffprobe.store import hdf5_backend as _h5  # noqa: F401  (registers the backend)
 from diffprobe.store import zarr_backend as _zarr  # noqa: F401
 from diffprobe.store.backend import BACKENDS, Backend, format_for_path
-from diffprobe.store.layout import ITEM_ARRAYS, SCHEMA_VERSION, FeatureKey, chunk_items, parse_pool, plan_units
+from diffprobe.store.layout import (
+    ITEM_ARRAYS,
+    SCHEMA_VERSION,
+    FeatureKey,
+    array_name,
+    chunk_items,
+    plan_units,
+)
 
 
 class FeatureStore:
@@ -99,14 +106,13 @@ class FeatureStore:
 
     def feature_keys(self, split: str) -> list[FeatureKey]:
         """The extracted (t, block, pool) keys of a split, sorted by t, block, pool."""
-        return sorted((FeatureKey.parse(k) for k in self.keys(split) if FeatureKey.is_key(k)), key=_sort_key)
+        return sorted(k for k in map(FeatureKey.maybe, self.keys(split)) if k is not None)
 
     def array_info(self, split: str, name: str) -> tuple[tuple[int, ...], np.dtype, dict[str, Any]]:
         return self.backend.array_info(self._split(split), self._name(split, name))
 
     # --- reading ---------------------------------------------------------------------------
-    def _name(self, split: str, key: str | FeatureKey) -> str:
-        name = str(key)
+    def _name(self, split: str, name: str) -> str:
         if name not in self.keys(split):
             have = ", ".join(self.keys(split)[:12]) or "none"
             raise StoreKeyError(f"no array {name!r} in split {split!r} of {self.path}; arrays: {have}")
@@ -115,14 +121,14 @@ class FeatureStore:
     def read(
         self,
         split: str,
-        t: int | str | FeatureKey,
-        block: int | None = None,
-        pool: int | str | None = None,
+        key: str | int | FeatureKey,
+        block: int | str | None = None,
+        pool: str | int | None = None,
         *,
         lazy: bool = False,
         items: slice | np.ndarray | None = None,
     ) -> Any:
-        """Read one array: ``read(split, t, block, pool)`` or ``read(split, "t0090_b24_p2")``.
+        """Read one array: ``read(split, t, block, pool)``, ``read(split, "t0090_b24_p2")`` or ``read(split, key)``.
 
         Args:
             pool: a pool size, or "full"/None for the native map.
@@ -132,14 +138,7 @@ class FeatureStore:
             (N, C, p, p) array — (N, K, C, p, p) when K noise draws were kept — float16/float32,
             with NaN rows for items whose image failed.
         """
-        self._split(split)
-        if isinstance(t, (str, FeatureKey)) and block is None:
-            key: str | FeatureKey = t
-        else:
-            if block is None:
-                raise StoreKeyError("read(split, t, block, pool) needs a block (or pass an array name)")
-            key = FeatureKey(int(t), int(block), parse_pool(pool))  # type: ignore[arg-type]
-        name = self._name(split, key)
+        name = self._name(split, array_name(key, block, pool))
         if lazy:
             return self.backend.lazy(split, name)
         return self.backend.read_rows(split, name, items)
@@ -180,6 +179,43 @@ class FeatureStore:
         return all(d == n for s in self.splits for d, n in self.completeness(s).values())
 
     # --- writing -----------------------------------------------------------------------------
+    def update_attrs(self, attrs: dict[str, Any]) -> None:
+        """Merge ``attrs`` into the store's root attributes (the recorded run: config, identity …)."""
+        self.backend.update_root_attrs(attrs)
+
+    def create_split(self, split: str, ids: list[str], paths: list[str], labels: list[int], unit_size: int) -> None:
+        """Create a split's group and its item table (``item_id``, ``path``, ``label``, ``valid``), all (N,).
+
+        ``valid`` starts all False: each unit sets its rows when it is written.
+        """
+        n = len(ids)
+        if not len(paths) == len(labels) == n:
+            raise StoreError(f"expected as many paths and labels as ids ({n}), got {len(paths)} and {len(labels)}")
+        b = self.backend
+        b.create_group(split, {"n_items": n, "unit_size": unit_size})
+        for name, dtype in (("item_id", "str"), ("path", "str"), ("label", "int64"), ("valid", "bool")):
+            b.create_array(split, name, (n,), dtype, unit_size, unit_size, ("item",), {"kind": "items"})
+        if n:
+            b.write_rows(split, "item_id", 0, np.array(ids, dtype=object))
+            b.write_rows(split, "path", 0, np.array(paths, dtype=object))
+            b.write_rows(split, "label", 0, np.array(labels, dtype=np.int64))
+
+    def create_feature_array(self, split: str, key: FeatureKey, item_shape: tuple[int, ...], dtype: str, module: str) -> None:
+        """Create the NaN-filled array of ``key`` in ``split``: (N, *item_shape), chunked along N and
+        sharded by work unit; item_shape is (C, p, p), or (K, C, p, p) with K draws kept."""
+        n, unit = self.n_items(split), self.unit_size(split)
+        pool = key.pool_label
+        dims = ("item", *(["draw"] if len(item_shape) == 4 else []), f"c{item_shape[-3]}",
+                f"h{pool}_{item_shape[-2]}", f"w{pool}_{item_shape[-1]}")  # fmt: skip
+        row = int(np.prod(item_shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        attrs = {"kind": "feature", "t": key.t, "block": key.block, "pool": key.pool, "module": module}
+        self.backend.create_array(split, str(key), (n, *item_shape), dtype, chunk_items(unit, row), unit, dims, attrs)
+
+    def commit(self) -> None:
+        """Make the metadata written so far durable and fast to open (consolidated where supported)."""
+        self.backend.consolidate()
+        self.backend.flush()
+
     def write_array(
         self, split: str, name: str, data: np.ndarray, *, attrs: dict[str, Any] | None = None, overwrite: bool = False
     ) -> None:
@@ -204,10 +240,6 @@ class FeatureStore:
         )
         self.backend.write_rows(split, name, 0, data)
         self.backend.flush()
-
-
-def _sort_key(k: FeatureKey) -> tuple[int, int, int]:
-    return (k.t, k.block, k.pool if k.pool is not None else 1 << 30)
 
 
 def _now() -> str:

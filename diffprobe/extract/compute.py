@@ -1,0 +1,223 @@
+"""The per-batch computation: noise, truncated forwards over fused (t, draw) passes, pooling on the device."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from diffprobe.device import autocast, device_name
+from diffprobe.extract.backbone import Backbone, Timesteps
+from diffprobe.extract.config import ComputeSpec, ExtractConfig
+from diffprobe.extract.noise import noise_like, q_sample
+from diffprobe.store.layout import FeatureKey
+
+log = logging.getLogger(__name__)
+
+
+def group_by_t(keys: Sequence[FeatureKey]) -> dict[int, list[FeatureKey]]:
+    out: dict[int, list[FeatureKey]] = {}
+    for k in keys:
+        out.setdefault(k.t, []).append(k)
+    return out
+
+
+class FeatureComputer:
+    """Turns a batch of clean images into pooled features for a set of keys, on one device."""
+
+    def __init__(self, backbone: Backbone, device: torch.device, spec: ComputeSpec) -> None:
+        self.backbone = backbone
+        self.device = device
+        self.spec = spec
+        self._features: Callable[..., dict[int, torch.Tensor]] = backbone.run_blocks
+        self._compile_state: dict[str, bool | None] = {"ok": None}
+        if spec.compile:
+            self._features = self._compiled()
+        self._device_name = device_name(device)
+
+    @classmethod
+    def for_config(cls, config: ExtractConfig, spec: ComputeSpec, device: torch.device) -> FeatureComputer:
+        """Load ``config``'s backbone (model, checkpoint, flags, class label) on ``device``."""
+        from diffprobe.extract.registry import load_backbone
+
+        bb = load_backbone(config.model, config.checkpoint, device=device, class_label=config.class_label, **config.flag_dict)
+        return cls(bb, device, spec)
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """How this computer produces values, for each unit's done marker: the device (with the
+        GPU's name) and, with ``compile``, whether the forward really ran compiled."""
+        out: dict[str, Any] = {"device": self._device_name}
+        if self.spec.compile:
+            out["compiled"] = bool(self._compile_state["ok"])
+        return out
+
+    def _compiled(self) -> Callable[..., dict[int, torch.Tensor]]:
+        """``backbone.run_blocks`` through torch.compile; on any failure (no compiler, unsupported
+        platform) log one clear line and fall back to eager mode."""
+        eager = self.backbone.run_blocks
+        try:
+            compiled = torch.compile(eager, dynamic=False)
+        except Exception as e:  # torch.compile raises many types depending on the platform
+            log.warning("torch.compile is not available (%s); running eagerly", e)
+            self._compile_state["ok"] = False
+            return eager
+        state = self._compile_state
+
+        def call(*args: Any, **kwargs: Any) -> dict[int, torch.Tensor]:
+            if state["ok"] is False:
+                return eager(*args, **kwargs)
+            try:
+                out = compiled(*args, **kwargs)
+                if state["ok"] is None:
+                    log.info("torch.compile: compiled the forward pass")
+                state["ok"] = True
+                return out
+            except Exception as e:
+                if state["ok"]:
+                    raise  # it worked before: a real error, not a compile failure
+                log.warning("torch.compile failed (%s: %s); running eagerly", type(e).__name__, str(e).splitlines()[0][:200])
+                state["ok"] = False
+                return eager(*args, **kwargs)
+
+        return call
+
+    def _noisy(
+        self, x0: torch.Tensor, ids: Sequence[str], t: int, draw: int, noise: Mapping[tuple[int, int], torch.Tensor]
+    ) -> torch.Tensor:
+        if (t, draw) in noise:
+            eps = noise[(t, draw)].to(self.device, non_blocking=True)
+        else:
+            eps = noise_like(x0, ids, t, self.spec.seed, draw)
+        return q_sample(x0, t, eps, self.backbone.schedule)
+
+    def _forward(
+        self,
+        x0: torch.Tensor,
+        ids: Sequence[str],
+        passes: Sequence[tuple[int, int]],
+        by_t: Mapping[int, list[FeatureKey]],
+        noise: Mapping[tuple[int, int], torch.Tensor],
+    ) -> dict[tuple[int, int], dict[FeatureKey, torch.Tensor]]:
+        """One U-Net forward for up to ``fuse`` (t, draw) passes stacked along the batch.
+
+        The forward always has ``fuse × forward_batch`` rows: a short group is filled with zero
+        rows at the first pass's t. Each pass's rows therefore see the same shape, and the same
+        timestep embeddings, whatever passes share its forward.
+
+        Returns:
+            {(t, draw): {key: (m, C, p, p) float32 pooled features of that pass}}.
+        """
+        m = x0.shape[0]
+        fill = self.spec.fuse - len(passes)
+        parts = [self._noisy(x0, ids, t, d, noise) for t, d in passes]
+        if fill:
+            parts.append(x0.new_zeros((fill * m, *x0.shape[1:])))
+        x_t = torch.cat(parts) if len(parts) > 1 else parts[0]
+        tt = Timesteps.blocks_of([t for t, _ in passes] + [passes[0][0]] * fill, m, self.device)
+        wanted = {(k.block, k.pool) for t, _ in passes for k in by_t[t]}
+        with autocast(self.spec.precision, self.device):
+            feats = self._features(x_t, tt, tuple(sorted({b for b, _ in wanted})))
+        pooled = {}
+        for b, p in wanted:
+            f = feats[b][: len(passes) * m].float()
+            pooled[(b, p)] = f if p is None else F.adaptive_avg_pool2d(f, p)
+        return {
+            (t, d): {k: pooled[(k.block, k.pool)][j * m : (j + 1) * m] for k in by_t[t]} for j, (t, d) in enumerate(passes)
+        }
+
+    def compute(
+        self,
+        x0: torch.Tensor,
+        ids: Sequence[str],
+        keys: Sequence[FeatureKey],
+        noise: Mapping[tuple[int, int], torch.Tensor] | None = None,
+    ) -> dict[FeatureKey, np.ndarray]:
+        """Pooled features of every key for one forward batch: :meth:`launch` and wait for it.
+
+        Returns:
+            {key: (B, C, p, p) — or (B, K, C, p, p) with reduce="none" — in the storage dtype}.
+        """
+        return self.launch(x0, ids, keys, noise).result()
+
+    @torch.inference_mode()
+    def launch(
+        self,
+        x0: torch.Tensor,
+        ids: Sequence[str],
+        keys: Sequence[FeatureKey],
+        noise: Mapping[tuple[int, int], torch.Tensor] | None = None,
+    ) -> Pending:
+        """Start computing the pooled features of every key for one forward batch.
+
+        On a GPU nothing here waits for the device: the forward and the copies of the pooled
+        features into pinned host memory are queued, so the caller can file the previous batch's
+        results (:meth:`Pending.result`) while this one computes. On a CPU the work is done on return.
+
+        Every forward runs on exactly ``fuse × forward_batch`` rows (a short batch is zero-padded,
+        a short group of passes is zero-filled): kernels may pick other algorithms, and round
+        differently, for other batch shapes, so a fixed shape keeps stored bytes independent of how
+        items were batched and of which other timesteps were computed alongside.
+
+        Args:
+            x0: (B, 3, S, S) clean images in [-1, 1], B ≤ forward_batch (any device; moved here).
+            ids: B item ids (they seed the noise).
+            keys: the (t, block, pool) keys to compute.
+            noise: precomputed noise {(t, draw): (B, 3, S, S)} (from the data loader); pairs not
+                given are generated here with :func:`noise_like` — the same values either way.
+        """
+        n = x0.shape[0]
+        m = self.spec.forward_batch
+        if n > m:
+            raise ValueError(f"batch of {n} rows exceeds forward_batch={m}")
+        noise = dict(noise or {})
+        if n < m:
+            x0 = torch.cat([x0, x0.new_zeros((m - n, *x0.shape[1:]))])
+            ids = [*ids, *(f"\0pad{i}" for i in range(m - n))]
+            noise = {k: torch.cat([v, v.new_zeros((m - n, *v.shape[1:]))]) for k, v in noise.items()}
+        # One memory layout too: conv kernels differ between NCHW and channels-last inputs.
+        x0 = x0.to(self.device, non_blocking=True).contiguous()
+        by_t = group_by_t(keys)
+        passes = [(t, d) for t in by_t for d in range(self.spec.draws)]
+        per_pass: dict[tuple[int, int], dict[FeatureKey, torch.Tensor]] = {}
+        for g in range(0, len(passes), self.spec.fuse):
+            per_pass.update(self._forward(x0, ids, passes[g : g + self.spec.fuse], by_t, noise))
+        out: dict[FeatureKey, torch.Tensor] = {}
+        cuda = self.device.type == "cuda"
+        for t, tkeys in by_t.items():
+            draws = [per_pass[(t, d)] for d in range(self.spec.draws)]
+            for k in tkeys:
+                if self.spec.reduce == "none" and self.spec.draws > 1:
+                    v = torch.stack([d[k] for d in draws], dim=1)
+                else:
+                    v = draws[0][k] if len(draws) == 1 else torch.stack([d[k] for d in draws]).mean(0)
+                v = v[:n].to(getattr(torch, self.spec.out_dtype))
+                if cuda:
+                    host = torch.empty(v.shape, dtype=v.dtype, pin_memory=True)
+                    host.copy_(v, non_blocking=True)
+                    v = host
+                out[k] = v.cpu()
+        event = None
+        if cuda:
+            event = torch.cuda.Event()
+            event.record()
+        return Pending(out, event)
+
+
+@dataclass
+class Pending:
+    """Pooled features of one launched forward batch, on their way to host memory."""
+
+    tensors: dict[FeatureKey, torch.Tensor]
+    event: Any = None  # a torch.cuda.Event recorded after the copies; None on CPU
+
+    def result(self) -> dict[FeatureKey, np.ndarray]:
+        """Wait for the copies and return {key: (B, …) array in the storage dtype}."""
+        if self.event is not None:
+            self.event.synchronize()
+        return {k: v.numpy() for k, v in self.tensors.items()}

@@ -1,0 +1,42 @@
+"""Writing a CKA result: DIR/cka.csv (the matrix with its labels), DIR/cka.json and DIR/cka.png."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from diffprobe.pipelines.cka.analyses import CKAResult
+from diffprobe.pipelines.cka.plot import heatmap
+from diffprobe.store.layout import pool_label
+
+log = logging.getLogger(__name__)
+
+#: The label of the CSV's corner cell per analysis.
+_CORNERS = {"blocks": "block", "timesteps": "t", "stores": "A \\ B"}
+
+
+def title(r: CKAResult) -> str:
+    """The heatmap's title: what was compared, at which pool, on which split, over how many items."""
+    sel = r.selection
+    what = {"blocks": f"blocks × blocks, t={sel.get('t')}", "timesteps": f"timesteps × timesteps, block {sel.get('block')}",
+            "stores": "store A × store B"}[r.analysis]  # fmt: skip
+    pool = f", pool {pool_label(sel['pool'])}" if "pool" in sel else ""
+    return f"{what}{pool}, split {sel['split']} (N={r.matrix.n_items})"
+
+
+def write_outputs(result: CKAResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write DIR/cka.csv (labels in the first row and column), DIR/cka.json and DIR/cka.png."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    m = result.matrix
+    lines = [",".join([_CORNERS[result.analysis], *m.col_labels])]
+    lines += [",".join([lab, *(f"{v:.12g}" for v in row)]) for lab, row in zip(m.row_labels, m.values)]
+    paths = {"csv": out / "cka.csv", "json": out / "cka.json", "png": out / "cka.png"}
+    paths["csv"].write_text("\n".join(lines) + "\n")
+    paths["json"].write_text(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
+    cfg = result.config
+    heatmap(m.values, m.row_labels, m.col_labels, paths["png"], title=title(result), row_axis=result.row_axis,
+            col_axis=result.col_axis, colorbar_label=f"CKA ({cfg.kernel}, {cfg.estimator})")  # fmt: skip
+    log.info("wrote %s, %s and %s", *paths.values())
+    return paths

@@ -1,0 +1,130 @@
+"""Planning an extraction: resolve the config for a device into a frozen :class:`ExtractPlan`.
+
+Nothing is loaded or written here: blocks are measured on the meta device, the data is listed, and
+an existing store is only read for its identity (so auto settings can follow it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from diffprobe.errors import ConfigError, StoreError
+from diffprobe.extract.adm_config import ADMConfig
+from diffprobe.extract.blocks import BlockInfo, measure_blocks, resolve_blocks
+from diffprobe.extract.checkpoint import file_sha256
+from diffprobe.extract.config import ComputeSpec, ExtractConfig
+from diffprobe.extract.data import DataSpec, discover
+from diffprobe.extract.registry import resolve_config
+from diffprobe.store.backend import format_for_path
+from diffprobe.store.layout import FeatureKey, config_hash
+from diffprobe.store.store import open_store
+
+#: Identity fields added after stores were first written, with the value older stores imply.
+IDENTITY_DEFAULTS: dict[str, Any] = {"fuse_timesteps": 1}
+
+
+@dataclass(frozen=True)
+class ExtractPlan:
+    """A resolved extraction: model, blocks, keys, data, compute spec and the store's identity.
+
+    ``shapes`` gives each key's per-item shape: (C, p, p), or (K, C, p, p) with K draws kept.
+    """
+
+    config: ExtractConfig
+    adm: ADMConfig
+    blocks: dict[int, BlockInfo]
+    keys: tuple[FeatureKey, ...]
+    data: DataSpec
+    compute: ComputeSpec
+    identity: dict[str, Any]
+    checkpoint_sha256: str | None
+    shapes: dict[FeatureKey, tuple[int, ...]]
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self.identity)
+
+    def item_bytes(self) -> int:
+        size = 2 if self.compute.out_dtype == "float16" else 4
+        return sum(size * _prod(s) for s in self.shapes.values())
+
+    def estimated_bytes(self) -> int:
+        """Uncompressed size of every feature array of this run."""
+        return sum(len(items) for items in self.data.splits.values()) * self.item_bytes()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "store": self.config.out,
+            "format": format_for_path(self.config.out),
+            "config_hash": self.hash,
+            "model": self.config.model,
+            "blocks": [f"{n} ({b.path}, {b.channels}×{b.height}×{b.width})" for n, b in self.blocks.items()],
+            "precision": self.compute.precision,
+            "forward_batch": self.compute.forward_batch,
+            "fuse_timesteps": self.compute.fuse,
+            "splits": {s: len(v) for s, v in self.data.splits.items()},
+            "classes": len(self.data.class_names),
+            "arrays": [f"{k} {list(self.shapes[k])}" for k in self.keys],
+            "estimated_bytes": self.estimated_bytes(),
+        }
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def stored_identity(config: ExtractConfig) -> dict[str, Any] | None:
+    """The identity recorded in the existing store at ``config.out`` (None: no usable store, or --overwrite)."""
+    out = Path(config.out).expanduser()
+    if config.overwrite or not out.exists():
+        return None
+    try:
+        with open_store(out) as store:
+            return {**IDENTITY_DEFAULTS, **store.attrs.get("identity", {})}
+    except StoreError:
+        return None  # prepare_store reports it
+
+
+def make_plan(config: ExtractConfig, device: torch.device) -> ExtractPlan:
+    """Resolve ``config`` for ``device`` (no model weights are loaded; blocks are measured on the meta device)."""
+    _, adm = resolve_config(config.model, config.flag_dict)
+    infos = list(measure_blocks(adm))
+    numbers = resolve_blocks(config.blocks, infos)
+    blocks = {n: infos[n - 1] for n in numbers}
+    for t in config.timesteps:
+        if t >= adm.diffusion_steps:
+            raise ConfigError(f"timestep {t} is out of range: this model has t in [0, {adm.diffusion_steps - 1}]")
+    for n, b in blocks.items():
+        for p in config.pools:
+            if p is not None and p > min(b.height, b.width):
+                raise ConfigError(
+                    f"pool {p} is larger than block {n}'s {b.height}×{b.width} map; use a pool ≤ "
+                    f"{min(b.height, b.width)} or 'full'"
+                )
+    compute = ComputeSpec.resolve(config, device, adm.image_size, stored_identity(config))
+    keys = tuple(FeatureKey(t, n, p) for t in config.timesteps for n in numbers for p in config.pools)
+    sha = file_sha256(config.checkpoint) if config.checkpoint else None
+    data = discover(config.data, config.splits)
+    identity = {
+        "model": config.model,
+        "adm_flags": adm.to_flags(),
+        "checkpoint_sha256": sha,
+        "class_label": config.class_label,
+        **compute.identity(),
+        "class_names": data.class_names,
+        "data": {s: data.fingerprint(s) for s in sorted(data.splits)},
+    }
+    draws = (config.draws,) if config.reduce == "none" and config.draws > 1 else ()
+    shapes = {}
+    for k in keys:
+        b = blocks[k.block]
+        side = (b.height, b.width) if k.pool is None else (k.pool, k.pool)
+        shapes[k] = (*draws, b.channels, *side)
+    return ExtractPlan(config, adm, blocks, keys, data, compute, identity, sha, shapes)

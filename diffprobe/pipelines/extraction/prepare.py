@@ -1,0 +1,155 @@
+"""Preparing a store for a plan: refuse another identity, create what is missing, list pending units.
+
+Only the coordinator runs this: it creates every array and all metadata (through
+:class:`~diffprobe.store.store.FeatureStore`) before any unit runs, so workers only ever write whole
+shards of existing arrays and their done markers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from diffprobe.errors import ConfigError, StoreError
+from diffprobe.extract.config import ExtractConfig
+from diffprobe.pipelines.extraction.plan import IDENTITY_DEFAULTS, ExtractPlan
+from diffprobe.store.backend import format_for_path
+from diffprobe.store.layout import auto_unit_size
+from diffprobe.store.progress import UnitTask
+from diffprobe.store.store import FeatureStore, create_store, open_store
+
+log = logging.getLogger(__name__)
+
+#: Fields whose values may grow between runs: new ones only add arrays.
+KEY_FIELDS = ("timesteps", "blocks", "pools")
+
+
+def identity_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between a store's identity and a run's, one line per field."""
+    old = {**IDENTITY_DEFAULTS, **old}
+    diffs = []
+    for k in sorted(set(old) | set(new)):
+        if k == "data":
+            for s in sorted(set(old.get("data", {})) & set(new.get("data", {}))):
+                if old["data"][s] != new["data"][s]:
+                    diffs.append(f"data (split {s!r}: other images or labels)")
+        elif old.get(k) != new.get(k):
+            diffs.append(f"{k}: store has {old.get(k)!r}, this run {new.get(k)!r}")
+    return diffs
+
+
+def refused(diffs: list[str]) -> str:
+    """The refusal of a run whose identity differs from the store's."""
+    return "was made with another configuration:\n  " + "\n  ".join(diffs)
+
+
+def _merged_config(stored: dict[str, Any], config: ExtractConfig) -> dict[str, Any]:
+    """The recorded config: this run's fields, with key fields grown to everything in the store."""
+    new = config.to_dict()
+    for f in KEY_FIELDS:
+        new[f] = list(dict.fromkeys([*stored.get(f, []), *new[f]]))
+    return new
+
+
+def unit_size_for(plan: ExtractPlan, n_items: int) -> int:
+    """Items per work unit of a new split: as configured, else sized to the unit memory budget."""
+    return plan.config.unit_size or auto_unit_size(max(plan.item_bytes(), 1), n_items)
+
+
+@contextlib.contextmanager
+def store_lock(out: Path) -> Iterator[None]:
+    """An exclusive lock beside the store, so concurrent coordinators (``--shard`` processes)
+    create it once and never interleave metadata updates."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def prepare_store(plan: ExtractPlan) -> tuple[FeatureStore, ExtractPlan]:
+    """Create or open the store, refuse a different identity, and create missing splits and arrays.
+
+    Returns the open store and the plan with its identity as recorded (data fingerprints of splits
+    already in the store are kept).
+    """
+    out = Path(plan.config.out).expanduser()
+    if plan.config.overwrite and plan.config.shard is not None:
+        raise ConfigError("--overwrite cannot be combined with --shard (each shard would replace the others' work)")
+    if format_for_path(out) == "hdf5" and (plan.config.shard or plan.config.workers or plan.config.scheduler):
+        raise ConfigError("HDF5 stores take one writer: use a Zarr directory for --workers, --scheduler or --shard")
+    with store_lock(out):
+        return _prepare_store(plan, out)
+
+
+def _prepare_store(plan: ExtractPlan, out: Path) -> tuple[FeatureStore, ExtractPlan]:
+    cfg = plan.config
+    exists = out.exists()
+    if exists and not cfg.overwrite:
+        try:
+            store = open_store(out, mode="a")
+        except StoreError as e:
+            raise StoreError(f"{out} exists but is not a usable diffprobe store ({e}); pass --overwrite to replace it") from None
+        old = store.attrs.get("identity", {})
+        diffs = identity_diff(old, plan.identity)
+        if diffs:
+            store.close()
+            raise StoreError(f"store {out} {refused(diffs)}\nuse another --out, or --overwrite to replace the store")
+        recorded = _merged_config(store.config, cfg)
+        plan = replace(plan, identity={**plan.identity, "data": {**old.get("data", {}), **plan.identity["data"]}})
+    else:
+        if exists:
+            log.warning("replacing existing store %s (--overwrite)", out)
+        store = create_store(out, {})
+        recorded = _merged_config({}, cfg)
+    store.update_attrs(
+        {
+            "config": recorded,
+            "identity": plan.identity,
+            "config_hash": plan.hash,
+            "checkpoint_sha256": plan.checkpoint_sha256,
+            "class_names": plan.data.class_names,
+        }
+    )
+    for split, items in plan.data.splits.items():
+        if split not in store.splits:
+            ids, paths, labels = [it.id for it in items], [it.path for it in items], [it.label for it in items]
+            store.create_split(split, ids, paths, labels, unit_size_for(plan, len(items)))
+        have = set(store.keys(split))
+        for k in plan.keys:
+            if str(k) not in have:
+                store.create_feature_array(split, k, plan.shapes[k], plan.compute.out_dtype, plan.blocks[k.block].path)
+    store.commit()
+    return store, plan
+
+
+def todo_keys(plan: ExtractPlan, marker: dict[str, Any]) -> tuple[Any, ...]:
+    """The plan's keys that a unit's done marker does not list."""
+    done = marker.get("keys", ())
+    return tuple(k for k in plan.keys if str(k) not in done)
+
+
+def pending_units(store: FeatureStore, plan: ExtractPlan, shard: tuple[int, int] | None = None) -> list[UnitTask]:
+    """Units with at least one requested key not yet marked done.
+
+    With ``shard=(i, n)``, only units whose global index (over all splits, in order) is ≡ i mod n:
+    the assignment never depends on what is already done, so shards never overlap.
+    """
+    tasks = []
+    g = 0
+    for split in plan.data.splits:
+        markers = store.markers(split)
+        for u, (start, stop) in enumerate(store.units(split)):
+            mine = shard is None or g % shard[1] == shard[0]
+            g += 1
+            todo = todo_keys(plan, markers.get(u, {}))
+            if todo and mine:
+                tasks.append(UnitTask(split, u, start, stop, todo, tuple(markers.get(u, {}).get("keys", ()))))
+    return tasks

@@ -1,0 +1,115 @@
+"""An in-memory store that satisfies :class:`~diffprobe.store.reader.StoreReader`.
+
+It lets anything that is not in a store on disk — raw pixels for a baseline, features computed by
+other code — go through exactly the same probe and CKA pipelines (splits, subsets,
+standardisation, metrics). Array names that look like feature keys (``t0090_b13_p2``) are extracted
+arrays; any other name is an imported one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffprobe.errors import StoreError, StoreKeyError
+from diffprobe.store.layout import FeatureKey, array_name
+
+
+@dataclass
+class MemorySplit:
+    """One split: arrays (N, C, H, W) or (N, K, C, H, W) by name, and the item table."""
+
+    arrays: dict[str, np.ndarray]
+    labels: np.ndarray
+    ids: np.ndarray | None = None
+    paths: np.ndarray | None = None
+    valid: np.ndarray | None = None
+
+
+@dataclass
+class MemoryStore:
+    """Splits of in-memory arrays, readable like a :class:`diffprobe.store.FeatureStore`."""
+
+    data: dict[str, MemorySplit]
+    class_names: list[str] = field(default_factory=list)
+    config_hash: str = ""
+    path: Path = Path("<memory>")
+
+    @classmethod
+    def from_arrays(
+        cls,
+        arrays: Mapping[str, Mapping[str, np.ndarray]],
+        labels: Mapping[str, Sequence[int] | np.ndarray],
+        class_names: Sequence[str] = (),
+        ids: Mapping[str, Sequence[str]] | None = None,
+    ) -> MemoryStore:
+        """``arrays[split][name]`` and ``labels[split]`` → a store; ids default to ``"<split>/<row>"``."""
+        data = {}
+        for split, named in arrays.items():
+            if split not in labels:
+                raise StoreError(f"expected labels for split {split!r}; got labels for {sorted(labels)}")
+            y = np.asarray(labels[split], dtype=np.int64)
+            item_ids = np.asarray(ids[split] if ids and split in ids else [f"{split}/{i}" for i in range(len(y))])
+            data[split] = MemorySplit({k: np.asarray(v) for k, v in named.items()}, y, item_ids)
+        return cls(data, list(class_names))
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.data)
+
+    def _split(self, split: str) -> MemorySplit:
+        if split not in self.data:
+            raise StoreKeyError(f"no split {split!r}; splits: {', '.join(self.data) or 'none'}")
+        return self.data[split]
+
+    def keys(self, split: str) -> list[str]:
+        return sorted(self._split(split).arrays)
+
+    def feature_keys(self, split: str) -> list[FeatureKey]:
+        return sorted(k for k in map(FeatureKey.maybe, self.keys(split)) if k is not None)
+
+    def _array(self, split: str, name: str) -> np.ndarray:
+        arrays = self._split(split).arrays
+        if name not in arrays:
+            raise StoreKeyError(f"no array {name!r} in split {split!r}; arrays: {', '.join(sorted(arrays)) or 'none'}")
+        return arrays[name]
+
+    def array_info(self, split: str, name: str) -> tuple[tuple[int, ...], np.dtype, dict[str, Any]]:
+        arr = self._array(split, name)
+        return tuple(arr.shape), arr.dtype, {}
+
+    def read(
+        self,
+        split: str,
+        key: str | int | FeatureKey,
+        block: int | str | None = None,
+        pool: str | int | None = None,
+        *,
+        lazy: bool = False,
+        items: slice | np.ndarray | None = None,
+    ) -> Any:
+        arr = self._array(split, array_name(key, block, pool))
+        if lazy:
+            import dask.array as da
+
+            return da.from_array(arr, chunks=(max(1, min(len(arr), 256)), *arr.shape[1:]))
+        return arr if items is None else arr[items]
+
+    def labels(self, split: str) -> np.ndarray:
+        return self._split(split).labels
+
+    def ids(self, split: str) -> np.ndarray:
+        s = self._split(split)
+        return s.ids if s.ids is not None else np.asarray([f"{split}/{i}" for i in range(len(s.labels))])
+
+    def paths(self, split: str) -> np.ndarray:
+        s = self._split(split)
+        return s.paths if s.paths is not None else self.ids(split)
+
+    def valid(self, split: str) -> np.ndarray:
+        s = self._split(split)
+        return s.valid if s.valid is not None else np.ones(len(s.labels), dtype=bool)

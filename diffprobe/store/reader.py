@@ -1,0 +1,72 @@
+"""The store-reading contract: what probes, CKA and sweeps need from a feature store.
+
+:class:`~diffprobe.store.store.FeatureStore` (Zarr or HDF5 on disk) and
+:class:`~diffprobe.store.memory.MemoryStore` (arrays in memory, e.g. raw pixels for a baseline)
+both satisfy it, so everything downstream of extraction takes a ``StoreReader``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from diffprobe.store.layout import FeatureKey
+
+
+@runtime_checkable
+class StoreReader(Protocol):
+    """Splits of items; per split an item table and arrays named by :class:`FeatureKey` (or freely,
+    for imported arrays), each (N, ...) with one row per item."""
+
+    @property
+    def path(self) -> Path:
+        """Where the store lives (``<memory>`` for in-memory stores)."""
+
+    @property
+    def class_names(self) -> list[str]: ...
+
+    @property
+    def config_hash(self) -> str:
+        """Hash of the extraction identity ("" when there is none)."""
+
+    @property
+    def splits(self) -> list[str]: ...
+
+    def keys(self, split: str) -> list[str]:
+        """Names of the split's feature and imported arrays (not the item table), sorted."""
+
+    def feature_keys(self, split: str) -> list[FeatureKey]:
+        """The split's extracted (t, block, pool) keys, sorted."""
+
+    def array_info(self, split: str, name: str) -> tuple[tuple[int, ...], np.dtype, dict[str, Any]]:
+        """(shape, dtype, attrs) of one array."""
+
+    def read(
+        self,
+        split: str,
+        key: str | int | FeatureKey,
+        block: int | str | None = None,
+        pool: str | int | None = None,
+        *,
+        lazy: bool = False,
+        items: slice | np.ndarray | None = None,
+    ) -> Any:
+        """One array: ``read(split, "t0090_b24_p2")``, ``read(split, key)`` or ``read(split, t, block, pool)``.
+
+        Returns (N, C, p, p) — (N, K, C, p, p) with K draws kept — or a dask array when ``lazy``;
+        ``items`` reads only those rows (ignored when lazy).
+        """
+
+    def labels(self, split: str) -> np.ndarray:
+        """(N,) int64 class indices; -1 where an item has no label."""
+
+    def ids(self, split: str) -> np.ndarray:
+        """(N,) stable item ids."""
+
+    def paths(self, split: str) -> np.ndarray:
+        """(N,) source paths."""
+
+    def valid(self, split: str) -> np.ndarray:
+        """(N,) bool: False for items whose features are missing (NaN rows)."""

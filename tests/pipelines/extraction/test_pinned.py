@@ -1,0 +1,89 @@
+"""Stored bytes are pinned: a small store extracted by this code must hold exactly these values.
+
+Any change to what extraction computes — noise, q_sample, the forward, pooling, draws, the storage
+dtype, the item table — changes a checksum here. The checksums were recorded by the extraction code
+as it stood before the package was reorganised, and the reorganised code reproduces them bit for bit.
+
+Float results depend on the CPU's instruction set (oneDNN and ATen pick kernels per ISA, and they
+round differently), so the store is extracted in a subprocess pinned to a portable numeric
+environment: ATen's baseline kernels (``ATEN_CPU_CAPABILITY=default``), convolutions through MKL's
+GEMM rather than oneDNN, MKL in its conditional-numerical-reproducibility mode
+(``MKL_CBWR=COMPATIBLE``) and one thread. Under it the values are the same on every x86-64 CPU
+(checked here with MKL and oneDNN capped at SSE4.2, AVX2 and AVX-512: identical).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: array → (shape, dtype, sha256 of the C-ordered values; strings: "\n"-joined)
+PINNED = {
+    "t0050_b03_full": ((30, 2, 64, 32, 32), "float16", "004f62555a421725720ff692c796cd9fb8dcf9cd8e252a75c1479626df0864b7"),
+    "t0050_b03_p1": ((30, 2, 64, 1, 1), "float16", "05ca73924eddfdf05c0f1fd853b10294499332d806b282dbdb99a8ccd27f8110"),
+    "t0050_b10_full": ((30, 2, 128, 8, 8), "float16", "912a1672cc801adc30d1657ef4ac63e9377cbb50a308573b055afb2a1946a514"),
+    "t0050_b10_p1": ((30, 2, 128, 1, 1), "float16", "b7786223663d4fcebc30a1928baf8d7ebfa419ec43cd5b3a071714c45c71489f"),
+    "t0050_b13_full": ((30, 2, 128, 16, 16), "float16", "8dd0b64be138b31982f55ebb7a20f929d597488a00689ed480f463ef9936eb41"),
+    "t0050_b13_p1": ((30, 2, 128, 1, 1), "float16", "e866a16b4b6a606e5e66f959f8f20f7cb4f2378d6b81d723129384a0396234e2"),
+    "t0150_b03_full": ((30, 2, 64, 32, 32), "float16", "ffa64c4b69e91cb65e7cb6474cbd9d5ed9ab6571b77c5b918bbf377f27f5a2a8"),
+    "t0150_b03_p1": ((30, 2, 64, 1, 1), "float16", "efbad1c14b5dc0cec83662cb8d390058494908b560ad9c8f709c644bbf7b54c5"),
+    "t0150_b10_full": ((30, 2, 128, 8, 8), "float16", "6b03b427881ad5cb9c8ba76a03d3fcf988397a067f5776d881e3c0a5fda0a424"),
+    "t0150_b10_p1": ((30, 2, 128, 1, 1), "float16", "4b8fe62eb83c98f2b9db964ab57bb6cb2939e6bb4c96701e0a0fd611556c9051"),
+    "t0150_b13_full": ((30, 2, 128, 16, 16), "float16", "97272de7b0710cdf4f880b7ce100caad4e8f3b9c49ecfa0f4a7ed08501d68974"),
+    "t0150_b13_p1": ((30, 2, 128, 1, 1), "float16", "95b973859fe41f6d1c7aecbf3cea21ab0a8df671a08bc7089ab7d83670f33756"),
+    "item_id": ((30,), "<U27", "10382415254df11f0bfbef5d8d9c8fb74febf14e4d07106b8b0a4c8b1bc9e98a"),
+    "label": ((30,), "int64", "96c8c1fb23425f25e947b5a6706bf75d0779bc56c2f952ba7397350fc1e1f111"),
+    "valid": ((30,), "bool", "5cc7f71eb464de4bb7ad9c0356a7fe564e4e9ea0df09364c54f495d0dc2c12e6"),
+}
+
+PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+_CHILD = """
+import hashlib, json, shutil, sys
+from pathlib import Path
+import numpy as np
+import torch
+torch.backends.mkldnn.enabled = False  # convolutions through MKL's GEMM (reproducible), not oneDNN
+torch.set_num_threads(1)
+sys.path.insert(0, ROOT)
+import diffprobe
+from tests.helpers import FMNIST, FMNIST_CKPT
+
+work = Path(WORK)
+for cls in sorted((FMNIST / "val").iterdir()):  # 3 images per class, ids "<class>/<file>"
+    (work / "data" / cls.name).mkdir(parents=True)
+    for f in sorted(cls.glob("*.png"))[:3]:
+        shutil.copy(f, work / "data" / cls.name / f.name)
+cfg = diffprobe.ExtractConfig(
+    data=str(work / "data"), out=str(work / "pinned.zarr"), model="adm-32-fmnist", checkpoint=str(FMNIST_CKPT),
+    timesteps=(50, 150), blocks=(3, 10, 13), pools=(1, None), draws=2, reduce="none", batch_size=8, loader_workers=0,
+)
+diffprobe.extract_features(cfg, progress=False)
+out = {}
+with diffprobe.open_store(cfg.out) as s:
+    for split in s.splits:
+        arrays = {k: s.read(split, k) for k in s.keys(split)}
+        arrays.update(item_id=s.ids(split), label=s.labels(split), valid=s.valid(split))
+        for name, a in arrays.items():
+            raw = "\\n".join(map(str, a.tolist())).encode() if a.dtype.kind in "OUS" else np.ascontiguousarray(a).tobytes()
+            out[name] = [list(a.shape), str(a.dtype), hashlib.sha256(raw).hexdigest()]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="the pinned checksums are for x86-64 CPUs")
+def test_store_bytes_are_pinned(tmp_path):
+    root = Path(__file__).resolve().parents[3]
+    code = f"ROOT, WORK = {str(root)!r}, {str(tmp_path)!r}\n" + _CHILD
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, **PORTABLE_ENV}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = {k: (tuple(v[0]), v[1], v[2]) for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+    assert sorted(got) == sorted(PINNED)
+    changed = [k for k in PINNED if got[k] != PINNED[k]]
+    assert not changed, f"stored values changed for {changed}: {[got[k] for k in changed]}"

@@ -1,0 +1,90 @@
+"""The package's shape: small modules, no import cycles, typed store arguments, an instant --help."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "diffprobe"
+MAX_LINES = 300
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for p in sorted(PACKAGE.rglob("*.py")):
+        parts = p.relative_to(PACKAGE.parent).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    return out
+
+
+def module_level_imports(path: Path, name: str, known: set[str]) -> set[str]:
+    """diffprobe modules that ``path`` imports when it is imported (not inside functions or TYPE_CHECKING)."""
+    tree = ast.parse(path.read_text())
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                found.add(base)
+                found.update(f"{base}.{a.name}" for a in node.names)
+            elif isinstance(node, (ast.If, ast.Try, ast.With)):
+                visit([*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", [])])
+
+    visit(tree.body)
+    return {m for m in found if m in known and m != name}
+
+
+def test_no_module_is_over_300_lines():
+    long = {name: n for name, p in modules().items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"split these by concept: {long}"
+
+
+def test_no_import_cycle():
+    mods = modules()
+    graph = {name: module_level_imports(p, name, set(mods)) for name, p in mods.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def dfs(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n]
+            if n not in state and (cycle := dfs(n)):
+                return cycle
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            cycle = dfs(m)
+            assert cycle is None, " -> ".join(cycle)
+
+
+def test_no_function_takes_an_untyped_store():
+    bad = []
+    for name, p in modules().items():
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]:
+                    if a.arg.startswith("store") and (a.annotation is None or ast.unparse(a.annotation) == "Any"):
+                        bad.append(f"{name}.{node.name}({a.arg})")
+    assert not bad, bad
+
+
+def test_help_imports_no_heavy_library():
+    code = "import sys, diffprobe.cli; print(sorted(m for m in ('torch', 'numpy', 'zarr', 'dask', 'h5py') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
