@@ -162,7 +162,7 @@ def channels_last(bb: diffprobe.Backbone, block: int, x0: torch.Tensor, precisio
 
     def run() -> None:
         with torch.inference_mode(), autocast(precision, device):
-            F.adaptive_avg_pool2d(cl.features(x, 90, [block])[block].float(), 2).cpu()
+            F.adaptive_avg_pool2d(cl.features(x, 90, [block])[block].float(), 2).cpu()  # noqa: F821 (deleted below, after use)
 
     s = timed(run, device, iters)
     del cl

@@ -36,12 +36,7 @@ if TYPE_CHECKING:
     from diffprobe.extract.backbone import Backbone
     from diffprobe.extract.blocks import BlockInfo
     from diffprobe.extract.config import ExtractConfig
-    from diffprobe.extract.noise import (
-        NoiseSchedule,
-        make_schedule,
-        noise_like,
-        q_sample,
-    )
+    from diffprobe.extract.noise import NoiseSchedule, make_schedule, noise_like, q_sample
     from diffprobe.extract.presets import PRESETS
     from diffprobe.extract.registry import create_backbone, load_backbone
     from diffprobe.pipelines.extraction.job import extract_features

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from diffprobe.commands.options import (
+    Decorator,
     blocks_option,
     device_option,
     dry_run_option,
@@ -70,36 +72,39 @@ def cka_group() -> None:
     """Centred kernel alignment between blocks, timesteps or two stores (CSV + JSON + heatmap)."""
 
 
-_SPLIT = click.option("--split", default=None, help="Split to use [default: the store's only split].")
-_POOL = pools_option("Pool size p, or 'full' for the full map.", default=("1",), show_default=True)
+def _one_store_matrix(name: str, doc: str, fixed: Decorator, varied: Decorator,
+                      select: Callable[[tuple, tuple], dict[str, Any]]) -> None:  # fmt: skip
+    """``cka blocks`` (the blocks stored at one t) and ``cka timesteps`` (the timesteps of one block):
+    the same command but for which key field is fixed; ``select(timesteps, blocks)`` says how."""
+
+    def command(store: str, split: str | None, timesteps: tuple, blocks: tuple, pools: tuple, **opts: Any) -> None:
+        sel = {"split": split, "pool": one(flatten(pools), "--pool"), **select(flatten(timesteps), flatten(blocks))}
+        _run(name, opts, (store,), sel)
+
+    command.__doc__ = doc
+    stack_options(command, [
+        cka_group.command(name),
+        click.argument("store", type=click.Path(exists=True)),
+        click.option("--split", default=None, help="Split to use [default: the store's only split]."),
+        fixed,
+        pools_option("Pool size p, or 'full' for the full map.", default=("1",), show_default=True),
+        varied,
+        cka_options,
+    ])  # fmt: skip
 
 
-@cka_group.command("blocks")
-@click.argument("store", type=click.Path(exists=True))
-@_SPLIT
-@timesteps_option("Timestep [default: the only one stored].")
-@_POOL
-@blocks_option("Blocks to compare: numbers, ranges or module paths, e.g. 19,24,30 or 1-10 [default: all stored].")
-@cka_options
-def blocks_cmd(store: str, split: str | None, timesteps: tuple, pools: tuple, blocks: tuple, **opts: Any) -> None:
-    """CKA between every pair of U-Net blocks of STORE at one timestep (the encoder/decoder X-shape)."""
-    chosen = list(flatten(blocks)) or None
-    sel = {"split": split, "t": one(flatten(timesteps), "--t"), "pool": one(flatten(pools), "--pool"), "blocks": chosen}
-    _run("blocks", opts, (store,), sel)
-
-
-@cka_group.command("timesteps")
-@click.argument("store", type=click.Path(exists=True))
-@_SPLIT
-@blocks_option("Block: a number or module path [default: the only one stored].", aliases=("--block",))
-@_POOL
-@timesteps_option("Timesteps to compare, e.g. 10,90,150 [default: all stored].")
-@cka_options
-def timesteps_cmd(store: str, split: str | None, blocks: tuple, pools: tuple, timesteps: tuple, **opts: Any) -> None:
-    """CKA between every pair of timesteps of one block of STORE."""
-    chosen = list(flatten(timesteps)) or None
-    sel = {"split": split, "block": one(flatten(blocks), "--blocks"), "pool": one(flatten(pools), "--pool"), "timesteps": chosen}
-    _run("timesteps", opts, (store,), sel)
+_one_store_matrix(
+    "blocks", "CKA between every pair of U-Net blocks of STORE at one timestep (the encoder/decoder X-shape).",
+    timesteps_option("Timestep [default: the only one stored]."),
+    blocks_option("Blocks to compare: numbers, ranges or module paths, e.g. 19,24,30 or 1-10 [default: all stored]."),
+    lambda ts, bs: {"t": one(ts, "--t"), "blocks": list(bs) or None},
+)
+_one_store_matrix(
+    "timesteps", "CKA between every pair of timesteps of one block of STORE.",
+    blocks_option("Block: a number or module path [default: the only one stored].", aliases=("--block",)),
+    timesteps_option("Timesteps to compare, e.g. 10,90,150 [default: all stored]."),
+    lambda ts, bs: {"block": one(bs, "--blocks"), "timesteps": list(ts) or None},
+)
 
 
 @cka_group.command("stores")

@@ -8,12 +8,7 @@ from typing import Any
 import click
 
 from diffprobe.commands.options import flatten
-from diffprobe.commands.probe import (
-    data_config,
-    data_options,
-    key_options,
-    probe_params,
-)
+from diffprobe.commands.probe import data_config, data_options, key_options, probe_params
 from diffprobe.probes.registry import PROBES
 
 

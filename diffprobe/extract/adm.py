@@ -12,15 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from diffprobe.extract.adm_config import ADMConfig
-from diffprobe.extract.adm_layers import (
-    AttentionBlock,
-    Downsample,
-    EmbedSequential,
-    GroupNorm32,
-    ResBlock,
-    Upsample,
-    timestep_embedding,
-)
+from diffprobe.extract.adm_layers import AttentionBlock, Downsample, EmbedSequential, GroupNorm32, ResBlock, Upsample, timestep_embedding
 
 
 class ADMUNet(nn.Module):

@@ -13,12 +13,7 @@ from torch import Tensor, nn
 from diffprobe.errors import ConfigError
 from diffprobe.extract.adm import ADMUNet
 from diffprobe.extract.adm_config import ADMConfig
-from diffprobe.extract.blocks import (
-    BlockInfo,
-    BlockSpec,
-    measure_blocks,
-    resolve_blocks,
-)
+from diffprobe.extract.blocks import BlockInfo, BlockSpec, measure_blocks, resolve_blocks
 from diffprobe.extract.noise import NoiseSchedule, make_schedule
 
 

@@ -30,6 +30,9 @@ _EXPORTS: dict[str, str] = {
     "ProbeResult": "diffprobe.probes.run",
     "run_probe": "diffprobe.probes.run",
     "run_probe_per_key": "diffprobe.probes.run",
+    "config_for_store": "diffprobe.probes.run",
+    "Predictions": "diffprobe.probes.predict",
+    "predict_split": "diffprobe.probes.predict",
     "TrainedProbe": "diffprobe.probes.io",
     "save_probe": "diffprobe.probes.io",
     "load_probe": "diffprobe.probes.io",
@@ -53,11 +56,7 @@ if TYPE_CHECKING:
     from diffprobe.probes.logistic import LogisticProbe
     from diffprobe.probes.metrics import classification_metrics
     from diffprobe.probes.plan import DataConfig
-    from diffprobe.probes.run import (
-        ProbeConfig,
-        ProbeResult,
-        run_probe,
-        run_probe_per_key,
-    )
+    from diffprobe.probes.predict import Predictions, predict_split
+    from diffprobe.probes.run import ProbeConfig, ProbeResult, config_for_store, run_probe, run_probe_per_key
     from diffprobe.probes.standardize import Standardizer
 

@@ -103,22 +103,7 @@ class AttentionProbe(_TransformerProbe):
         chunk_size: int = 16384,
         random_state: int | None = 0,
     ) -> None:
-        self.input_shape = input_shape
-        self.dim = dim
-        self.heads = heads
-        self.depth = depth
-        self.mlp_ratio = mlp_ratio
-        self.max_size = max_size
-        self.optimizer = optimizer
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.schedule = schedule
-        self.device = device
-        self.amp = amp
-        self.chunk_size = chunk_size
-        self.random_state = random_state
+        self._keep(locals())
 
     def _set_layout(self, X: Any) -> None:
         self.input_shape_ = _shape_of(X, self.input_shape)
@@ -142,6 +127,8 @@ class DifFormerProbe(_TransformerProbe):
     Learned: ``module_`` (:class:`DifFormerHead`), ``layout_`` (shapes, times, blocks), ``loss_history_``.
     """
 
+    # Declared boilerplate: scikit-learn's estimator contract spells every hyper-parameter out in
+    # __init__ (get_params reads the signature), so the two heads repeat the ones they share.
     def __init__(
         self,
         input_shapes: Sequence[Sequence[int]] | None = None,
@@ -163,24 +150,7 @@ class DifFormerProbe(_TransformerProbe):
         chunk_size: int = 16384,
         random_state: int | None = 0,
     ) -> None:
-        self.input_shapes = input_shapes
-        self.input_times = input_times
-        self.input_blocks = input_blocks
-        self.dim = dim
-        self.heads = heads
-        self.depth = depth
-        self.mlp_ratio = mlp_ratio
-        self.max_size = max_size
-        self.optimizer = optimizer
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.schedule = schedule
-        self.device = device
-        self.amp = amp
-        self.chunk_size = chunk_size
-        self.random_state = random_state
+        self._keep(locals())
 
     def _set_layout(self, X: Any) -> None:
         if self.input_shapes is None:

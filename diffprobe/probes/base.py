@@ -54,6 +54,13 @@ class ProbeBase(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)
         return self.classes_[proba.argmax(axis=1)]
 
+    def _keep(self, params: dict[str, Any]) -> None:
+        """Store ``__init__``'s arguments (pass ``locals()``) as attributes of the same names, unchanged:
+        scikit-learn's estimator contract, which ``get_params``/``clone`` rely on."""
+        for name, value in params.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
+
     # -- hooks -------------------------------------------------------------------------------------
     def _fit(self, X: Any, y: np.ndarray) -> None:
         raise NotImplementedError

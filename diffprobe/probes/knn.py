@@ -37,10 +37,7 @@ class KNNProbe(ProbeBase):
     """
 
     def __init__(self, k: int = 20, temperature: float = 0.07, chunk_size: int = 4096, device: str = "cpu") -> None:
-        self.k = k
-        self.temperature = temperature
-        self.chunk_size = chunk_size
-        self.device = device
+        self._keep(locals())
 
     def _fit(self, X: Any, y: np.ndarray) -> None:
         if self.k < 1 or not self.temperature > 0:

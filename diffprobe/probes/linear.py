@@ -106,20 +106,7 @@ class LinearProbe(ProbeBase):
         num_threads: int | None = None,
         random_state: int | None = 0,
     ) -> None:
-        self.lr = lr
-        self.feature_groups = feature_groups
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.schedule = schedule
-        self.val_fraction = val_fraction
-        self.refit = refit
-        self.device = device
-        self.amp = amp
-        self.chunk_size = chunk_size
-        self.num_threads = num_threads
-        self.random_state = random_state
+        self._keep(locals())
 
     def _config(self) -> TrainConfig:
         return TrainConfig.of(self, lr=max(self._lrs()))

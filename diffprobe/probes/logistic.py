@@ -187,16 +187,7 @@ class LogisticProbe(ProbeBase):
         num_threads: int | None = None,
         random_state: int | None = 0,
     ) -> None:
-        self.C = C
-        self.Cs = Cs
-        self.val_fraction = val_fraction
-        self.patience = patience
-        self.max_iter = max_iter
-        self.tol = tol
-        self.device = device
-        self.chunk_size = chunk_size
-        self.num_threads = num_threads
-        self.random_state = random_state
+        self._keep(locals())
 
     # -- fitting -----------------------------------------------------------------------------------
     def _problem(self, X: Any, y: np.ndarray) -> _Problem:

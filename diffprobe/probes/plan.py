@@ -9,13 +9,7 @@ import numpy as np
 
 from diffprobe.probes.data import DEFAULT_MAX_MEMORY, Features, require_labels
 from diffprobe.probes.errors import ProbeError
-from diffprobe.probes.splits import (
-    match_subset,
-    read_subset_file,
-    stratified_fraction,
-    stratified_holdout,
-    stratified_kfold,
-)
+from diffprobe.probes.splits import match_subset, read_subset_file, stratified_fraction, stratified_holdout, stratified_kfold
 
 log = logging.getLogger(__name__)
 

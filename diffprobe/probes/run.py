@@ -12,13 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from diffprobe.probes.data import (
-    Features,
-    KeyInfo,
-    default_splits,
-    load_features,
-    resolve_keys,
-)
+from diffprobe.probes.data import Features, KeyInfo, default_splits, load_features, resolve_keys
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.io import TrainedProbe
 from diffprobe.probes.metrics import classification_metrics, topk_accuracy

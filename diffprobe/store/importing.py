@@ -37,19 +37,24 @@ def _read_npy(path: Path, dataset: str | None) -> np.ndarray:
         raise StoreError(f"cannot read {path} as a numeric .npy array: {e}") from None
 
 
+def choose(value: str | None, valid: Sequence[str], what: str, where: str, error: type[Exception] = ConfigError) -> str:
+    """``value`` if it is one of ``valid``; None picks the only one; else an error listing the choices."""
+    if value is None:
+        if len(valid) != 1:
+            raise error(f"expected --{what}: {where} holds {len(valid)} {what}s; valid: {', '.join(valid) or 'none'}")
+        return valid[0]
+    if value not in valid:
+        raise error(f"expected a {what} of {where}, got {value!r}; valid: {', '.join(valid) or 'none'}")
+    return value
+
+
 def _read_h5(path: Path, dataset: str | None) -> np.ndarray:
     import h5py
 
     with h5py.File(path, "r") as f:
         names: list[str] = []
         f.visititems(lambda n, obj: names.append(n) if isinstance(obj, h5py.Dataset) else None)
-        if dataset is None:
-            if len(names) != 1:
-                raise ConfigError(f"expected --dataset: {path} holds {len(names)} datasets; valid: {', '.join(names) or 'none'}")
-            dataset = names[0]
-        if dataset not in names:
-            raise ConfigError(f"expected a dataset of {path}, got {dataset!r}; valid: {', '.join(names)}")
-        return np.asarray(f[dataset][()])
+        return np.asarray(f[choose(dataset, names, "dataset", str(path))][()])
 
 
 #: file suffix → reader(path, dataset) → (N, ...) array
@@ -144,13 +149,7 @@ def import_array(
 
 def _import(s: FeatureStore, src: str | Path, name: str, split: str | None, ids: str | Path | None, dataset: str | None,
             overwrite: bool) -> ImportReport:  # fmt: skip
-    splits = list(s.splits)
-    if split is None:
-        if len(splits) != 1:
-            raise StoreKeyError(f"expected --split: the store holds several splits; valid: {', '.join(splits)}")
-        split = splits[0]
-    if split not in splits:
-        raise StoreKeyError(f"expected a split of the store, got {split!r}; valid: {', '.join(splits)}")
+    split = choose(split, list(s.splits), "split", "the store", StoreKeyError)
     if name in s.keys(split) and not overwrite:
         raise StoreError(f"array {name!r} already exists in split {split!r}; choose another --name or pass --overwrite")
     data = read_source(src, dataset)

@@ -10,12 +10,7 @@ import numpy as np
 
 from diffprobe.errors import StoreError
 from diffprobe.store.backend import BACKENDS, format_for_path
-from diffprobe.store.inspect import (
-    VerifyReport,
-    failed_items,
-    missing_lines,
-    missing_units,
-)
+from diffprobe.store.inspect import VerifyReport, failed_items, missing_lines, missing_units
 from diffprobe.store.layout import chunk_items
 from diffprobe.store.store import open_store
 

@@ -9,14 +9,15 @@ arrays; any other name is an imported one.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from diffprobe.errors import StoreError, StoreKeyError
-from diffprobe.store.layout import FeatureKey, array_name
+from diffprobe.store.layout import FeatureKey
+from diffprobe.store.reader import StoreReader
 
 
 @dataclass
@@ -30,14 +31,28 @@ class MemorySplit:
     valid: np.ndarray | None = None
 
 
-@dataclass
-class MemoryStore:
+class MemoryStore(StoreReader):
     """Splits of in-memory arrays, readable like a :class:`diffprobe.store.FeatureStore`."""
 
-    data: dict[str, MemorySplit]
-    class_names: list[str] = field(default_factory=list)
-    config_hash: str = ""
-    path: Path = Path("<memory>")
+    def __init__(
+        self, data: dict[str, MemorySplit], class_names: Sequence[str] = (), config_hash: str = "", path: str | Path = "<memory>"
+    ) -> None:
+        self.data = data
+        self._class_names = list(class_names)
+        self._config_hash = config_hash
+        self._path = Path(path)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._class_names)
+
+    @property
+    def config_hash(self) -> str:
+        return self._config_hash
 
     @classmethod
     def from_arrays(
@@ -82,17 +97,8 @@ class MemoryStore:
         arr = self._array(split, name)
         return tuple(arr.shape), arr.dtype, {}
 
-    def read(
-        self,
-        split: str,
-        key: str | int | FeatureKey,
-        block: int | str | None = None,
-        pool: str | int | None = None,
-        *,
-        lazy: bool = False,
-        items: slice | np.ndarray | None = None,
-    ) -> Any:
-        arr = self._array(split, array_name(key, block, pool))
+    def read_array(self, split: str, name: str, *, lazy: bool = False, items: slice | np.ndarray | None = None) -> Any:
+        arr = self._array(split, name)
         if lazy:
             import dask.array as da
 

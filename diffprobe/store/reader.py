@@ -12,13 +12,17 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from diffprobe.store.layout import FeatureKey
+from diffprobe.store.layout import FeatureKey, array_name
 
 
 @runtime_checkable
 class StoreReader(Protocol):
     """Splits of items; per split an item table and arrays named by :class:`FeatureKey` (or freely,
-    for imported arrays), each (N, ...) with one row per item."""
+    for imported arrays), each (N, ...) with one row per item.
+
+    Implementations subclass it and provide :meth:`read_array`; :meth:`read` (by key or by t, block
+    and pool) is defined here, once.
+    """
 
     @property
     def path(self) -> Path:
@@ -43,6 +47,10 @@ class StoreReader(Protocol):
     def array_info(self, split: str, name: str) -> tuple[tuple[int, ...], np.dtype, dict[str, Any]]:
         """(shape, dtype, attrs) of one array."""
 
+    def read_array(self, split: str, name: str, *, lazy: bool = False, items: slice | np.ndarray | None = None) -> Any:
+        """The array ``name`` of ``split``: (N, ...) numpy, or a dask array chunked along N when
+        ``lazy``; ``items`` reads only those rows (ignored when lazy)."""
+
     def read(
         self,
         split: str,
@@ -55,9 +63,15 @@ class StoreReader(Protocol):
     ) -> Any:
         """One array: ``read(split, "t0090_b24_p2")``, ``read(split, key)`` or ``read(split, t, block, pool)``.
 
-        Returns (N, C, p, p) — (N, K, C, p, p) with K draws kept — or a dask array when ``lazy``;
-        ``items`` reads only those rows (ignored when lazy).
+        Args:
+            pool: a pool size, or "full"/None for the native map.
+            lazy: return a dask array chunked along N instead of loading.
+            items: a slice or index array of rows to read (ignored when lazy).
+        Returns:
+            (N, C, p, p) array — (N, K, C, p, p) when K noise draws were kept — float16/float32,
+            with NaN rows for items whose image failed.
         """
+        return self.read_array(split, array_name(key, block, pool), lazy=lazy, items=items)
 
     def labels(self, split: str) -> np.ndarray:
         """(N,) int64 class indices; -1 where an item has no label."""

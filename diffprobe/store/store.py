@@ -13,17 +13,11 @@ from diffprobe.errors import StoreError, StoreKeyError
 from diffprobe.store import hdf5_backend as _h5  # noqa: F401  (registers the backend)
 from diffprobe.store import zarr_backend as _zarr  # noqa: F401
 from diffprobe.store.backend import BACKENDS, Backend, format_for_path
-from diffprobe.store.layout import (
-    ITEM_ARRAYS,
-    SCHEMA_VERSION,
-    FeatureKey,
-    array_name,
-    chunk_items,
-    plan_units,
-)
+from diffprobe.store.layout import ITEM_ARRAYS, SCHEMA_VERSION, FeatureKey, chunk_items, plan_units
+from diffprobe.store.reader import StoreReader
 
 
-class FeatureStore:
+class FeatureStore(StoreReader):
     """A feature store: splits of items, and per split one array per (t, block, pool) key.
 
     Open one with :func:`open_store`. Use as a context manager (or call :meth:`close`) to release
@@ -118,27 +112,8 @@ class FeatureStore:
             raise StoreKeyError(f"no array {name!r} in split {split!r} of {self.path}; arrays: {have}")
         return name
 
-    def read(
-        self,
-        split: str,
-        key: str | int | FeatureKey,
-        block: int | str | None = None,
-        pool: str | int | None = None,
-        *,
-        lazy: bool = False,
-        items: slice | np.ndarray | None = None,
-    ) -> Any:
-        """Read one array: ``read(split, t, block, pool)``, ``read(split, "t0090_b24_p2")`` or ``read(split, key)``.
-
-        Args:
-            pool: a pool size, or "full"/None for the native map.
-            lazy: return a dask array chunked along N instead of loading.
-            items: a slice or index array of rows to read (ignored when lazy).
-        Returns:
-            (N, C, p, p) array — (N, K, C, p, p) when K noise draws were kept — float16/float32,
-            with NaN rows for items whose image failed.
-        """
-        name = self._name(split, array_name(key, block, pool))
+    def read_array(self, split: str, name: str, *, lazy: bool = False, items: slice | np.ndarray | None = None) -> Any:
+        name = self._name(split, name)
         if lazy:
             return self.backend.lazy(split, name)
         return self.backend.read_rows(split, name, items)

@@ -7,9 +7,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from tests.probes.support import real_store
 
 from diffprobe.cli import main
+from tests.probes.support import real_store
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,16 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.probes.support import blobs, blobs_store
 
 from diffprobe.errors import DiffprobeError, StoreKeyError
 from diffprobe.probes import DataConfig, ProbeConfig, load_probe, run_probe, save_probe
 from diffprobe.probes.data import default_splits, load_features, resolve_keys
 from diffprobe.probes.errors import LabelError, ProbeError
-from diffprobe.store.memory import MemoryStore
 from diffprobe.probes.metrics import classification_metrics, confusion_matrix, topk_accuracy
 from diffprobe.probes.splits import match_subset, stratified_fraction, stratified_holdout, stratified_kfold
 from diffprobe.probes.standardize import Standardizer
+from diffprobe.store.memory import MemoryStore
+from tests.probes.support import blobs, blobs_store
 
 KEY = "t0090_b07_p2"
 

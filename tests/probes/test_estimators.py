@@ -8,10 +8,10 @@ import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
-from tests.probes.support import blobs
 
 from diffprobe.probes import create_probe, probe_names
 from diffprobe.probes.errors import LabelError, ProbeError
+from tests.probes.support import blobs
 
 FAST = {
     "logistic": {"Cs": (0.01, 0.1, 1.0)},

@@ -6,10 +6,10 @@ import warnings
 
 import numpy as np
 import pytest
-from tests.probes.support import GOOD_KEY, real_arrays, real_store
 
 from diffprobe.probes import LogisticProbe, ProbeConfig, run_probe
 from diffprobe.store import open_store
+from tests.probes.support import GOOD_KEY, real_arrays, real_store
 
 
 @pytest.fixture(scope="module")

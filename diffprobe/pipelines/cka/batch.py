@@ -23,13 +23,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from diffprobe.errors import ConfigError
-from diffprobe.pipelines.cka.math import (
-    DegenerateInputError,
-    get_estimator,
-    get_kernel,
-    minibatch_indices,
-    rbf_sigma,
-)
+from diffprobe.pipelines.cka.math import DegenerateInputError, get_estimator, get_kernel, minibatch_indices, rbf_sigma
 from diffprobe.pipelines.cka.source import NonFiniteRows, Source
 from diffprobe.sizes import format_bytes
 

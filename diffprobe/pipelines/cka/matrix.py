@@ -28,12 +28,7 @@ from diffprobe.errors import ConfigError
 from diffprobe.pipelines.cka.batch import hsic_gram, hsic_minibatch
 from diffprobe.pipelines.cka.config import CKAConfig
 from diffprobe.pipelines.cka.math import cka_from_hsic, get_estimator
-from diffprobe.pipelines.cka.source import (
-    NonFiniteRows,
-    Source,
-    chunk_rows_for,
-    finite_rows,
-)
+from diffprobe.pipelines.cka.source import NonFiniteRows, Source, chunk_rows_for, finite_rows
 from diffprobe.pipelines.cka.stream import Pair, hsic_features, plan_features
 
 log = logging.getLogger(__name__)

@@ -27,13 +27,7 @@ from tqdm.auto import tqdm
 
 from diffprobe.errors import ConfigError
 from diffprobe.pipelines.cka.math import DegenerateInputError, Estimator, PairMoments
-from diffprobe.pipelines.cka.source import (
-    NonFiniteRows,
-    Source,
-    chunk_bounds,
-    chunk_rows_for,
-    iter_chunks,
-)
+from diffprobe.pipelines.cka.source import NonFiniteRows, Source, chunk_bounds, chunk_rows_for, iter_chunks
 from diffprobe.sizes import format_bytes
 
 log = logging.getLogger(__name__)

@@ -22,12 +22,7 @@ from diffprobe.device import resolve_device
 from diffprobe.extract.compute import FeatureComputer
 from diffprobe.extract.config import ComputeSpec, ExtractConfig
 from diffprobe.extract.data import ImageDataset, Item
-from diffprobe.pipelines.extraction.local import (
-    RunStats,
-    compute_chunk,
-    noise_pairs,
-    report_bad,
-)
+from diffprobe.pipelines.extraction.local import RunStats, compute_chunk, noise_pairs, report_bad
 from diffprobe.pipelines.extraction.plan import ExtractPlan
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.progress import UnitBuffer, UnitTask, write_unit

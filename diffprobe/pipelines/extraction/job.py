@@ -18,14 +18,7 @@ from diffprobe.extract.compute import FeatureComputer
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.pipelines.extraction.local import RunStats, loader_workers, run_tasks
 from diffprobe.pipelines.extraction.plan import ExtractPlan, make_plan
-from diffprobe.pipelines.extraction.prepare import (
-    identity_diff,
-    pending_units,
-    prepare_store,
-    refused,
-    todo_keys,
-    unit_size_for,
-)
+from diffprobe.pipelines.extraction.prepare import identity_diff, pending_units, prepare_store, refused, todo_keys, unit_size_for
 from diffprobe.sizes import format_bytes
 from diffprobe.store.layout import plan_units
 from diffprobe.store.store import open_store

@@ -12,13 +12,16 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from diffprobe.store.layout import parse_pool, pool_order
+
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
 
-def _pool_order(p: Any) -> tuple[int, int]:
-    return (1, 0) if str(p) == "full" else (0, int(p))
+def _pool_order(label: Any) -> int:
+    """Sort key of a pool as the tidy rows write it (``"2"``, ``"full"``): sizes up, the native map last."""
+    return pool_order(parse_pool(str(label)))
 
 
 def _extracted(rows: Iterable[Row]) -> list[Row]:

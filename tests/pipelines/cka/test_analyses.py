@@ -10,15 +10,10 @@ import pytest
 
 import diffprobe
 from diffprobe.errors import StoreError, StoreKeyError
-from diffprobe.pipelines.cka.analyses import (
-    cka_blocks,
-    cka_stores,
-    cka_timesteps,
-    match_items,
-)
-from diffprobe.pipelines.cka.outputs import write_outputs
+from diffprobe.pipelines.cka.analyses import cka_blocks, cka_stores, cka_timesteps, match_items
 from diffprobe.pipelines.cka.config import CKAConfig
 from diffprobe.pipelines.cka.math import cka
+from diffprobe.pipelines.cka.outputs import write_outputs
 
 
 class Reordered:

@@ -11,11 +11,11 @@ import torch
 
 from diffprobe.errors import ConfigError
 from diffprobe.pipelines.cka.config import CKAConfig
-from diffprobe.sizes import parse_size
 from diffprobe.pipelines.cka.math import DegenerateInputError, cka, gram, hsic_matrix
 from diffprobe.pipelines.cka.matrix import cka_matrix
 from diffprobe.pipelines.cka.source import Source
 from diffprobe.pipelines.cka.stream import plan_features
+from diffprobe.sizes import parse_size
 
 
 def make_arrays(n: int = 300, dims=(5, 9, 16, 3), seed: int = 0, dtype=np.float32) -> list[np.ndarray]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.probes.support import blobs_store, real_store
 
-from diffprobe.pipelines.sweep.plots import plot_sweep
 from diffprobe.pipelines.demo import demo_probes
+from diffprobe.pipelines.sweep.plots import plot_sweep
 from diffprobe.pipelines.sweep.run import SweepConfig, best_keys, run_sweep, select_keys
 from diffprobe.probes.errors import ProbeError
+from tests.probes.support import blobs_store, real_store
 
 
 @pytest.fixture(scope="module")

@@ -29,14 +29,7 @@ import torch
 from torch import Tensor
 
 from diffprobe.errors import ConfigError
-from diffprobe.pipelines.cka.math.kernels import (
-    ArrayLike,
-    DegenerateInputError,
-    as_features,
-    check_not_constant,
-    get_kernel,
-    rbf_sigma,
-)
+from diffprobe.pipelines.cka.math.kernels import ArrayLike, DegenerateInputError, as_features, check_not_constant, get_kernel, rbf_sigma
 
 # ---------------------------------------------------------------------------------------------
 # Centring and HSIC estimators (registry).
