@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from diffprobe.device import resolve_device
 from diffprobe.errors import StoreError
 from diffprobe.extract.compute import FeatureComputer
@@ -21,6 +23,7 @@ from diffprobe.pipelines.extraction.plan import ExtractPlan, make_plan
 from diffprobe.pipelines.extraction.prepare import identity_diff, pending_units, prepare_store, refused, todo_keys, unit_size_for
 from diffprobe.sizes import format_bytes
 from diffprobe.store.layout import plan_units
+from diffprobe.store.progress import UnitTask
 from diffprobe.store.store import open_store
 
 log = logging.getLogger(__name__)
@@ -137,7 +140,7 @@ def extract_features(config: ExtractConfig, *, dry_run: bool = False, progress: 
     return summary
 
 
-def _run_on_dask(plan: ExtractPlan, tasks: list, device: Any, progress: bool | None) -> RunStats:
+def _run_on_dask(plan: ExtractPlan, tasks: list[UnitTask], device: torch.device, progress: bool | None) -> RunStats:
     from diffprobe.pipelines.extraction.cluster import WorkerSpec, run_distributed
 
     cfg = plan.config

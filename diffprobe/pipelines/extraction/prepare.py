@@ -19,7 +19,7 @@ from diffprobe.errors import ConfigError, StoreError
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.pipelines.extraction.plan import IDENTITY_DEFAULTS, ExtractPlan
 from diffprobe.store.backend import format_for_path
-from diffprobe.store.layout import auto_unit_size
+from diffprobe.store.layout import FeatureKey, auto_unit_size
 from diffprobe.store.progress import UnitTask
 from diffprobe.store.store import FeatureStore, create_store, open_store
 
@@ -130,7 +130,7 @@ def _prepare_store(plan: ExtractPlan, out: Path) -> tuple[FeatureStore, ExtractP
     return store, plan
 
 
-def todo_keys(plan: ExtractPlan, marker: dict[str, Any]) -> tuple[Any, ...]:
+def todo_keys(plan: ExtractPlan, marker: dict[str, Any]) -> tuple[FeatureKey, ...]:
     """The plan's keys that a unit's done marker does not list."""
     done = marker.get("keys", ())
     return tuple(k for k in plan.keys if str(k) not in done)
