@@ -44,3 +44,7 @@ class StoreKeyError(DiffprobeError, KeyError):
 
 class DataError(DiffprobeError, ValueError):
     """An image source (folder, manifest) is invalid."""
+
+
+class OutputExistsError(DiffprobeError, FileExistsError):
+    """An output file or folder exists and would be replaced (pass --overwrite to allow it)."""

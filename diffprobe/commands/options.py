@@ -130,6 +130,11 @@ def max_memory_option(default: str, help: str) -> Decorator:
     return click.option("--max-memory", type=Size(), default=default, show_default=True, help=help)
 
 
+def overwrite_option(what: str = "the output") -> Decorator:
+    """``--overwrite``: allow replacing an existing output (otherwise it is refused, never replaced silently)."""
+    return click.option("--overwrite", is_flag=True, help=f"Replace {what} if it exists (otherwise an existing one is refused).")
+
+
 def dry_run_option(help: str = "Print the resolved configuration and stop; write nothing.") -> Decorator:
     return click.option("--dry-run", is_flag=True, help=help)
 
