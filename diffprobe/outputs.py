@@ -5,7 +5,6 @@ another configuration is.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from diffprobe.errors import OutputExistsError
@@ -14,9 +13,9 @@ from diffprobe.errors import OutputExistsError
 def claim_output(path: str | Path, *, overwrite: bool = False, option: str = "--out") -> Path:
     """Check that ``path`` (a file or a folder a command is about to write) may be written.
 
-    An existing non-empty output is refused unless ``overwrite``; with ``overwrite`` an existing
-    folder is emptied first, so no file of the earlier run survives next to the new ones. Nothing is
-    touched when the check fails.
+    An existing file, or an existing non-empty folder, is refused unless ``overwrite``; with
+    ``overwrite`` the command writes over it (files it writes are replaced; nothing else is deleted,
+    so a mistyped ``--out`` never costs a folder). Nothing is touched when the check fails.
 
     Raises:
         OutputExistsError: ``path`` exists and ``overwrite`` is False.
@@ -27,6 +26,4 @@ def claim_output(path: str | Path, *, overwrite: bool = False, option: str = "--
         raise OutputExistsError(
             f"{p} already exists; pass --overwrite to replace it, or choose another {option}"
         )
-    if taken and p.is_dir():
-        shutil.rmtree(p)
     return p
