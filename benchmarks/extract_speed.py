@@ -94,7 +94,7 @@ def main() -> None:
     gpu = device.type == "cuda"
     model = args.model or ("adm-256-uncond" if gpu else "adm-32-fmnist")
     batch = args.batch or (64 if gpu else 16)
-    bb = diffprobe.load_backbone(model, device=device)
+    bb = diffprobe.load_backbone(model, random_weights=True, device=device)
     block = args.block or (24 if len(bb.blocks) == 37 else len(bb.blocks) // 2 + 4)
     info = bb.block(block)
     name = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
@@ -105,7 +105,7 @@ def main() -> None:
 
     # (a) the reference style
     ref_dtype = torch.float16 if gpu else torch.float32
-    ref_net = diffprobe.load_backbone(model, device=device, dtype=ref_dtype)
+    ref_net = diffprobe.load_backbone(model, random_weights=True, device=device, dtype=ref_dtype)
     ref_net.load_state_dict(bb.state_dict())
     grabbed: dict[str, torch.Tensor] = {}
     module = dict(ref_net.net.named_modules())[info.path]

@@ -21,9 +21,19 @@ from diffprobe.commands.store import store_group
 from diffprobe.commands.sweep import sweep
 from diffprobe.errors import DiffprobeError
 
+#: The group's own flags, accepted anywhere on the command line (``diffprobe extract … -v``).
+_ANYWHERE = frozenset({"-v", "-vv", "-vvv", "--verbose", "-q", "--quiet"})
+
 
 class _Group(click.Group):
-    """A click group that turns library errors into clean CLI errors (no traceback)."""
+    """A click group that turns library errors into clean CLI errors (no traceback) and takes
+    ``-v``/``-q`` after the subcommand too."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        hoisted = [a for a in args[:end] if a in _ANYWHERE]
+        rest = [a for a in args[:end] if a not in _ANYWHERE] + args[end:]
+        return super().parse_args(ctx, hoisted + rest)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

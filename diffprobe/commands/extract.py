@@ -24,6 +24,7 @@ from diffprobe.extract.config import PRECISIONS, REDUCTIONS, STORAGE_DTYPES
 @click.argument("data", type=click.Path(exists=True))
 @click.option("--model", "-m", required=True, help="Model preset (see `diffprobe models`) or `adm` with --flags.")
 @model_options
+@click.option("--random-weights", is_flag=True, help="No checkpoint: a seeded random initialisation (tests and benchmarks only).")
 @timesteps_option(required=True)
 @blocks_option(required=True)
 @pools_option(default=("1",), show_default=True)

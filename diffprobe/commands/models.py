@@ -40,4 +40,6 @@ def models() -> None:
 
     for p in PRESETS.values():
         click.echo(f"{p.name:<16} {p.description}  [{p.checkpoint_file}]")
+        if p.url:
+            click.echo(f"{'':<16} download: {p.url}")
     click.echo(f"{'adm':<16} any other ADM checkpoint, described with --flags")

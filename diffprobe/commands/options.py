@@ -151,7 +151,7 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--checkpoint, --flags and --class-label, shared by every command that builds a model."""
     return stack_options(f, [
         click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-                     help="State-dict file (.pt); default: random weights."),
+                     help="State-dict file (.pt) [default: the preset's bundled checkpoint, if it has one]."),
         click.option("--flags", "flags", default="",
                      help="guided-diffusion flags overriding the preset: 'image_size=64,channel_mult=1,2,2' or a .toml/.json file."),
         click.option("--class-label", type=click.IntRange(min=0), default=None,

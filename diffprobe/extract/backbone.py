@@ -113,8 +113,8 @@ class Backbone(nn.Module):
         if self.config.class_cond:
             if self.class_label is None:
                 raise ConfigError(
-                    f"{self.name} is class-conditional: pass class_label=K (one fixed class for every "
-                    "image; never the true labels, which would leak the answer into the features)"
+                    f"{self.name} is class-conditional: pass --class-label K (class_label=K in Python), one fixed class "
+                    "for every image; never the true labels, which would leak the answer into the features"
                 )
             y = torch.full((tt.shape[0],), self.class_label, dtype=torch.long, device=x_t.device)
         return tt, y, index

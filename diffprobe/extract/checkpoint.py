@@ -70,6 +70,36 @@ def _unwrap(obj: object, path: Path) -> dict[str, Tensor]:
     return sd
 
 
+#: How a file that is not a torch checkpoint starts, and what it probably is.
+_NOT_CHECKPOINTS = ((b"{", "a JSON file"), (b"[", "a JSON file"), (b"\x89HDF", "an HDF5 file"), (b"\x93NUMPY", "a NumPy .npy file"))
+
+
+def check_checkpoint_file(path: str | Path) -> Path:
+    """``path`` if it can be a torch checkpoint: an existing file written by ``torch.save`` (a zip
+    archive, or the legacy pickle format). Cheap: only the first bytes are read.
+
+    Raises:
+        CheckpointNotFoundError: no such file.  CheckpointError: a directory, or another kind of file.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise CheckpointNotFoundError(f"checkpoint not found: {p}; check the path (it is not downloaded for you)")
+    if p.is_dir():
+        raise CheckpointError(f"checkpoint {p} is a directory; pass the .pt file inside it")
+    with open(p, "rb") as f:
+        head = f.read(8)
+    if zipfile.is_zipfile(p) or head.startswith(b"\x80"):
+        return p
+    kind = next((what for magic, what in _NOT_CHECKPOINTS if head.lstrip().startswith(magic)), None)
+    if kind is None and head and all(32 <= c < 127 or c in (9, 10, 13) for c in head):
+        kind = "a text file"
+    hint = " (model flags go in --flags)" if kind == "a JSON file" else ""
+    raise CheckpointError(
+        f"{p} is not a PyTorch checkpoint{f': it looks like {kind}' if kind else ''}{hint}; pass the .pt file "
+        "written by torch.save (a state dict) with --checkpoint"
+    )
+
+
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """Read a state dict from ``path`` without unpickling arbitrary objects.
 
@@ -81,11 +111,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         CheckpointError: the file is not a torch checkpoint, needs unsafe unpickling, or holds no
             state dict.
     """
-    p = Path(path)
-    if not p.exists():
-        raise CheckpointNotFoundError(f"checkpoint not found: {p}; check the path (it is not downloaded for you)")
-    if p.is_dir():
-        raise CheckpointError(f"checkpoint {p} is a directory; pass the .pt file inside it")
+    p = check_checkpoint_file(path)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
     except pickle.UnpicklingError as e:

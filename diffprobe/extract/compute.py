@@ -45,7 +45,8 @@ class FeatureComputer:
         """Load ``config``'s backbone (model, checkpoint, flags, class label) on ``device``."""
         from diffprobe.extract.registry import load_backbone
 
-        bb = load_backbone(config.model, config.checkpoint, device=device, class_label=config.class_label, **config.flag_dict)
+        bb = load_backbone(config.model, config.checkpoint, random_weights=config.random_weights, device=device,
+                           class_label=config.class_label, **config.flag_dict)  # fmt: skip
         return cls(bb, device, spec)
 
     @property

@@ -28,7 +28,9 @@ class ExtractConfig:
     Attributes:
         data: an ImageFolder root (optionally with train/ val/ … split folders) or a CSV/TSV manifest.
         out: the store path (a directory → Zarr; ``.h5``/``.hdf5`` → HDF5).
-        model, checkpoint, flags, class_label: the backbone (see :func:`diffprobe.load_backbone`).
+        model, checkpoint, flags, class_label: the backbone (see :func:`diffprobe.load_backbone`);
+            without a checkpoint a preset's bundled one is used.
+        random_weights: no checkpoint at all: a seeded random initialisation (tests, benchmarks).
         timesteps: integer diffusion steps t. blocks: paper numbers or module paths.
         pools: adaptive-average-pool sizes p (None = the native map, "full" on the CLI).
         draws: noise draws K per (image, t); reduce: "mean" averages the K pooled features,
@@ -53,6 +55,7 @@ class ExtractConfig:
     out: str
     model: str = "adm-256-uncond"
     checkpoint: str | None = None
+    random_weights: bool = False
     flags: tuple[tuple[str, Any], ...] = ()
     class_label: int | None = None
     timesteps: tuple[int, ...] = (90,)
@@ -117,6 +120,7 @@ class ExtractConfig:
             i, n = self.shard  # type: ignore[misc]
             checks.append((n >= 1 and 0 <= i < n, f"shard must be i/n with 0 <= i < n, got {i}/{n}"))
         checks.append((self.workers >= 0, f"workers must be >= 0, got {self.workers}"))
+        checks.append((not (self.random_weights and self.checkpoint), "expected --checkpoint or --random-weights, not both"))
         modes = sum([self.workers > 0, self.scheduler is not None, self.shard is not None])
         checks.append((modes <= 1, "use only one of workers, scheduler and shard"))
         for ok, msg in checks:

@@ -8,20 +8,44 @@ with diffprobe (see ``diffprobe/assets/README.md``).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from diffprobe.errors import ConfigError
 from diffprobe.extract.adm_config import ADMConfig
 
+#: Where guided-diffusion's released checkpoints are published (its README's download links).
+GUIDED_DIFFUSION_RELEASE = "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
 
 @dataclass(frozen=True)
 class Preset:
-    """A named model: its backbone family, architecture flags and where its weights come from."""
+    """A named model: its backbone family, architecture flags and where its weights come from.
+
+    Attributes:
+        checkpoint_file: the published file name (or names) of its weights.
+        bundled: the file under ``diffprobe/assets`` that ships with diffprobe, if any: used when no
+            checkpoint is given.
+        url: where to download the weights (never fetched by diffprobe).
+    """
 
     name: str
     family: str
     config: ADMConfig
     checkpoint_file: str
     description: str
+    bundled: str | None = None
+    url: str | None = None
+
+    @property
+    def bundled_checkpoint(self) -> Path | None:
+        return ASSETS / self.bundled if self.bundled else None
+
+    def how_to_get(self) -> str:
+        """Where its checkpoint comes from, in words for an error message."""
+        if self.url:
+            return f"download {self.checkpoint_file} from {self.url}"
+        return f"get {self.checkpoint_file} (see `diffprobe models`)"
 
 
 PRESETS: dict[str, Preset] = {}
@@ -57,7 +81,8 @@ _ADM_256 = ADMConfig(
 )
 
 register_preset(
-    Preset("adm-256-uncond", "adm", _ADM_256, "256x256_diffusion_uncond.pt", "ImageNet 256×256 unconditional (the paper's)")
+    Preset("adm-256-uncond", "adm", _ADM_256, "256x256_diffusion_uncond.pt", "ImageNet 256×256 unconditional (the paper's)",
+           url=GUIDED_DIFFUSION_RELEASE + "256x256_diffusion_uncond.pt")
 )
 register_preset(
     Preset(
@@ -66,6 +91,7 @@ register_preset(
         replace(_ADM_256, class_cond=True),
         "256x256_diffusion.pt",
         "ImageNet 256×256 class-conditional",
+        url=GUIDED_DIFFUSION_RELEASE + "256x256_diffusion.pt",
     )
 )
 register_preset(
@@ -75,6 +101,7 @@ register_preset(
         replace(_ADM_256, image_size=128, num_head_channels=None, num_heads=4, class_cond=True),
         "128x128_diffusion.pt",
         "ImageNet 128×128 class-conditional",
+        url=GUIDED_DIFFUSION_RELEASE + "128x128_diffusion.pt",
     )
 )
 register_preset(
@@ -93,6 +120,7 @@ register_preset(
         ),
         "64x64_diffusion.pt",
         "ImageNet 64×64 class-conditional (cosine schedule, new attention order)",
+        url=GUIDED_DIFFUSION_RELEASE + "64x64_diffusion.pt",
     )
 )
 register_preset(
@@ -102,6 +130,7 @@ register_preset(
         replace(_ADM_256, image_size=512, class_cond=True, use_fp16=False),
         "512x512_diffusion.pt",
         "ImageNet 512×512 class-conditional",
+        url=GUIDED_DIFFUSION_RELEASE + "512x512_diffusion.pt",
     )
 )
 register_preset(
@@ -111,6 +140,7 @@ register_preset(
         replace(_ADM_256, dropout=0.1),
         "lsun_bedroom.pt / lsun_cat.pt / lsun_horse.pt",
         "LSUN bedroom, cat or horse 256×256 unconditional (one architecture)",
+        url=GUIDED_DIFFUSION_RELEASE + "lsun_bedroom.pt (or lsun_cat.pt, lsun_horse.pt)",
     )
 )
 register_preset(
@@ -131,5 +161,6 @@ register_preset(
         ),
         "adm32_fmnist_ema.pt (bundled)",
         "Fashion-MNIST 32×32 DDPM bundled with diffprobe",
+        bundled="adm32_fmnist_ema.pt",
     )
 )

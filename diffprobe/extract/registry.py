@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 #: family name → builder(name, config, checkpoint, device, dtype, class_label) → Backbone
 FAMILIES: dict[str, Callable[..., Backbone]] = {}
+#: Seed of random weights (``random_weights=True``), so that they are the same on every run.
+RANDOM_INIT_SEED = 0
 
 
 def register_family(name: str) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
@@ -64,9 +66,13 @@ def build_adm(
 ) -> Backbone:
     if checkpoint is None:
         # Random init with PyTorch's default initialisers (no zeroed output branches), for tests
-        # and benchmarks. Built on the target device directly.
-        with torch.device(device):
-            net = ADMUNet(config).to(dtype)
+        # and benchmarks: seeded, so the same on every run on a device type; built on the device.
+        dev = torch.device(device)
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            with dev:
+                net = ADMUNet(config).to(dtype)
+        log.warning("%s has random weights (--random-weights): its features say nothing about a trained model", name)
         return Backbone(name, config, net, class_label=class_label)
     sd = read_state_dict(checkpoint)
     with torch.device("meta"):
@@ -88,10 +94,59 @@ def resolve_config(name: str, flags: Mapping[str, Any] | None = None) -> tuple[P
     return preset, apply_flags(preset.config, flags)
 
 
+def resolve_checkpoint(name: str, preset: Preset | None, checkpoint: str | Path | None, random_weights: bool = False) -> Path | None:
+    """The weights model ``name`` loads: the file given, else the checkpoint bundled with its preset;
+    None (random weights) only when asked for.
+
+    Raises:
+        ConfigError: both a checkpoint and random weights.  CheckpointError: no checkpoint to use
+            (the message says where to get one).
+    """
+    if checkpoint is not None:
+        if random_weights:
+            raise ConfigError("expected --checkpoint or --random-weights, not both")
+        return Path(checkpoint).expanduser()
+    if random_weights:
+        return None
+    if preset is not None and preset.bundled_checkpoint is not None:
+        return preset.bundled_checkpoint
+    how = preset.how_to_get() if preset else "use the checkpoint that your --flags describe"
+    raise CheckpointError(
+        f"{name} needs its weights: {how} and pass it with --checkpoint PATH (diffprobe never downloads); "
+        "or pass --random-weights for a randomly initialised network (tests and benchmarks only)"
+    )
+
+
+def check_model(name: str, flags: Mapping[str, Any], checkpoint: str | Path | None, random_weights: bool,
+                class_label: int | None) -> tuple[ADMConfig, Path | None]:  # fmt: skip
+    """Everything about a model that can be checked without building it: the configuration, the
+    checkpoint (resolved; the file exists, is a checkpoint, and its tensors fit the architecture —
+    read memory-mapped, so cheap even for the 256 model) and the class label.
+
+    Returns:
+        (configuration, checkpoint path or None for random weights).
+    """
+    preset, config = resolve_config(name, flags)
+    path = resolve_checkpoint(name, preset, checkpoint, random_weights)
+    if config.class_cond and class_label is None:
+        raise ConfigError(
+            f"{name} is class-conditional: pass --class-label K (class_label=K in Python), one fixed class for every "
+            f"image in 0..{config.num_classes - 1}; never the true labels, which would leak the answer into the features"
+        )
+    if class_label is not None and not config.class_cond:
+        raise ConfigError(f"--class-label {class_label} given, but {name} is not class-conditional")
+    if path is not None:
+        with torch.device("meta"):
+            shapes = ADMUNet(config).state_dict()
+        _check_state_dict(config, shapes, read_state_dict(path), path)
+    return config, path
+
+
 def load_backbone(
     name: str,
     checkpoint: str | Path | None = None,
     *,
+    random_weights: bool = False,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     class_label: int | None = None,
@@ -102,7 +157,9 @@ def load_backbone(
     Args:
         name: a preset (``adm-256-uncond``, ``adm-32-fmnist``, … see ``diffprobe.PRESETS``) or
             ``adm`` to describe the architecture with guided-diffusion flags alone.
-        checkpoint: state-dict file (float16 or float32); None gives random weights.
+        checkpoint: state-dict file (float16 or float32); None: the checkpoint bundled with the
+            preset (``adm-32-fmnist``), else an error that says where to get one.
+        random_weights: no checkpoint: PyTorch's default initialisers, seeded (tests, benchmarks).
         device: where the weights live (a name or torch device; see :func:`diffprobe.device.resolve_device`).
         dtype: the weights' dtype.
         class_label: the single class fed to a class-conditional model for every image.
@@ -116,7 +173,7 @@ def load_backbone(
     family = preset.family if preset else "adm"
     if family not in FAMILIES:
         raise ConfigError(f"no backbone family {family!r}; valid: {', '.join(sorted(FAMILIES))}")
-    ckpt = Path(checkpoint).expanduser() if checkpoint is not None else None
+    ckpt = resolve_checkpoint(name, preset, checkpoint, random_weights)
     return FAMILIES[family](name, config, ckpt, resolve_device(device), dtype, class_label)
 
 

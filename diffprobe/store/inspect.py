@@ -23,6 +23,8 @@ def store_info(store: FeatureStore) -> dict[str, Any]:
         "format": store.format,
         "config_hash": store.config_hash,
         "model": store.config.get("model"),
+        "checkpoint_sha256": store.attrs.get("checkpoint_sha256"),
+        "random_weights": "identity" in store.attrs and store.attrs["identity"].get("checkpoint_sha256") is None,
         "created": store.attrs.get("created"),
         "package_version": store.attrs.get("package_version"),
         "classes": len(store.class_names),
@@ -164,6 +166,8 @@ def info_lines(info: dict[str, Any]) -> list[str]:
         f"{info['path']} ({info['format']}, {format_bytes(info['bytes_on_disk'])} on disk)",
         f"  model {info['model']}, config {info['config_hash']}, {info['classes']} classes, "
         f"created {info['created']} by diffprobe {info['package_version']}",
+        "  weights: RANDOM (no checkpoint: features of an untrained network)" if info["random_weights"]
+        else f"  weights: checkpoint sha256 {str(info['checkpoint_sha256'])[:16]}…",
         f"  {'complete' if info['complete'] else 'INCOMPLETE'}",
     ]
     for split, sp in info["splits"].items():

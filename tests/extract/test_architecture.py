@@ -132,11 +132,11 @@ def test_unknown_block_is_a_clear_error(mini_backbone):
 
 def test_class_conditional_needs_a_fixed_label():
     flags = dict(image_size=32, num_channels=32, channel_mult="1,2", attention_resolutions="16", num_res_blocks=1, class_cond=True, num_classes=10)
-    bb = diffprobe.load_backbone("adm", **flags)
+    bb = diffprobe.load_backbone("adm", random_weights=True, **flags)
     x = torch.zeros(2, 3, 32, 32)
     with pytest.raises(diffprobe.errors.ConfigError, match="class_label"):
         bb(x, 5)
-    bb7 = diffprobe.load_backbone("adm", class_label=7, **flags)
+    bb7 = diffprobe.load_backbone("adm", random_weights=True, class_label=7, **flags)
     bb7.load_state_dict(bb.state_dict())
     with torch.no_grad():
         ref = bb.net(x, torch.tensor([5, 5]), torch.tensor([7, 7]))

@@ -26,8 +26,17 @@ def test_missing_file(tmp_path):
 
 def test_not_a_torch_file(tmp_path):
     (tmp_path / "x.pt").write_bytes(b"hello, not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read .* as a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="x.pt is not a PyTorch checkpoint: it looks like a text file"):
         diffprobe.load_backbone("adm-32-fmnist", tmp_path / "x.pt")
+    (tmp_path / "flags.json").write_text('{"image_size": 32}')
+    with pytest.raises(CheckpointError, match="looks like a JSON file \\(model flags go in --flags\\)"):
+        diffprobe.load_backbone("adm-32-fmnist", tmp_path / "flags.json")
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "bad.pt", "w") as z:  # a zip archive, but not one torch.save wrote
+        z.writestr("hello.txt", "hello")
+    with pytest.raises(CheckpointError, match="cannot read .* as a PyTorch checkpoint"):
+        diffprobe.load_backbone("adm-32-fmnist", tmp_path / "bad.pt")
 
 
 def test_not_a_state_dict(tmp_path):
@@ -109,4 +118,5 @@ def test_sha256_for_provenance(fmnist_backbone):
     import hashlib
 
     assert fmnist_backbone.checkpoint_sha256 == hashlib.sha256(FMNIST_CKPT.read_bytes()).hexdigest()
-    assert diffprobe.load_backbone("adm-32-fmnist").checkpoint_sha256 is None
+    assert diffprobe.load_backbone("adm-32-fmnist").checkpoint_sha256 == fmnist_backbone.checkpoint_sha256  # bundled
+    assert diffprobe.load_backbone("adm-32-fmnist", random_weights=True).checkpoint_sha256 is None

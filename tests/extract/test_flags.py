@@ -55,7 +55,7 @@ def test_flags_from_toml_and_json(tmp_path):
 
 
 def test_preset_flags_override_and_unknown_model():
-    bb = diffprobe.load_backbone("adm-32-fmnist", num_channels=32)
+    bb = diffprobe.load_backbone("adm-32-fmnist", random_weights=True, num_channels=32)
     assert bb.config.num_channels == 32 and bb.config.channel_mult == (1, 2, 2)
     with pytest.raises(ConfigError, match="valid models: .*adm-256-uncond"):
         diffprobe.load_backbone("adm-1024")

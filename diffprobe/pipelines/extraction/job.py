@@ -56,7 +56,8 @@ class ExtractSummary:
         if self.dry_run:
             p = self.plan
             out = [f"dry run: would write {p['store']} ({p['format']}, config {p['config_hash']})"]
-            out += [f"  model {p['model']}, precision {p['precision']}, splits {p['splits']}, {p['classes']} classes"]
+            out += [f"  model {p['model']}, weights {p['weights']}, precision {p['precision']}"]
+            out += [f"  splits {p['splits']}, {p['classes']} classes"]
             out += [f"  forward: {p['forward_batch']} images × {p['fuse_timesteps']} fused (t, draw) passes"]
             out += [f"  block {b}" for b in p["blocks"]]
             out += [f"  array {a}" for a in p["arrays"]]
@@ -136,7 +137,7 @@ def extract_features(config: ExtractConfig, *, dry_run: bool = False, progress: 
     finally:
         store.close()
     for line in summary.lines():
-        log.info(line)
+        log.debug(line)
     return summary
 
 

@@ -18,7 +18,7 @@ from diffprobe.extract.blocks import BlockInfo, measure_blocks, resolve_blocks
 from diffprobe.extract.checkpoint import file_sha256
 from diffprobe.extract.config import ComputeSpec, ExtractConfig
 from diffprobe.extract.data import DataSpec, discover
-from diffprobe.extract.registry import resolve_config
+from diffprobe.extract.registry import check_model
 from diffprobe.store.backend import format_for_path
 from diffprobe.store.layout import FeatureKey, config_hash
 from diffprobe.store.store import open_store
@@ -31,6 +31,9 @@ IDENTITY_DEFAULTS: dict[str, Any] = {"fuse_timesteps": 1}
 class ExtractPlan:
     """A resolved extraction: model, blocks, keys, data, compute spec and the store's identity.
 
+    ``checkpoint`` is the weights file the run loads (a preset's bundled one when none was given;
+    None: random weights).
+
     ``shapes`` gives each key's per-item shape: (C, p, p), or (K, C, p, p) with K draws kept.
     """
 
@@ -41,6 +44,7 @@ class ExtractPlan:
     data: DataSpec
     compute: ComputeSpec
     identity: dict[str, Any]
+    checkpoint: Path | None
     checkpoint_sha256: str | None
     shapes: dict[FeatureKey, tuple[int, ...]]
 
@@ -62,6 +66,7 @@ class ExtractPlan:
             "format": format_for_path(self.config.out),
             "config_hash": self.hash,
             "model": self.config.model,
+            "weights": str(self.checkpoint) if self.checkpoint else "random (--random-weights)",
             "blocks": [f"{n} ({b.path}, {b.channels}×{b.height}×{b.width})" for n, b in self.blocks.items()],
             "precision": self.compute.precision,
             "forward_batch": self.compute.forward_batch,
@@ -93,8 +98,10 @@ def stored_identity(config: ExtractConfig) -> dict[str, Any] | None:
 
 
 def make_plan(config: ExtractConfig, device: torch.device) -> ExtractPlan:
-    """Resolve ``config`` for ``device`` (no model weights are loaded; blocks are measured on the meta device)."""
-    _, adm = resolve_config(config.model, config.flag_dict)
+    """Resolve ``config`` for ``device`` and check everything that can be checked before anything is
+    written: the model, its checkpoint (read memory-mapped) and class label, blocks, timesteps,
+    pools and the data. No weights are loaded; blocks are measured on the meta device."""
+    adm, checkpoint = check_model(config.model, config.flag_dict, config.checkpoint, config.random_weights, config.class_label)
     infos = list(measure_blocks(adm))
     numbers = resolve_blocks(config.blocks, infos)
     blocks = {n: infos[n - 1] for n in numbers}
@@ -110,7 +117,7 @@ def make_plan(config: ExtractConfig, device: torch.device) -> ExtractPlan:
                 )
     compute = ComputeSpec.resolve(config, device, adm.image_size, stored_identity(config))
     keys = tuple(FeatureKey(t, n, p) for t in config.timesteps for n in numbers for p in config.pools)
-    sha = file_sha256(config.checkpoint) if config.checkpoint else None
+    sha = file_sha256(checkpoint) if checkpoint else None
     data = discover(config.data, config.splits)
     identity = {
         "model": config.model,
@@ -127,4 +134,4 @@ def make_plan(config: ExtractConfig, device: torch.device) -> ExtractPlan:
         b = blocks[k.block]
         side = (b.height, b.width) if k.pool is None else (k.pool, k.pool)
         shapes[k] = (*draws, b.channels, *side)
-    return ExtractPlan(config, adm, blocks, keys, data, compute, identity, sha, shapes)
+    return ExtractPlan(config, adm, blocks, keys, data, compute, identity, checkpoint, sha, shapes)

@@ -99,11 +99,19 @@ def _prepare_store(plan: ExtractPlan, out: Path) -> tuple[FeatureStore, ExtractP
             raise StoreError(f"{out} exists but is not a usable diffprobe store ({e}); pass --overwrite to replace it") from None
         old = store.attrs.get("identity", {})
         diffs = identity_diff(old, plan.identity)
-        if diffs:
+        never_ran = not any(store.markers(s) for s in store.splits)
+        if diffs and not never_ran:
             store.close()
             raise StoreError(f"store {out} {refused(diffs)}\nuse another --out, or --overwrite to replace the store")
-        recorded = _merged_config(store.config, cfg)
-        plan = replace(plan, identity={**plan.identity, "data": {**old.get("data", {}), **plan.identity["data"]}})
+        if diffs:
+            store.close()
+            log.warning("replacing store %s: no unit of it ever finished, and it was made with another configuration (%s)",
+                        out, "; ".join(diffs))  # fmt: skip
+            store = create_store(out, {})
+            recorded = _merged_config({}, cfg)
+        else:
+            recorded = _merged_config(store.config, cfg)
+            plan = replace(plan, identity={**plan.identity, "data": {**old.get("data", {}), **plan.identity["data"]}})
     else:
         if exists:
             log.warning("replacing existing store %s (--overwrite)", out)
