@@ -120,12 +120,12 @@ def bench_key(key: str, Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray, yva: 
     from diffprobe.probes import LogisticProbe
     from diffprobe.probes.logistic import DEFAULT_CS
 
-    ours_sweep, t_ours_sweep = timed(lambda: LogisticProbe().fit(Xtr, ytr), repeats)
+    ours_sweep, t_ours_sweep = timed(lambda: LogisticProbe(standardize=False).fit(Xtr, ytr), repeats)
     C = ours_sweep.C_
     contenders: dict[str, Callable[[], Any]] = {
         "sklearn (default threads)": lambda: sklearn_fit(Xtr, ytr, C, None),
         "sklearn (1 thread)": lambda: sklearn_fit(Xtr, ytr, C, 1),
-        "LogisticProbe": lambda: LogisticProbe(C=C).fit(Xtr, ytr),
+        "LogisticProbe": lambda: LogisticProbe(C=C, standardize=False).fit(Xtr, ytr),
     }
     runs: dict[str, tuple[Any, list[float]]] = {name: (None, []) for name in contenders}
     for _ in range(repeats):  # interleaved, so that load changes hit every contender
@@ -166,10 +166,10 @@ def part_c(store: Any, repeats: int) -> None:
           flush=True)
 
     def joint() -> Any:
-        return LinearProbe(lr=LRS, feature_groups=sizes, refit=False).fit(Xall, ytr)
+        return LinearProbe(lr=LRS, feature_groups=sizes, refit=False, standardize=False).fit(Xall, ytr)
 
     def one_by_one() -> list[Any]:
-        return [LinearProbe(lr=lr).fit(d[0][fit], ytr[fit]) for d in data for lr in LRS]
+        return [LinearProbe(lr=lr, standardize=False).fit(d[0][fit], ytr[fit]) for d in data for lr in LRS]
 
     runs: dict[str, list[Any]] = {}
     for _ in range(repeats):  # interleaved

@@ -20,6 +20,7 @@ from diffprobe.commands.options import (
     flatten,
     json_option,
     max_memory_option,
+    overwrite_option,
     pools_option,
     stack_options,
     timesteps_option,
@@ -106,6 +107,15 @@ def probe_group() -> None:
     """Train a probe on stored features and print its metrics (top-1, top-5, per class)."""
 
 
+def _claim_outputs(outputs: dict[str, str | None], overwrite: bool) -> None:
+    """Refuse existing outputs (option → path) before any work, so that a refusal costs nothing."""
+    from diffprobe.outputs import claim_output
+
+    for option, path in outputs.items():
+        if path:
+            claim_output(path, overwrite=overwrite, option=option)
+
+
 def _make_probe_command(name: str) -> None:
     @probe_group.command(name)
     @click.argument("store", type=click.Path(exists=True))
@@ -114,29 +124,31 @@ def _make_probe_command(name: str) -> None:
     @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the result as JSON here.")
     @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Append the tidy CSV row here.")
     @click.option("--save", type=click.Path(file_okay=False), default=None, help="Save the trained probe to this folder.")
+    @overwrite_option("the --out and --save outputs")
     @json_option("Print the full result as JSON.")
     def command(store: str, timesteps: tuple, blocks: tuple, pools: tuple, keys: tuple[str, ...], out: str | None,
-                csv_path: str | None, save: str | None, as_json: bool, **o: Any) -> None:  # fmt: skip
+                csv_path: str | None, save: str | None, overwrite: bool, as_json: bool, **o: Any) -> None:  # fmt: skip
         from diffprobe.probes.io import save_probe
         from diffprobe.probes.report import summary_lines, write_csv
         from diffprobe.probes.run import config_for_store, run_probe
         from diffprobe.store import open_store
 
         data = data_config(o)
+        if save and data.folds:
+            raise ConfigError("expected --save without --folds (k-fold trains one probe per fold)")
+        _claim_outputs({"--out": out, "--save": save}, overwrite)
         with open_store(store) as s:
             cfg = config_for_store(s, name, flatten(timesteps), flatten(blocks), flatten(pools), keys, probe_params(o), data)
             if o["dry_run"]:
                 click.echo(json.dumps(cfg.to_dict(), indent=1, default=str))
                 return
-            if save and data.folds:
-                raise ConfigError("expected --save without --folds (k-fold trains one probe per fold)")
             res = run_probe(s, cfg)
         if out:
-            res.save_json(out)
+            res.save_json(out, overwrite=overwrite)
         if csv_path:
             write_csv([res.csv_row()], csv_path, append=True)
         if save and res.trained is not None:
-            save_probe(res.trained, save)
+            save_probe(res.trained, save, overwrite=overwrite)
         click.echo(json.dumps(res.to_dict(), indent=1, default=str) if as_json else "\n".join(summary_lines(res)))
 
     command.help = f"Train the {name} probe on STORE's features at --t/--blocks/--pool (several keys are concatenated)."
@@ -151,18 +163,20 @@ for _name in PROBES:
 @click.argument("store", type=click.Path(exists=True))
 @click.option("--split", default="val", show_default=True, help="Split of STORE to predict.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="CSV of id, predicted class and probabilities.")
+@overwrite_option("--out")
 @device_option(None, "cpu, cuda, cuda:K or auto [default: as saved].")
-def predict_cmd(saved: str, store: str, split: str, out: str | None, device: str | None) -> None:
+def predict_cmd(saved: str, store: str, split: str, out: str | None, overwrite: bool, device: str | None) -> None:
     """Apply a probe saved with `probe … --save SAVED` to a split of another STORE."""
     from diffprobe.probes.io import load_probe
     from diffprobe.probes.predict import predict_split
     from diffprobe.store import open_store
 
+    _claim_outputs({"--out": out}, overwrite)
     trained = load_probe(saved, device=device)
     with open_store(store) as s:
         pred = predict_split(trained, s, split)
     if out:
-        pred.write_csv(out)
+        pred.write_csv(out, overwrite=overwrite)
     click.echo(f"predicted {len(pred.ids)} items of {split!r} with the {trained.probe} probe on {', '.join(k.name for k in trained.keys)}")
     m = pred.metrics()
     if m is not None:

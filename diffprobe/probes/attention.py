@@ -45,7 +45,9 @@ class _TransformerProbe(ProbeBase):
         flat = X.reshape(X.shape[0], -1) if X.ndim != 2 else X
         params = list(self.module_.parameters())
         work = cfg.batch_size * sum(p.numel() for p in params) * self._n_tokens()
-        self.loss_history_ = train_module(self.module_, [{"params": params}], flat, y, cfg, nn.functional.cross_entropy, dev, work)
+        self.loss_history_ = train_module(
+            self.module_, [{"params": params}], flat, y, cfg, nn.functional.cross_entropy, dev, work, desc=type(self).__name__
+        )
 
     def _predict_proba(self, X: Any) -> np.ndarray:
         flat = X.reshape(X.shape[0], -1) if X.ndim != 2 else X
@@ -80,8 +82,11 @@ class AttentionProbe(_TransformerProbe):
         optimizer, lr, weight_decay, epochs, batch_size, schedule: see ``TrainConfig``
             (paper: "sgd", 5e-2, 0, 28, 128, "step"; "adamw" with lr ≈ 1e-3 also works well).
         device: "auto" (CUDA if present), "cpu" or "cuda". amp: bfloat16 autocast on CUDA only.
+        standardize: standardise every feature (each map position) with training statistics first,
+            as the CLI does unless --no-standardize.
 
-    Learned: ``module_`` (the trained :class:`AttentionHead`), ``input_shape_``, ``loss_history_``.
+    Learned: ``module_`` (the trained :class:`AttentionHead`), ``input_shape_``, ``loss_history_``
+    (mean loss per epoch), ``mean_`` / ``scale_`` (D,) or None.
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class AttentionProbe(_TransformerProbe):
         amp: bool = True,
         chunk_size: int = 16384,
         random_state: int | None = 0,
+        standardize: bool = True,
     ) -> None:
         self._keep(locals())
 
@@ -124,7 +130,8 @@ class DifFormerProbe(_TransformerProbe):
         Other arguments as :class:`AttentionProbe`.
 
     The data layer fills the three ``input_*`` parameters from the store keys.
-    Learned: ``module_`` (:class:`DifFormerHead`), ``layout_`` (shapes, times, blocks), ``loss_history_``.
+    Learned: ``module_`` (:class:`DifFormerHead`), ``layout_`` (shapes, times, blocks), ``loss_history_``,
+    ``mean_`` / ``scale_`` (D,) or None.
     """
 
     # Declared boilerplate: scikit-learn's estimator contract spells every hyper-parameter out in
@@ -149,6 +156,7 @@ class DifFormerProbe(_TransformerProbe):
         amp: bool = True,
         chunk_size: int = 16384,
         random_state: int | None = 0,
+        standardize: bool = True,
     ) -> None:
         self._keep(locals())
 

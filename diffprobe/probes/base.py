@@ -4,6 +4,11 @@ Probes follow the estimator contract: ``__init__`` only stores hyper-parameters 
 grid search work), ``fit`` returns ``self``, learned attributes end in ``_``, ``predict_proba`` /
 ``predict`` / ``score`` come from here. Subclasses implement ``_fit(X, y)`` with ``y`` encoded as
 0..K-1 and ``_predict_proba(X)``.
+
+Standardisation happens here, once, for every probe (and so for the CLI, which only sets the
+``standardize`` parameter): with ``standardize=True`` ``fit`` learns each feature's mean and scale
+on its training rows (streamed for lazy arrays, see :class:`Standardizer`), keeps them as ``mean_``
+and ``scale_`` (D,), and every later input is mapped x ↦ (x − mean_) / scale_ before the hooks see it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from diffprobe.probes.errors import LabelError, ProbeError
+from diffprobe.probes.standardize import Standardizer
 
 
 class ProbeBase(ClassifierMixin, BaseEstimator):
@@ -38,7 +44,12 @@ class ProbeBase(ClassifierMixin, BaseEstimator):
             raise LabelError(f"expected at least 2 classes in the training labels, got {classes.tolist()}")
         self.classes_ = classes
         self.n_features_in_ = int(np.prod(X.shape[1:]))
-        self._fit(X, y_enc.astype(np.int64))
+        self.mean_: np.ndarray | None = None
+        self.scale_: np.ndarray | None = None
+        if getattr(self, "standardize", False):
+            std = Standardizer.fit(X)
+            self.mean_, self.scale_ = std.mean, std.scale
+        self._fit(self._standardized(X), y_enc.astype(np.int64))
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -47,12 +58,19 @@ class ProbeBase(ClassifierMixin, BaseEstimator):
         d = int(np.prod(X.shape[1:]))
         if d != self.n_features_in_:
             raise ProbeError(f"expected {self.n_features_in_} features per row (as in fit), got {d}")
-        return self._predict_proba(X)
+        return self._predict_proba(self._standardized(X))
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels (N,)."""
         proba = self.predict_proba(X)
         return self.classes_[proba.argmax(axis=1)]
+
+    def _standardized(self, X: Any) -> Any:
+        """X (N, D) or (N, ...) mapped with the training statistics; X itself when not standardising."""
+        mean = getattr(self, "mean_", None)
+        if mean is None:
+            return X
+        return Standardizer(mean, self.scale_).transform(X)  # type: ignore[arg-type]
 
     def _keep(self, params: dict[str, Any]) -> None:
         """Store ``__init__``'s arguments (pass ``locals()``) as attributes of the same names, unchanged:

@@ -100,8 +100,10 @@ def resolve_keys(
 ) -> list[KeyInfo]:
     """The arrays named by ``names`` plus every (t, block, pool) combination asked for.
 
-    Blocks are paper numbers or module paths. An empty ``t``/``block``/``pool`` is allowed when the
-    store holds a single value of it. Raises :class:`StoreKeyError` naming what the store does have.
+    Blocks are paper numbers or module paths. An empty ``t``/``block``/``pool`` means the store's
+    only value of it, also when none of the three is given (and no ``names``): a store holding one
+    extracted array needs no selection at all. Raises :class:`ProbeError` naming the choices when an
+    axis left out has several values, :class:`StoreKeyError` naming what the store does have.
     """
     infos = key_infos(store, split)
     out = []
@@ -109,21 +111,28 @@ def resolve_keys(
         if n not in infos:
             raise StoreKeyError(f"unknown key {n!r} in split {split!r}; valid: {preview(infos)}")
         out.append(infos[n])
-    if not (t or block or pool):
-        if not out:
-            raise ProbeError("expected at least one key: give t, block and pool (or key names)")
+    if out and not (t or block or pool):
         return out
     extracted = [k.key for k in infos.values() if k.key is not None]
+    if not extracted:
+        raise ProbeError(
+            f"expected key names (--key): split {split!r} has no (t, block, pool) arrays; valid: {preview(infos)}"
+        )
     wanted: dict[str, list[Any]] = {
         "t": [int(v) for v in t], "block": resolve_block_specs(store, split, block), "pool": [parse_pool(p) for p in pool],
     }  # fmt: skip
+    several = []
     for axis, values in wanted.items():
         if not values:
             have = sorted({getattr(k, axis) for k in extracted}, key=pool_order if axis == "pool" else None)
-            if len(have) != 1:
-                shown = ", ".join(map(pool_label, have) if axis == "pool" else map(str, have)) or "none"
-                raise ProbeError(f"expected a {axis} (the store has several: {shown}); pass --{'blocks' if axis == 'block' else axis}")
             wanted[axis] = have
+            if len(have) != 1:
+                several.append((axis, ", ".join(map(pool_label, have) if axis == "pool" else map(str, have))))
+    if several:
+        axes = _and([f"a {axis}" for axis, _ in several])
+        flags = _and([f"--{'blocks' if axis == 'block' else axis}" for axis, _ in several])
+        shown = several[0][1] if len(several) == 1 else "; ".join(f"{axis}: {values}" for axis, values in several)
+        raise ProbeError(f"expected {axes} (the store has several: {shown}); pass {flags}")
     stored = set(extracted)
     for tt, bb, pp in itertools.product(wanted["t"], wanted["block"], wanted["pool"]):
         key = FeatureKey(tt, bb, pp)
@@ -133,6 +142,11 @@ def resolve_keys(
             )
         out.append(infos[key.name])
     return out
+
+
+def _and(words: Sequence[str]) -> str:
+    """["a", "b", "c"] → "a, b and c"."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def _check_split(store: StoreReader, split: str) -> None:

@@ -2,8 +2,13 @@
 
 ``save_probe(trained, DIR)`` writes ``DIR/probe.json`` (probe name, hyper-parameters, the keys and
 class names it was trained on, non-array learned attributes) and ``DIR/weights.pt`` (every learned
-array and module state as tensors). ``load_probe(DIR)`` reads the weights with
-``torch.load(weights_only=True)`` and rebuilds the estimator, ready to predict on another store.
+array and module state as tensors, the standardisation statistics ``mean_``/``scale_`` included).
+``load_probe(DIR)`` reads the weights with ``torch.load(weights_only=True)`` and rebuilds the
+estimator, ready to predict on another store.
+
+Format 2 (this one): the estimator standardises its own input. Format 1 kept the statistics beside
+it (``standardizer/mean``, ``standardizer/scale`` and ``"standardized"``); it still loads, as the
+same estimator with ``standardize`` set accordingly, and predicts the same.
 """
 
 from __future__ import annotations
@@ -18,26 +23,31 @@ import numpy as np
 import torch
 from torch import nn
 
+from diffprobe.outputs import claim_output
 from diffprobe.probes.arrays import as_numpy
 from diffprobe.probes.data import Features, KeyInfo, load_features
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.metrics import expand_proba
 from diffprobe.probes.registry import probe_class, probe_name_of
-from diffprobe.probes.standardize import Standardizer
 from diffprobe.store.reader import StoreReader
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Formats this version reads.
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
 class TrainedProbe:
-    """A fitted estimator with everything needed to apply it to another store's features."""
+    """A fitted estimator with everything needed to apply it to another store's features.
+
+    The estimator takes raw features: it standardises them itself when it was fitted with
+    ``standardize=True``.
+    """
 
     estimator: Any
     keys: tuple[KeyInfo, ...]
     class_names: list[str]
-    standardizer: Standardizer | None = None
     shapes: tuple[tuple[int, int, int], ...] = ()
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -53,8 +63,6 @@ class TrainedProbe:
             )
         items = np.arange(features.n_items) if items is None else np.asarray(items)
         X = features.X[features.rows(items)] if items.size != features.n_items else features.X
-        if self.standardizer is not None:
-            X = self.standardizer.transform(X)
         proba = self.estimator.predict_proba(X)
         proba = expand_proba(proba, self.estimator.classes_, len(self.class_names))
         return proba.reshape(items.size, features.draws, -1).mean(axis=1)
@@ -65,8 +73,6 @@ class TrainedProbe:
             raise ProbeError(f"the {self.probe} probe has no per-group heads")
         items = np.arange(features.n_items) if items is None else np.asarray(items)
         X = features.X[features.rows(items)] if items.size != features.n_items else features.X
-        if self.standardizer is not None:
-            X = self.standardizer.transform(X)
         proba = self.estimator.predict_proba_groups(X)
         out = np.stack([expand_proba(p, self.estimator.classes_, len(self.class_names)) for p in proba])
         return out.reshape(out.shape[0], items.size, features.draws, -1).mean(axis=2)
@@ -104,15 +110,18 @@ def _learned(est: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return tensors, meta
 
 
-def save_probe(trained: TrainedProbe, path: str | Path) -> Path:
-    """Write ``trained`` to the directory ``path`` (created); returns the directory."""
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
+def save_probe(trained: TrainedProbe, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``trained`` to the directory ``path`` (created); returns the directory.
+
+    An existing file or non-empty folder at ``path`` is refused (:class:`OutputExistsError`) unless
+    ``overwrite``, which writes ``probe.json`` and ``weights.pt`` over the old ones.
+    """
+    out = claim_output(path, overwrite=overwrite, option="--save")
+    if out.exists() and not out.is_dir():
+        raise ProbeError(f"expected a folder to save the probe in, got the file {out}; choose another --save")
     est = trained.estimator
     tensors, learned = _learned(est)
-    if trained.standardizer is not None:
-        tensors["standardizer/mean"] = torch.from_numpy(trained.standardizer.mean)
-        tensors["standardizer/scale"] = torch.from_numpy(trained.standardizer.scale)
+    out.mkdir(parents=True, exist_ok=True)
     doc = {
         "format": "diffprobe-probe",
         "version": FORMAT_VERSION,
@@ -122,7 +131,6 @@ def save_probe(trained: TrainedProbe, path: str | Path) -> Path:
         "keys": [k.to_dict() for k in trained.keys],
         "class_names": list(trained.class_names),
         "shapes": [list(s) for s in trained.shapes],
-        "standardized": trained.standardizer is not None,
         "info": trained.info,
     }
     torch.save(tensors, out / "weights.pt")
@@ -137,9 +145,12 @@ def load_probe(path: str | Path, device: str | None = None) -> TrainedProbe:
     if not (d / "probe.json").is_file() or not (d / "weights.pt").is_file():
         raise ProbeError(f"expected a saved probe directory with probe.json and weights.pt, got {str(path)!r}")
     doc = json.loads((d / "probe.json").read_text())
-    if doc.get("format") != "diffprobe-probe" or doc.get("version") != FORMAT_VERSION:
-        raise ProbeError(f"expected a diffprobe probe (format version {FORMAT_VERSION}), got {doc.get('format')!r} v{doc.get('version')}")
+    if doc.get("format") != "diffprobe-probe" or doc.get("version") not in READABLE_VERSIONS:
+        versions = " or ".join(map(str, READABLE_VERSIONS))
+        raise ProbeError(f"expected a diffprobe probe (format version {versions}), got {doc.get('format')!r} v{doc.get('version')}")
     tensors = torch.load(d / "weights.pt", map_location="cpu", weights_only=True)
+    if doc["version"] == 1:
+        doc = _from_format_1(doc, tensors)
     params = dict(doc["params"])
     if device is not None and "device" in params:
         params["device"] = device
@@ -159,9 +170,20 @@ def load_probe(path: str | Path, device: str | None = None) -> TrainedProbe:
     est._build_modules()
     for name, state in modules.items():
         getattr(est, name).load_state_dict(state)
-    std = None
-    if doc["standardized"]:
-        std = Standardizer(tensors["standardizer/mean"].numpy(), tensors["standardizer/scale"].numpy())
     keys = tuple(KeyInfo.from_dict(k) for k in doc["keys"])
     shapes = tuple(tuple(s) for s in doc["shapes"])
-    return TrainedProbe(est, keys, doc["class_names"], std, shapes, doc.get("info", {}))  # type: ignore[arg-type]
+    return TrainedProbe(est, keys, doc["class_names"], shapes, doc.get("info", {}))  # type: ignore[arg-type]
+
+
+def _from_format_1(doc: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """A format-1 document as format 2: the separate standardiser becomes the estimator's
+    ``standardize`` parameter and its ``mean_``/``scale_`` (renamed in ``tensors``, in place)."""
+    standardized = bool(doc.get("standardized", False))
+    learned = dict(doc["learned"])
+    if standardized:
+        tensors["mean_"] = tensors.pop("standardizer/mean")
+        tensors["scale_"] = tensors.pop("standardizer/scale")
+        learned["mean_"] = learned["scale_"] = {"kind": "array"}
+    else:
+        learned["mean_"] = learned["scale_"] = {"kind": "json", "value": None}
+    return {**doc, "version": FORMAT_VERSION, "params": {**doc["params"], "standardize": standardized}, "learned": learned}

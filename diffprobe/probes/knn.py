@@ -31,12 +31,17 @@ class KNNProbe(ProbeBase):
         temperature: T in the vote weight exp(s / T); small T approaches a majority of the closest.
         chunk_size: rows per chunk of queries and of the bank.
         device: "cpu", "cuda" or "auto".
+        standardize: standardise every feature with training statistics before the cosine
+            similarities (what the CLI does unless --no-standardize).
 
     Learned: ``bank_`` (N, D) L2-normalised training rows (kept as given when the input was a
-    chunked array, normalised chunk by chunk at query time), ``bank_labels_`` (N,).
+    chunked array, normalised chunk by chunk at query time), ``bank_labels_`` (N,),
+    ``mean_`` / ``scale_`` (D,) or None.
     """
 
-    def __init__(self, k: int = 20, temperature: float = 0.07, chunk_size: int = 4096, device: str = "cpu") -> None:
+    def __init__(
+        self, k: int = 20, temperature: float = 0.07, chunk_size: int = 4096, device: str = "cpu", standardize: bool = True
+    ) -> None:
         self._keep(locals())
 
     def _fit(self, X: Any, y: np.ndarray) -> None:

@@ -17,6 +17,8 @@ import torch
 from torch import Tensor
 
 FlatObjective = Callable[[Tensor], tuple[Tensor, Tensor]]
+#: Called after every iteration with (iterations so far, loss): progress display.
+StepCallback = Callable[[int, float], None]
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,14 @@ def lbfgs(
     history: int = 20,
     ftol: float = 1e-9,
     max_backtracks: int = 30,
+    callback: StepCallback | None = None,
 ) -> LBFGSResult:
     """Minimise a strictly convex ``f(x) -> (loss, grad)`` from ``x0`` (P,).
 
     Stops when max|grad| ≤ ``tol``, when the relative decrease of the loss
     falls below ``ftol``, or when no step decreases the loss (float32 resolution reached).
+    ``callback(iteration, loss)`` runs after every iteration (each one already reads the loss on
+    the host for the stopping test, so it costs no extra device sync).
     """
     x = x0.clone()
     loss, g = f(x)
@@ -95,5 +100,7 @@ def lbfgs(
         decrease = float(loss - loss_new)
         x, loss, g = x_new, loss_new, g_new
         it += 1
+        if callback is not None:
+            callback(it, float(loss))
         converged = bool(g.abs().max() <= tol) or decrease <= ftol * max(1.0, abs(float(loss)))
     return LBFGSResult(x, float(loss), it, evals, converged)

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import numpy as np
 import torch
+from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
 from diffprobe.device import resolve_device
@@ -83,10 +84,12 @@ class LinearProbe(ProbeBase):
             best training accuracy.
         device: "cpu", "cuda" or "auto". amp: bfloat16 autocast on CUDA.
         num_threads: CPU threads while training (None: one for small heads).
+        standardize: map every feature to zero mean and unit variance with training statistics
+            first (what the CLI does unless --no-standardize).
 
     Learned: ``heads_`` (one dict per head: group, lr, val_top1), ``best_lr_`` (per group),
     ``best_group_``, ``coef_`` / ``intercept_`` of the final head of every group
-    (lists of (K, D_g) and (K,) arrays).
+    (lists of (K, D_g) and (K,) arrays, on standardised features), ``mean_`` / ``scale_`` (D,) or None.
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class LinearProbe(ProbeBase):
         chunk_size: int = 65536,
         num_threads: int | None = None,
         random_state: int | None = 0,
+        standardize: bool = True,
     ) -> None:
         self._keep(locals())
 
@@ -131,7 +135,7 @@ class LinearProbe(ProbeBase):
             net = MultiHeadLinear(self.bounds_, [g for g, _ in heads], self.classes_.size)
         net.to(dev)
         groups = [{"params": list(layer.parameters()), "lr": lr} for layer, (_, lr) in zip(net.layers, heads)]
-        train_module(net, groups, X, y, cfg, _summed_ce, dev)
+        train_module(net, groups, X, y, cfg, _summed_ce, dev, desc="linear probe")
         return net
 
     def _fit(self, X: Any, y: np.ndarray) -> None:
@@ -172,6 +176,10 @@ class LinearProbe(ProbeBase):
 
     def predict_proba_groups(self, X: Any) -> np.ndarray:
         """Probabilities of every group's final head: (G, N, K)."""
+        check_is_fitted(self, "coef_")
+        return self._proba_groups(self._standardized(X))
+
+    def _proba_groups(self, X: Any) -> np.ndarray:
         if X.ndim != 2:
             X = X.reshape(X.shape[0], -1)
         out = np.empty((len(self.bounds_), X.shape[0], self.classes_.size), dtype=np.float32)
@@ -184,4 +192,4 @@ class LinearProbe(ProbeBase):
         return out
 
     def _predict_proba(self, X: Any) -> np.ndarray:
-        return self.predict_proba_groups(X)[self.best_group_]
+        return self._proba_groups(X)[self.best_group_]

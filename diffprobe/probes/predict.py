@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from diffprobe.outputs import claim_output
 from diffprobe.probes.io import TrainedProbe
 from diffprobe.probes.metrics import classification_metrics
 from diffprobe.store.reader import StoreReader
@@ -39,9 +40,12 @@ class Predictions:
             return None
         return classification_metrics(self.labels[known], self.proba[known], self.class_names)
 
-    def write_csv(self, path: str | Path) -> Path:
-        """One row per item: id, predicted class name, true label (-1: none), then a probability per class."""
-        p = Path(path)
+    def write_csv(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """One row per item: id, predicted class name, true label (-1: none), then a probability per class.
+
+        An existing ``path`` is refused (:class:`OutputExistsError`) unless ``overwrite``.
+        """
+        p = claim_output(path, overwrite=overwrite)
         p.parent.mkdir(parents=True, exist_ok=True)
         names = self.class_names
         with open(p, "w") as f:

@@ -1,4 +1,4 @@
-"""One probe run on a store: load keys, plan folds, standardise on train, fit, evaluate, report."""
+"""One probe run on a store: load keys, plan folds, fit (the estimator standardises on train), evaluate, report."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from diffprobe.outputs import claim_output
 from diffprobe.probes.data import Features, KeyInfo, default_splits, load_features, resolve_keys
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.io import TrainedProbe
 from diffprobe.probes.metrics import classification_metrics, topk_accuracy
 from diffprobe.probes.plan import DataConfig, Fold, plan_folds
 from diffprobe.probes.registry import PROBES, create_probe
-from diffprobe.probes.standardize import Standardizer
 from diffprobe.store.reader import StoreReader
 from diffprobe.store.select import BlockSpec
 
@@ -40,6 +40,12 @@ class ProbeConfig:
         if not keys:
             raise ProbeError("expected at least one key in ProbeConfig.keys")
         object.__setattr__(self, "keys", keys)
+        given = self.params.get("standardize", self.data.standardize)
+        if bool(given) != self.data.standardize:
+            raise ProbeError(
+                f"expected standardisation to be set once, by DataConfig.standardize ({self.data.standardize}); "
+                f"got params standardize={given!r}: use --standardize/--no-standardize instead of -p standardize"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -120,8 +126,9 @@ class ProbeResult:
             "config_hash": self.store.get("config_hash"),
         }
 
-    def save_json(self, path: str | Path) -> Path:
-        p = Path(path)
+    def save_json(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write :meth:`to_dict` as JSON; an existing ``path`` is refused (:class:`OutputExistsError`) unless ``overwrite``."""
+        p = claim_output(path, overwrite=overwrite)
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps(self.to_dict(), indent=1, default=str))
         return p
@@ -152,19 +159,26 @@ def layout_params(probe: Any, keys: tuple[KeyInfo, ...], shapes: tuple[tuple[int
     return out
 
 
-def fit_probe(config: ProbeConfig, train: Features, items: np.ndarray) -> tuple[Any, Standardizer | None, float]:
-    """Fit the configured probe on ``items`` of ``train`` (every noise draw a sample); returns (estimator, standardizer, seconds)."""
+def fit_probe(config: ProbeConfig, train: Features, items: np.ndarray) -> tuple[Any, float]:
+    """Fit the configured probe on ``items`` of ``train`` (every noise draw a sample); returns (estimator, seconds).
+
+    The estimator standardises its input itself: it gets ``standardize=config.data.standardize``.
+    """
     rows = train.rows(items)
     X = train.X[rows]
     y = np.repeat(train.y[items], train.draws)
-    std = Standardizer.fit(X) if config.data.standardize else None
-    if std is not None:
-        X = std.transform(X)
     est = create_probe(config.probe, **dict(config.params))
+    if "standardize" in est.get_params():
+        est.set_params(standardize=config.data.standardize)
+    elif config.data.standardize:
+        raise ProbeError(
+            f"expected the {config.probe} probe to take a `standardize` parameter (add `standardize: bool = True` "
+            "to its __init__); or run it with --no-standardize"
+        )
     est.set_params(**layout_params(est, train.keys, train.shapes))
     t0 = time.perf_counter()
     est.fit(X, y)
-    return est, std, time.perf_counter() - t0
+    return est, time.perf_counter() - t0
 
 
 def run_probe(store: StoreReader | str | Path, config: ProbeConfig, *, class_names: list[str] | None = None) -> ProbeResult:
@@ -216,8 +230,8 @@ def _run(store: StoreReader | str | Path, config: ProbeConfig, class_names: list
     fold_top1: list[list[float]] = [[] for _ in range(groups)]
     seconds, trained = 0.0, None
     for i, fold in enumerate(folds):
-        est, std, sec = fit_probe(config, train, fold.train_items)
-        trained = TrainedProbe(est, train.keys, names, std, train.shapes)
+        est, sec = fit_probe(config, train, fold.train_items)
+        trained = TrainedProbe(est, train.keys, names, train.shapes)
         p = trained.predict_proba_groups(target, fold.eval_items) if per_key else trained.predict_proba(target, fold.eval_items)[None]
         proba[:, fold.eval_items], seen[fold.eval_items] = p, True
         for g in range(groups):

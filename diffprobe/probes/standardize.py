@@ -2,6 +2,8 @@
 
 The moments are accumulated chunk by chunk in float64 (shifted by the first chunk's mean to avoid
 cancellation), so a lazy array is never loaded whole; ``transform`` stays lazy for a lazy input.
+Rows may be (N, D) or (N, C, H, W): the statistics are per flattened feature, (D,) with D = C·H·W,
+and ``transform`` returns the shape it was given.
 """
 
 from __future__ import annotations
@@ -11,23 +13,23 @@ from typing import Any
 
 import numpy as np
 
-from diffprobe.probes.arrays import is_in_memory, row_chunks
+from diffprobe.probes.arrays import as_numpy, is_in_memory, row_chunks
 
 
 @dataclass
 class Standardizer:
-    """x ↦ (x − mean) / scale per column; ``mean`` and ``scale`` are (D,) float32."""
+    """x ↦ (x − mean) / scale per feature; ``mean`` and ``scale`` are (D,) float32."""
 
     mean: np.ndarray
     scale: np.ndarray
 
     @classmethod
     def fit(cls, X: Any, chunk: int = 65536, eps: float = 1e-6) -> Standardizer:
-        """Moments of X (N, D); columns with std < ``eps`` get scale 1 (constant features stay 0)."""
+        """Moments of X (N, D) or (N, ...); features with std < ``eps`` get scale 1 (constant ones stay 0)."""
         shift = None
         n, s1, s2 = 0, 0.0, 0.0
         for _, rows in row_chunks(X, chunk):
-            r = rows.astype(np.float64)
+            r = rows.reshape(rows.shape[0], -1).astype(np.float64)
             if shift is None:
                 shift = r.mean(axis=0)
             r -= shift
@@ -43,9 +45,12 @@ class Standardizer:
         return cls((shift + m).astype(np.float32), scale.astype(np.float32))
 
     def transform(self, X: Any) -> Any:
-        """(N, D) → (N, D) float32; lazy in, lazy out."""
-        if is_in_memory(X):
-            out = np.asarray(X, dtype=np.float32) - self.mean
+        """(N, D) → (N, D) float32, (N, ...) → (N, ...); numpy or torch in, numpy out; lazy in, lazy out."""
+        shape = tuple(X.shape)
+        flat = X if len(shape) == 2 else X.reshape(shape[0], -1)
+        if is_in_memory(flat):
+            out = as_numpy(flat) - self.mean
             out /= self.scale
-            return out
-        return (X.astype(np.float32) - self.mean) / self.scale
+        else:
+            out = (flat.astype(np.float32) - self.mean) / self.scale
+        return out if len(shape) == 2 else out.reshape(shape)

@@ -3,7 +3,8 @@
 Optimisers and learning-rate schedules come from registries. The paper's recipe for every head is
 ``optimizer="sgd"`` (no momentum, no weight decay) with ``schedule="step"``: 28 epochs, lr × 0.1
 every 7 (a quarter of the epochs). Device and precision are applied here and nowhere else:
-autocast (bfloat16) only on CUDA.
+autocast (bfloat16) only on CUDA. Every run shows a progress bar of epochs with the last epoch's
+mean loss and training accuracy (both accumulated on the device), quiet when not on a terminal.
 """
 
 from __future__ import annotations
@@ -119,13 +120,18 @@ def train_module(
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     device: torch.device,
     work: float | None = None,
+    desc: str = "train",
 ) -> list[float]:
     """Train ``module`` in place with ``cfg``; returns the mean loss of each epoch.
+
+    A progress bar (``desc``) shows the epochs with the mean loss and training accuracy of the last
+    one; it is quiet when stderr is not a terminal.
 
     Args:
         groups: optimiser parameter groups (dicts with "params", optionally "lr").
         X: (N, D) features, in memory or chunked; y: (N,) int64 targets.
-        loss_fn: (module output, targets) → scalar loss.
+        loss_fn: (module output, targets) → scalar loss; the output is logits (B, K), or (B, H, K)
+            for H heads (the accuracy shown is then the mean over heads).
         work: multiply-adds per step, for choosing CPU threads (default: batch × parameters).
     """
     opt = _choose(OPTIMIZERS, cfg.optimizer, "optimizer")(groups, cfg.lr, cfg.weight_decay)
@@ -136,9 +142,17 @@ def train_module(
     work = work if device.type == "cpu" else None
     module.train()
     with torch_threads(cfg.num_threads, work):
-        history = _epochs(module, opt, sched, X, y, cfg, loss_fn, device, gen)
+        history = _epochs(module, opt, sched, X, y, cfg, loss_fn, device, gen, desc)
     module.eval()
     return history
+
+
+def _hits(logits: Tensor, y: Tensor) -> Tensor:
+    """Correct predictions in a batch, on the device: logits (B, K) or (B, H, K), y (B,) → scalar
+    (for H heads, each sample counts the fraction of heads that got it right)."""
+    pred = logits.detach().argmax(-1)
+    right = pred == y.view(-1, *([1] * (pred.dim() - 1)))
+    return right.float().reshape(pred.shape[0], -1).mean(1).sum()
 
 
 def _epochs(
@@ -151,27 +165,37 @@ def _epochs(
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     device: torch.device,
     gen: torch.Generator,
+    desc: str,
 ) -> list[float]:
     from tqdm.auto import tqdm
 
     history = []
-    # A bar only on a terminal (disable=None), and only worth it for runs of some length.
-    bar = tqdm(range(cfg.epochs), desc="epochs", unit="epoch", leave=False, disable=None if X.shape[0] * cfg.epochs > 200_000 else True)
-    for epoch in bar:
-        total, count = torch.zeros((), device=device), 0
-        for xb, yb in minibatches(X, y, cfg.batch_size, gen, cfg.chunk_size):
-            xb = xb.to(device, non_blocking=True)
-            yb = yb.to(device, non_blocking=True)
-            with autocast(amp_precision(device, cfg.amp), device):
-                loss = loss_fn(module(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach().float() * xb.shape[0]  # stays on the device: no sync per step
-            count += xb.shape[0]
-        sched.step()
-        history.append(float(total) / max(count, 1))
-        log.debug("epoch %d/%d: loss %.4f", epoch + 1, cfg.epochs, history[-1])
+    with tqdm(total=cfg.epochs, desc=desc, unit="epoch", leave=False, disable=None) as bar:
+        for epoch in range(cfg.epochs):
+            # Loss and hits stay on the device: one host sync per epoch, none per step.
+            total = torch.zeros((), device=device)
+            hits = torch.zeros((), device=device)
+            count = 0
+            for xb, yb in minibatches(X, y, cfg.batch_size, gen, cfg.chunk_size):
+                xb = xb.to(device, non_blocking=True)
+                yb = yb.to(device, non_blocking=True)
+                with autocast(amp_precision(device, cfg.amp), device):
+                    out = module(xb)
+                    loss = loss_fn(out, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.detach().float() * xb.shape[0]
+                hits += _hits(out, yb)
+                count += xb.shape[0]
+            sched.step()
+            loss_sum, hit_sum = torch.stack([total, hits]).tolist()
+            history.append(loss_sum / max(count, 1))
+            acc = hit_sum / max(count, 1)
+            bar.set_postfix({"loss": f"{history[-1]:.4f}", "acc": f"{100 * acc:.1f}%"}, refresh=False)
+            bar.update()
+            log.debug("epoch %d/%d: loss %.4f, training accuracy %.4f", epoch + 1, cfg.epochs, history[-1], acc)
+        bar.refresh()  # the last epoch, however fast the run was
     return history
 
 

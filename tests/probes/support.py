@@ -45,15 +45,21 @@ def real_store() -> Path:
 
 
 @functools.cache
-def real_arrays(key: str = GOOD_KEY) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(X_train, y_train, X_val, y_val) of one real key, standardised with train statistics."""
+def raw_arrays(key: str = GOOD_KEY) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(X_train, y_train, X_val, y_val) of one real key as stored (float32, flattened to (N, D))."""
     from diffprobe.store import open_store
 
     with open_store(real_store()) as s:
         Xtr = s.read("train", key).astype(np.float32)
         Xva = s.read("val", key).astype(np.float32)
-        Xtr, Xva = Xtr.reshape(Xtr.shape[0], -1), Xva.reshape(Xva.shape[0], -1)
         ytr, yva = s.labels("train"), s.labels("val")
+    return Xtr.reshape(Xtr.shape[0], -1), ytr, Xva.reshape(Xva.shape[0], -1), yva
+
+
+@functools.cache
+def real_arrays(key: str = GOOD_KEY) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(X_train, y_train, X_val, y_val) of one real key, standardised with train statistics."""
+    Xtr, ytr, Xva, yva = raw_arrays(key)
     mean, std = Xtr.mean(0), Xtr.std(0) + 1e-6
     return (Xtr - mean) / std, ytr, (Xva - mean) / std, yva
 

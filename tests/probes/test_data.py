@@ -72,7 +72,7 @@ def test_concatenated_keys_and_train_statistics_only(store):
     f = load_features(store, "train", ["t0090_b07_p1", KEY])
     assert f.X.shape == (80, 6 + 24) and f.shapes == ((6, 1, 1), (6, 2, 2))
     res = run_probe(store, ProbeConfig("logistic", ("t0090_b07_p1", KEY), {"C": 1.0}))
-    mean = res.trained.standardizer.mean
+    mean = res.trained.estimator.mean_
     np.testing.assert_allclose(mean, f.X.mean(0), atol=1e-5)  # train rows only, not val
     assert res.csv_row()["key"] == "t0090_b07_p1+t0090_b07_p2" and res.csv_row()["block"] == "7+7"
 

@@ -93,10 +93,11 @@ def test_lazy_input_streams_to_the_same_answer(name, data):
 
 
 def test_logistic_matches_its_objective_optimum(data):
-    """At a fixed C the solution satisfies ∇f = 0: W = −C·(P − Y)ᵀX (the row-space identity)."""
+    """At a fixed C the solution satisfies ∇f = 0: W = −C·(P − Y)ᵀX (the row-space identity).
+    The solver on X as given: standardisation off."""
     X, y, _, _ = data
     X2 = X.reshape(len(X), -1)
-    est = create_probe("logistic", C=0.5, tol=1e-6).fit(X2, y)
+    est = create_probe("logistic", C=0.5, tol=1e-6, standardize=False).fit(X2, y)
     logits = X2 @ est.coef_.T + est.intercept_
     P = np.exp(logits - logits.max(1, keepdims=True))
     P /= P.sum(1, keepdims=True)
@@ -110,10 +111,11 @@ def test_logistic_row_space_reduction_is_exact():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 300)).astype(np.float32)
     y = np.arange(40) % 3
-    reduced = create_probe("logistic", C=0.3, tol=1e-7).fit(X, y)
-    direct = create_probe("logistic", C=0.3, tol=1e-7).fit(np.tile(X, (3, 1)), np.tile(y, 3))  # N > D: direct path
+    solver = {"tol": 1e-7, "standardize": False}
+    reduced = create_probe("logistic", C=0.3, **solver).fit(X, y)
+    direct = create_probe("logistic", C=0.3, **solver).fit(np.tile(X, (3, 1)), np.tile(y, 3))  # N > D: direct path
     # Tripling the rows equals C × 3 on the original rows (the penalty is 1/(C·N)); compare at equal C·N.
-    tripled = create_probe("logistic", C=0.1, tol=1e-7).fit(np.tile(X, (3, 1)), np.tile(y, 3))
+    tripled = create_probe("logistic", C=0.1, **solver).fit(np.tile(X, (3, 1)), np.tile(y, 3))
     np.testing.assert_allclose(tripled.coef_, reduced.coef_, atol=5e-3)
     assert direct.coef_.shape == reduced.coef_.shape == (3, 300)
 
