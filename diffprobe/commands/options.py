@@ -7,6 +7,8 @@ Only click and light diffprobe modules are imported here: ``diffprobe --help`` m
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,13 +22,14 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 class CommaList(click.ParamType):
-    """``90,150`` or ``1-19`` (repeatable option values are concatenated).
+    """``90,150``, ``1-19`` or ``11-19:2`` (a range with a step); repeatable option values are concatenated.
 
     ``kind``: ``int``; ``block`` (paper numbers, ranges, or module paths such as output_blocks.4);
     ``pool`` (sizes or ``full``); ``str``.
     """
 
     name = "list"
+    _RANGE = re.compile(r"^(\d+)-(\d+)(?::(\d+))?$")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -38,16 +41,17 @@ class CommaList(click.ParamType):
         for tok in (t.strip() for t in str(value).split(",")):
             if not tok:
                 continue
-            if self.kind in ("int", "block") and "-" in tok.strip("-") and all(p.isdigit() for p in tok.split("-", 1)):
-                lo, hi = (int(p) for p in tok.split("-", 1))
-                if lo > hi:
+            m = self._RANGE.match(tok) if self.kind in ("int", "block") else None
+            if m:
+                lo, hi, step = int(m[1]), int(m[2]), int(m[3] or 1)
+                if lo > hi or step < 1:
                     self.fail(f"empty range {tok!r}", param, ctx)
-                out.extend(range(lo, hi + 1))
+                out.extend(range(lo, hi + 1, step))
             elif self.kind == "int" or (self.kind == "block" and tok.isdigit()):
                 try:
                     out.append(int(tok))
                 except ValueError:
-                    self.fail(f"expected integers separated by commas, got {tok!r}", param, ctx)
+                    self.fail(f"expected integers and ranges like 90,150 or 1-19 or 11-19:2, got {tok!r}", param, ctx)
             elif self.kind == "pool":
                 try:
                     out.append(parse_pool(tok))
@@ -93,6 +97,35 @@ def one(values: tuple, flag: str) -> Any:
     if len(values) > 1:
         raise click.BadParameter(f"expected one value here, got {', '.join(map(str, values))}", param_hint=flag)
     return values[0] if values else None
+
+
+def parse_params(items: tuple[str, ...]) -> dict[str, Any]:
+    """``("lr=0.01,0.1", "optimizer=adamw")`` → {"lr": (0.01, 0.1), "optimizer": "adamw"} (JSON scalars)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, eq, text = item.partition("=")
+        if not eq or not name.strip():
+            raise ConfigError(f"expected --param NAME=VALUE, got {item!r}")
+        vals = [_scalar(v) for v in text.split(",")] if "," in text else [_scalar(text)]
+        out[name.strip()] = tuple(vals) if len(vals) > 1 else vals[0]
+    return out
+
+
+def _scalar(text: str) -> Any:
+    text = text.strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {"none": None, "true": True, "false": False}.get(text.lower(), text)
+
+
+def claim_outputs(outputs: dict[str, str | None], overwrite: bool) -> None:
+    """Refuse existing outputs (option → path) before any work, so that a refusal costs nothing."""
+    from diffprobe.outputs import claim_output
+
+    for option, path in outputs.items():
+        if path:
+            claim_output(path, overwrite=overwrite, option=option)
 
 
 def stack_options(f: Callable[..., Any], options: Sequence[Decorator]) -> Callable[..., Any]:

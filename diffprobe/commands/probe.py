@@ -12,7 +12,10 @@ from typing import Any
 
 import click
 
+from diffprobe.commands.difffeed import difffeed
 from diffprobe.commands.options import (
+    claim_outputs,
+    parse_params,
     Decorator,
     blocks_option,
     device_option,
@@ -27,26 +30,6 @@ from diffprobe.commands.options import (
 )
 from diffprobe.errors import ConfigError
 from diffprobe.probes.registry import PROBES
-
-
-def parse_params(items: tuple[str, ...]) -> dict[str, Any]:
-    """``("lr=0.01,0.1", "optimizer=adamw")`` → {"lr": (0.01, 0.1), "optimizer": "adamw"} (JSON scalars)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        name, eq, text = item.partition("=")
-        if not eq or not name.strip():
-            raise ConfigError(f"expected --param NAME=VALUE, got {item!r}")
-        vals = [_scalar(v) for v in text.split(",")] if "," in text else [_scalar(text)]
-        out[name.strip()] = tuple(vals) if len(vals) > 1 else vals[0]
-    return out
-
-
-def _scalar(text: str) -> Any:
-    text = text.strip()
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return {"none": None, "true": True, "false": False}.get(text.lower(), text)
 
 
 def key_options(default: str) -> Decorator:
@@ -107,15 +90,6 @@ def probe_group() -> None:
     """Train a probe on stored features and print its metrics (top-1, top-5, per class)."""
 
 
-def _claim_outputs(outputs: dict[str, str | None], overwrite: bool) -> None:
-    """Refuse existing outputs (option → path) before any work, so that a refusal costs nothing."""
-    from diffprobe.outputs import claim_output
-
-    for option, path in outputs.items():
-        if path:
-            claim_output(path, overwrite=overwrite, option=option)
-
-
 def _make_probe_command(name: str) -> None:
     @probe_group.command(name)
     @click.argument("store", type=click.Path(exists=True))
@@ -136,7 +110,7 @@ def _make_probe_command(name: str) -> None:
         data = data_config(o)
         if save and data.folds:
             raise ConfigError("expected --save without --folds (k-fold trains one probe per fold)")
-        _claim_outputs({"--out": out, "--save": save}, overwrite)
+        claim_outputs({"--out": out, "--save": save}, overwrite)
         with open_store(store) as s:
             cfg = config_for_store(s, name, flatten(timesteps), flatten(blocks), flatten(pools), keys, probe_params(o), data)
             if o["dry_run"]:
@@ -160,24 +134,32 @@ for _name in PROBES:
 
 @probe_group.command("predict")
 @click.argument("saved", type=click.Path(exists=True, file_okay=False))
-@click.argument("store", type=click.Path(exists=True))
-@click.option("--split", default="val", show_default=True, help="Split of STORE to predict.")
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--split", default="val", show_default=True, help="Split of SOURCE to predict.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="CSV of id, predicted class and probabilities.")
 @overwrite_option("--out")
 @device_option(None, "cpu, cuda, cuda:K or auto [default: as saved].")
-def predict_cmd(saved: str, store: str, split: str, out: str | None, overwrite: bool, device: str | None) -> None:
-    """Apply a probe saved with `probe … --save SAVED` to a split of another STORE."""
+def predict_cmd(saved: str, source: str, split: str, out: str | None, overwrite: bool, device: str | None) -> None:
+    """Apply a probe saved with `probe … --save SAVED` to a split of SOURCE: another store, or — for
+    probes that train on images (difffeed) — images, as for `extract`."""
     from diffprobe.probes.io import load_probe
-    from diffprobe.probes.predict import predict_split
+    from diffprobe.probes.predict import predict_data, predict_split
+    from diffprobe.probes.registry import IMAGE_PROBES
     from diffprobe.store import open_store
 
-    _claim_outputs({"--out": out}, overwrite)
+    claim_outputs({"--out": out}, overwrite)
     trained = load_probe(saved, device=device)
-    with open_store(store) as s:
-        pred = predict_split(trained, s, split)
+    if trained.probe in IMAGE_PROBES:
+        pred = predict_data(trained, source, split)
+    else:
+        with open_store(source) as s:
+            pred = predict_split(trained, s, split)
     if out:
         pred.write_csv(out, overwrite=overwrite)
     click.echo(f"predicted {len(pred.ids)} items of {split!r} with the {trained.probe} probe on {', '.join(k.name for k in trained.keys)}")
     m = pred.metrics()
     if m is not None:
         click.echo(f"top-1 {100 * m['top1']:.2f}%  top-5 {100 * m['top5']:.2f}%  ({m['n']} labelled)")
+
+
+probe_group.add_command(difffeed)

@@ -6,7 +6,7 @@ conv), then the middle block, then the output blocks. The final GroupNorm/SiLU/c
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -130,6 +130,7 @@ class ADMUNet(nn.Module):
         capture: Collection[int] = (),
         stop_after: int | None = None,
         index: Tensor | None = None,
+        add: Mapping[int, Tensor] | None = None,
     ) -> tuple[Tensor | None, dict[int, Tensor]]:
         """The forward pass; the only one in this package.
 
@@ -141,6 +142,9 @@ class ADMUNet(nn.Module):
             stop_after: return right after this block (no later block is computed); None runs
                 the whole network.
             index: (N,) rows into t and y when those hold only the distinct pairs (see :meth:`embed`).
+            add: {block number: tensor} added to that block's output before anything reads it — the
+                next block, the skip connection of an input block, and ``capture`` (DifFeed's
+                feedback; each tensor broadcasts to (N, C_b, H_b, W_b)).
         Returns:
             (output, features): output is (N, C_out, H, W), or None when stopped early; features
             maps each captured block number to its (N, C_b, H_b, W_b) output.
@@ -152,24 +156,29 @@ class ADMUNet(nn.Module):
         skips: list[Tensor] = []
         n = 0
 
-        def visit(h: Tensor) -> bool:
+        def visit(h: Tensor) -> Tensor:
             nonlocal n
             n += 1
+            if add is not None and n in add:
+                h = h + add[n]
             if n in want:
                 feats[n] = h
+            return h
+
+        def done() -> bool:
             return stop_after is not None and n >= stop_after
 
         for block in self.input_blocks:
-            h = block(h, emb, index)
+            h = visit(block(h, emb, index))
             skips.append(h)
-            if visit(h):
+            if done():
                 return None, feats
-        h = self.middle_block(h, emb, index)
-        if visit(h):
+        h = visit(self.middle_block(h, emb, index))
+        if done():
             return None, feats
         for block in self.output_blocks:
-            h = block(torch.cat([h, skips.pop()], dim=1), emb, index)
-            if visit(h):
+            h = visit(block(torch.cat([h, skips.pop()], dim=1), emb, index))
+            if done():
                 return None, feats
         return self.out(h).to(x.dtype), feats
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -134,10 +134,13 @@ class Backbone(nn.Module):
             raise ValueError("no blocks requested")
         return self.run_blocks(x_t, t, tuple(numbers))
 
-    def run_blocks(self, x_t: Tensor, t: Tensor | int | Timesteps, numbers: tuple[int, ...]) -> dict[int, Tensor]:
+    def run_blocks(
+        self, x_t: Tensor, t: Tensor | int | Timesteps, numbers: tuple[int, ...], add: Mapping[int, Tensor] | None = None
+    ) -> dict[int, Tensor]:
         """:meth:`features` for paper numbers already resolved: nothing but the forward, so this is
         the function to hand to ``torch.compile`` (resolving names measures the blocks on the meta
-        device, which must stay outside a compiled graph).
+        device, which must stay outside a compiled graph). ``add`` ({block: tensor}) is added to
+        those blocks' outputs on the way (DifFeed's feedback; see :meth:`ADMUNet.run`).
 
         Args:
             x_t: (N, C, H, W) noisy images; t: one timestep, (N,) or :class:`Timesteps`;
@@ -146,7 +149,7 @@ class Backbone(nn.Module):
             {paper number: (N, C_b, H_b, W_b)}.
         """
         tt, y, index = self._inputs(x_t, t)
-        _, feats = self.net.run(x_t, tt, y, capture=numbers, stop_after=max(numbers), index=index)
+        _, feats = self.net.run(x_t, tt, y, capture=numbers, stop_after=max(numbers), index=index, add=add)
         return {n: feats[n] for n in numbers}
 
     def forward(self, x_t: Tensor, t: Tensor | int | Timesteps) -> Tensor:

@@ -61,3 +61,11 @@ def predict_split(trained: TrainedProbe, store: StoreReader, split: str) -> Pred
     items = np.flatnonzero(np.asarray(store.valid(split), dtype=bool))
     labels = np.asarray(store.labels(split))[items]
     return Predictions(split, ids, proba, labels, list(trained.class_names))
+
+
+def predict_data(trained: TrainedProbe, data: str | Path, split: str) -> Predictions:
+    """Run an image probe (DifFeed) on every item of ``split`` of the images in ``data``."""
+    from diffprobe.probes.difffeed_run import predict_images
+
+    ids, proba, labels = predict_images(trained, data, split)
+    return Predictions(split, ids, proba, labels, list(trained.class_names))

@@ -17,6 +17,21 @@ PROBES: dict[str, str] = {
 }
 
 
+#: Probes that train on images, running the U-Net in their training loop (not on a store's features):
+#: ``diffprobe probe NAME DATA …`` has its own command, and sweeps do not offer them.
+IMAGE_PROBES: dict[str, str] = {
+    "difffeed": "diffprobe.probes.difffeed:DifFeedProbe",
+}
+
+
+def _target(name: str) -> str:
+    if name in PROBES:
+        return PROBES[name]
+    if name in IMAGE_PROBES:
+        return IMAGE_PROBES[name]
+    raise ProbeError(f"unknown probe {name!r}; valid: {', '.join([*PROBES, *IMAGE_PROBES])}")
+
+
 def probe_names() -> list[str]:
     """Registered probe names, in registry order."""
     return list(PROBES)
@@ -31,16 +46,14 @@ def register_probe(name: str, target: str) -> None:
 
 def probe_class(name: str) -> type:
     """The estimator class registered as ``name``."""
-    if name not in PROBES:
-        raise ProbeError(f"unknown probe {name!r}; valid: {', '.join(PROBES)}")
-    module, _, cls = PROBES[name].partition(":")
+    module, _, cls = _target(name).partition(":")
     return getattr(importlib.import_module(module), cls)
 
 
 def probe_name_of(estimator: Any) -> str:
     """The registry name of an estimator instance (or its class name when unregistered)."""
     cls = type(estimator)
-    for name, target in PROBES.items():
+    for name, target in {**PROBES, **IMAGE_PROBES}.items():
         if target == f"{cls.__module__}:{cls.__qualname__}":
             return name
     return cls.__qualname__

@@ -111,6 +111,12 @@ def amp_precision(device: torch.device, amp: bool) -> str:
     return "bf16" if amp and device.type == "cuda" else "fp32"
 
 
+def optimizer_and_schedule(cfg: TrainConfig, groups: Iterable[dict[str, Any]]) -> tuple[torch.optim.Optimizer, Any]:
+    """The optimiser over parameter ``groups`` and its learning-rate schedule, as ``cfg`` names them."""
+    opt = _choose(OPTIMIZERS, cfg.optimizer, "optimizer")(groups, cfg.lr, cfg.weight_decay)
+    return opt, _choose(SCHEDULES, cfg.schedule, "schedule")(opt, cfg.epochs)
+
+
 def train_module(
     module: nn.Module,
     groups: list[dict[str, Any]],
@@ -134,8 +140,7 @@ def train_module(
             for H heads (the accuracy shown is then the mean over heads).
         work: multiply-adds per step, for choosing CPU threads (default: batch × parameters).
     """
-    opt = _choose(OPTIMIZERS, cfg.optimizer, "optimizer")(groups, cfg.lr, cfg.weight_decay)
-    sched = _choose(SCHEDULES, cfg.schedule, "schedule")(opt, cfg.epochs)
+    opt, sched = optimizer_and_schedule(cfg, groups)
     gen = torch.Generator().manual_seed(cfg.seed)
     if work is None:
         work = cfg.batch_size * sum(p.numel() for p in module.parameters())
@@ -147,7 +152,7 @@ def train_module(
     return history
 
 
-def _hits(logits: Tensor, y: Tensor) -> Tensor:
+def count_hits(logits: Tensor, y: Tensor) -> Tensor:
     """Correct predictions in a batch, on the device: logits (B, K) or (B, H, K), y (B,) → scalar
     (for H heads, each sample counts the fraction of heads that got it right)."""
     pred = logits.detach().argmax(-1)
@@ -186,7 +191,7 @@ def _epochs(
                 loss.backward()
                 opt.step()
                 total += loss.detach().float() * xb.shape[0]
-                hits += _hits(out, yb)
+                hits += count_hits(out, yb)
                 count += xb.shape[0]
             sched.step()
             loss_sum, hit_sum = torch.stack([total, hits]).tolist()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from diffprobe.probes import create_probe
-from diffprobe.probes.training import _hits
+from diffprobe.probes.training import count_hits
 from tests.probes.support import blobs
 
 
@@ -47,6 +47,6 @@ def test_fit_shows_a_bar_on_a_terminal_only(monkeypatch, data, name, params, sho
 def test_accuracy_is_counted_on_the_device_per_head():
     y = torch.tensor([0, 1, 2])
     logits = torch.tensor([[5.0, 0, 0], [5.0, 0, 0], [0, 0, 5.0]])  # rows 0 and 2 right
-    assert _hits(logits, y).item() == 2
+    assert count_hits(logits, y).item() == 2
     heads = torch.stack([logits, torch.eye(3) * 5], dim=1)  # (B, H=2, K): the second head gets all three
-    assert _hits(heads, y).item() == pytest.approx(2 / 2 + 1 / 2 + 2 / 2)
+    assert count_hits(heads, y).item() == pytest.approx(2 / 2 + 1 / 2 + 2 / 2)
