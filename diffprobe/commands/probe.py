@@ -14,16 +14,16 @@ import click
 
 from diffprobe.commands.difffeed import difffeed
 from diffprobe.commands.options import (
-    claim_outputs,
-    parse_params,
     Decorator,
     blocks_option,
+    claim_outputs,
     device_option,
     dry_run_option,
     flatten,
     json_option,
     max_memory_option,
     overwrite_option,
+    parse_params,
     pools_option,
     stack_options,
     timesteps_option,
