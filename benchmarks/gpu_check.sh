@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The prepared GPU check for a lent H100/H200 (the `device` tool), in one call of about 8 minutes:
 # GPU-only tests, the extraction-speed benchmark for the 256 model at block 24 (reference style,
-# diffprobe eager and compiled, end to end), and timestep fusion on the small model.
+# diffprobe eager and compiled, end to end), timestep fusion on the small model, and the time per
+# DifFeed training step for the 256 model at batch 4 and 32 (released style against diffprobe's).
 #
 # Prepare once, here (the device image has torch but not zarr or dask; Python 3.12 there):
 #   echo /.whl/ >> .git/info/exclude
@@ -36,3 +37,8 @@ timeout 330 $PY benchmarks/extract_speed.py --model "$MODEL" --block "$BLOCK" --
 echo "== timestep fusion on the 32x32 model"
 timeout 90 $PY benchmarks/extract_speed.py --model adm-32-fmnist --batch 64 --iters 10 \
     --fuse auto --timesteps 8 2>&1 | tee "$OUT/fuse32.log" | grep -v Warning
+
+echo "== DifFeed training step, $MODEL, batch 4 and 32"
+for B in 4 32; do
+    timeout 120 $PY benchmarks/difffeed_speed.py --model "$MODEL" --batch "$B" --iters 5 2>&1 | tee "$OUT/difffeed_b$B.log" | grep -v Warning
+done

@@ -25,3 +25,14 @@ def test_extract_speed_benchmark_runs():
     assert "(fuse auto → 2)" in out and re.search(r"fuse 2\s+\(\s+4 rows per forward\)", out), out
     assert re.search(r"p=2 pooled\s+steady\s+[\d.]+ img/s =\s+[\d.]+% of compute-only", out), out
     assert "native map" in out
+
+
+@pytest.mark.slow
+def test_difffeed_speed_benchmark_runs():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "difffeed_speed.py"), "--device", "cpu", "--iters", "1", "--batch", "2", "--dim", "16"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    assert "feedback [(12, 8), (15, 5), (18, 2)]" in out and "read block 15" in out
+    assert re.search(r"released style \(two full forwards\)\s+[\d.]+\s+[\d.]+\s+1\.00×", out), out
+    assert re.search(r"cached pass 1, truncated pass 2\s+[\d.]+\s+[\d.]+\s+[\d.]+×", out), out
