@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
@@ -17,11 +16,13 @@ from diffprobe.commands.options import (
     flatten,
     max_memory_option,
     one,
+    overwrite_option,
     pools_option,
     stack_options,
     timesteps_option,
 )
 from diffprobe.pipelines.cka.config import ESTIMATOR_NAMES, KERNEL_NAMES, METHOD_NAMES
+from diffprobe.pipelines.cka.plot import COLOR_RANGES
 
 
 def cka_options(f: Any) -> Any:
@@ -40,29 +41,38 @@ def cka_options(f: Any) -> Any:
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of the minibatch permutation."),
         click.option("--out", "out", type=click.Path(file_okay=False), default=None,
                      help="Output folder for cka.csv, cka.json, cka.png [default: ./cka-<command>]."),
-        dry_run_option("Print the resolved settings and stop."),
+        overwrite_option("the --out folder"),
+        click.option("--color-range", type=click.Choice(COLOR_RANGES), default=None,
+                     help="Heatmap colour scale: unit (0–1, comparable across figures) or auto (the values' "
+                          "min–max, stated in the colour bar) [default: auto for timesteps, unit otherwise]."),
+        dry_run_option("Print the resolved settings and stop (an existing --out is still refused)."),
     ])  # fmt: skip
 
 
 def _run(analysis: str, opts: dict[str, Any], stores: tuple[str, ...], selection: dict[str, Any]) -> None:
-    """Build the CKAConfig, then print it (--dry-run) or run ``analysis`` and write its outputs."""
+    """Build the CKAConfig, claim the output folder, then print the settings (--dry-run) or run
+    ``analysis`` and write its outputs."""
+    from diffprobe.outputs import claim_output
     from diffprobe.pipelines.cka.config import CKAConfig
+    from diffprobe.pipelines.cka.outputs import DEFAULT_COLOR_RANGE
 
     cfg = CKAConfig(
         kernel=opts["kernel"], estimator=opts["estimator"], batch_size=opts["batch_size"], rbf_fraction=opts["rbf_fraction"],
         device=opts["device"], max_memory=opts["max_memory"], method=opts["method"], seed=opts["seed"],
     )  # fmt: skip
-    out = Path(opts["out"] or f"cka-{analysis}")
+    out = claim_output(opts["out"] or f"cka-{analysis}", overwrite=opts["overwrite"])  # before any computation
+    color_range = opts["color_range"] or DEFAULT_COLOR_RANGE[analysis]
     if opts["dry_run"]:
         named = dict(zip(("store_a", "store_b") if len(stores) == 2 else ("store",), stores))
-        resolved = {"command": f"cka {analysis}", "selection": {**named, **selection}, "config": cfg.to_dict(), "out": str(out)}
+        resolved = {"command": f"cka {analysis}", "selection": {**named, **selection}, "config": cfg.to_dict(), "out": str(out),
+                    "color_range": color_range}  # fmt: skip
         click.echo(json.dumps(resolved, indent=1))
         return
     from diffprobe.pipelines.cka import analyses
     from diffprobe.pipelines.cka.outputs import write_outputs
 
     result = getattr(analyses, f"cka_{analysis}")(*stores, **selection, config=cfg)
-    paths = write_outputs(result, out)
+    paths = write_outputs(result, out, overwrite=opts["overwrite"], color_range=color_range)
     click.echo(result.summary())
     click.echo(f"wrote {paths['csv']}, {paths['json']}, {paths['png']}")
 

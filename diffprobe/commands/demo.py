@@ -12,13 +12,16 @@ from diffprobe.commands.options import device_option, progress_option
 @device_option()
 @progress_option()
 def demo(out: str, device: str, progress: bool | None) -> None:
-    """Run the main job on the bundled real model and Fashion-MNIST images (a minute or two on CPU).
+    """Run the main job on the bundled real model and Fashion-MNIST images (under two minutes on 2 CPU cores).
 
     Extracts features of 1,500 Fashion-MNIST images (1,000 train, 500 val) from the bundled ADM
-    model at t = 50 and 150, blocks 7, 10 (middle) and 13, pooled 1×1 and 2×2, into OUT/features.zarr
-    (and every block at t = 90 on val); fits a logistic probe per key and a raw-pixel baseline
-    (OUT/probes/: table, best keys, plots); writes the blocks × blocks CKA heatmap (OUT/cka/).
-    Re-running reuses the finished store.
+    model into OUT/features.zarr, on a grid shaped like the paper's ablations: every block (1-19;
+    10 is the middle block) at t = 90, and t = 10, 90, 300, 500 at block 12, pooled 1×1 and 2×2.
+    Fits a logistic probe per key and a raw-pixel baseline (OUT/probes/: table, best keys, and the
+    accuracy vs block, t and pool plots with the baseline drawn in); writes the blocks × blocks CKA
+    heatmap at t = 90 (OUT/cka/).
+
+    OUT belongs to the demo: re-running reuses its finished store and regenerates probes/ and cka/.
     """
     from diffprobe.pipelines.demo import run_demo
 

@@ -1,12 +1,13 @@
 """``diffprobe demo``: the main job on the bundled real model and Fashion-MNIST slice, on CPU.
 
-Extract → probe every key against a raw-pixel baseline → CKA between every block; one typed
-:class:`DemoResult` says what happened.
+Extract a grid shaped like the paper's ablations → probe every key against a raw-pixel baseline →
+CKA between every block; one typed :class:`DemoResult` says what happened.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -14,25 +15,34 @@ from typing import Any
 import numpy as np
 
 from diffprobe.extract.config import ExtractConfig
+from diffprobe.extract.presets import ASSETS, PRESETS
+from diffprobe.outputs import claim_output
 from diffprobe.pipelines.extraction.job import ExtractSummary, extract_features
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.plan import DataConfig
 from diffprobe.probes.run import ProbeConfig, run_probe
+from diffprobe.store.layout import FeatureKey
 from diffprobe.store.memory import MemorySplit, MemoryStore
 from diffprobe.store.store import FeatureStore, open_store
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-DEMO_CHECKPOINT = ASSETS / "adm32_fmnist_ema.pt"
-DEMO_DATA = ASSETS / "fmnist"
 DEMO_MODEL = "adm-32-fmnist"
-#: Keys of the demo: early/middle t; an encoder block, the middle block, and a decoder block.
-DEMO_TIMESTEPS = (50, 150)
-DEMO_BLOCKS = (7, 10, 13)
+DEMO_CHECKPOINT = ASSETS / str(PRESETS[DEMO_MODEL].bundled)  # the checkpoint the preset ships
+DEMO_DATA = ASSETS / "fmnist"
+#: The demo's grid is a cross through (t, block), like the paper's two ablation tables, rather than
+#: their product, which would cost a U-Net forward through the deepest block for every t: every
+#: block at BLOCKS_T (the CKA figure's t too), and DEMO_TIMESTEPS at T_BLOCK, two blocks after the
+#: middle block (10), where a forward is still cheap. Both arms are stored at DEMO_POOLS; the block
+#: and t sweeps are probed at SWEEP_POOL, and every pool at (BLOCKS_T, T_BLOCK). On 2 CPU cores a
+#: forward through block 12 costs about a third of a full one, and each t of the t arm about 13 s.
+BLOCKS_T = 90
+T_BLOCK = 12
+DEMO_TIMESTEPS = (10, 90, 300, 500)
 DEMO_POOLS = (1, 2)
+SWEEP_POOL = 1
 #: The CKA figure: every block at one t, globally pooled, on the val split.
-CKA_T = 90
+CKA_T = BLOCKS_T
 CKA_SPLIT = "val"
 
 
@@ -71,11 +81,11 @@ class DemoProbes:
 
 @dataclass(frozen=True)
 class DemoResult:
-    """Everything the demo did and wrote."""
+    """Everything the demo did and wrote. ``extractions``: (what was extracted, its summary) per
+    arm of the grid; both write the same store."""
 
     store: Path
-    extraction: ExtractSummary
-    cka_extraction: ExtractSummary
+    extractions: tuple[tuple[str, ExtractSummary], ...]
     probes: DemoProbes
     cka_png: Path
     stored: tuple[str, ...] = field(default=())
@@ -83,7 +93,11 @@ class DemoResult:
     def lines(self) -> list[str]:
         """What ``diffprobe demo`` prints."""
         p, b = self.probes, self.probes.best
-        out = [*self.extraction.lines(), f"stored in {self.store}:", *(f"  {s}" for s in self.stored)]
+        out = [f"extracted into {self.store}:"]
+        for what, e in self.extractions:
+            out.append(f"  {what}: {e.items} items ({e.forwards} U-Net forwards) in {e.seconds:.1f} s, failed: {len(e.failures)}")
+            out += [f"    failed: [{s}] {i}: {err}" for s, i, err in e.failures[:20]]
+        out += [f"stored in {self.store}:", *(f"  {s}" for s in self.stored)]
         out.append(f"logistic probes on {len(p.scores)} keys (train → val):")
         out += [f"  {s.key:<14} top-1 {s.top1:.1%}" for s in sorted(p.scores, key=lambda s: -s.top1)[:5]]
         out.append(f"best: {b.key} (t={b.t}, block {b.block}, pool {b.pool}) top-1 {b.top1:.1%} "
@@ -93,36 +107,52 @@ class DemoResult:
         return out
 
 
-def demo_config(out_dir: Path, device: str = "auto", batch_size: int = 100) -> ExtractConfig:
-    return ExtractConfig(
+def demo_configs(out_dir: Path, n_blocks: int, device: str = "auto", batch_size: int = 100) -> dict[str, ExtractConfig]:
+    """The two arms of the demo's grid, {what: config}, both into ``out_dir/features.zarr``."""
+    base = ExtractConfig(
         data=str(DEMO_DATA), out=str(out_dir / "features.zarr"), model=DEMO_MODEL, checkpoint=str(DEMO_CHECKPOINT),
-        timesteps=DEMO_TIMESTEPS, blocks=DEMO_BLOCKS, pools=DEMO_POOLS, batch_size=batch_size, device=device,
+        timesteps=(BLOCKS_T,), blocks=tuple(range(1, n_blocks + 1)), pools=DEMO_POOLS, batch_size=batch_size, device=device,
     )  # fmt: skip
+    ts = tuple(t for t in DEMO_TIMESTEPS if t != BLOCKS_T)
+    return {
+        f"blocks 1-{n_blocks} at t={BLOCKS_T}": base,
+        f"block {T_BLOCK} at t={','.join(map(str, ts))}": replace(base, timesteps=ts, blocks=(T_BLOCK,)),
+    }
+
+
+def demo_keys(n_blocks: int) -> tuple[str, ...]:
+    """The keys the demo probes: every block at (BLOCKS_T, SWEEP_POOL), every t at (T_BLOCK,
+    SWEEP_POOL), every pool at (BLOCKS_T, T_BLOCK)."""
+    keys = [FeatureKey(BLOCKS_T, b, SWEEP_POOL) for b in range(1, n_blocks + 1)]
+    keys += [FeatureKey(t, T_BLOCK, SWEEP_POOL) for t in DEMO_TIMESTEPS]
+    keys += [FeatureKey(BLOCKS_T, T_BLOCK, p) for p in DEMO_POOLS]
+    return tuple(k.name for k in sorted(set(keys)))
 
 
 def run_demo(out_dir: str | Path = "diffprobe-demo", device: str = "auto", progress: bool | None = None) -> DemoResult:
-    """The main job: extract the demo keys into ``out_dir/features.zarr`` (plus every block at
-    t=90 on val for CKA), fit a logistic probe per key against a raw-pixel baseline with sweep
-    plots (``out_dir/probes/``), and write the blocks × blocks CKA heatmap (``out_dir/cka/``).
-    Re-running reuses the finished store."""
+    """The main job: extract the demo's grid into ``out_dir/features.zarr`` (every block at t=90;
+    t = 10, 90, 300, 500 at block 12), fit a logistic probe per key against a raw-pixel baseline
+    with sweep plots (``out_dir/probes/``), and write the blocks × blocks CKA heatmap at t=90
+    (``out_dir/cka/``).
+
+    ``out_dir`` belongs to the demo: an existing one is not refused. Re-running reuses the finished
+    store (only missing arrays are extracted) and regenerates ``probes/`` and ``cka/`` in place.
+    """
     from diffprobe.extract.blocks import measure_blocks
-    from diffprobe.extract.presets import PRESETS
     from diffprobe.pipelines.cka.analyses import cka_blocks
     from diffprobe.pipelines.cka.outputs import write_outputs
 
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    cfg = demo_config(out, device)
-    summary = extract_features(cfg, progress=progress)
     n_blocks = len(measure_blocks(PRESETS[DEMO_MODEL].config))
-    cka_cfg = replace(cfg, timesteps=(CKA_T,), blocks=tuple(range(1, n_blocks + 1)), pools=(1,), splits=(CKA_SPLIT,))
-    cka_summary = extract_features(cka_cfg, progress=progress)
+    extractions = tuple((what, extract_features(cfg, progress=progress)) for what, cfg in demo_configs(out, n_blocks, device).items())
     store = out / "features.zarr"
-    probes = demo_probes(store, out)
-    cka_png = write_outputs(cka_blocks(store, split=CKA_SPLIT, t=CKA_T, pool=1), out / "cka")["png"]
+    # The demo's own outputs are regenerated on every run (overwrite=True), by design.
+    probes = demo_probes(store, out, keys=demo_keys(n_blocks), overwrite=True)
+    cka_png = write_outputs(cka_blocks(store, split=CKA_SPLIT, t=CKA_T, pool=1), out / "cka", overwrite=True)["png"]
     with open_store(store) as s:
         stored = tuple(stored_lines(s))
-    return DemoResult(store, summary, cka_summary, probes, cka_png, stored)
+    return DemoResult(store, extractions, probes, cka_png, stored)
 
 
 def stored_lines(store: FeatureStore) -> list[str]:
@@ -139,23 +169,28 @@ def stored_lines(store: FeatureStore) -> list[str]:
     return lines
 
 
-def demo_probes(store_path: str | Path, out_dir: str | Path, data: DataConfig | None = None) -> DemoProbes:
-    """The demo's probe step: a logistic probe per key, a raw-pixel logistic baseline, sweep plots.
+def demo_probes(store_path: str | Path, out_dir: str | Path, data: DataConfig | None = None,
+                keys: Sequence[str] = (), *, overwrite: bool = False) -> DemoProbes:  # fmt: skip
+    """The demo's probe step: a logistic probe per key (``keys``, default every extracted key), a
+    raw-pixel logistic baseline on the same items, and sweep plots with the baseline drawn in.
 
-    Writes ``out_dir/probes/{results.csv, results.json, best.json, acc_vs_*.png, pixels.json}``.
+    Writes ``out_dir/probes/{results.csv, results.json, best.json, acc_vs_*.png, pixels.json}``; an
+    existing non-empty ``out_dir/probes`` is refused (checked first) unless ``overwrite``.
     """
-    from diffprobe.pipelines.sweep.run import SweepConfig, run_sweep
+    from diffprobe.pipelines.sweep.run import SweepConfig, run_sweep, write_sweep
 
-    out = Path(out_dir) / "probes"
+    out = claim_output(Path(out_dir) / "probes", overwrite=overwrite, option="out_dir")
     data = data or DataConfig()
+    cfg = SweepConfig(probe="logistic", keys=tuple(keys), data=data)
     with open_store(store_path) as store:
-        res = run_sweep(store, SweepConfig(probe="logistic", data=data), out)
         pixels = run_probe(pixel_store(store), ProbeConfig("logistic", ("pixels",), {}, data))
-    pixels.save_json(out / "pixels.json")
+        res = run_sweep(store, cfg)
+    files = write_sweep(res, cfg, out, overwrite=overwrite, baseline=pixels.metrics["top1"])
+    pixels.save_json(out / "pixels.json", overwrite=overwrite)
     scores = tuple(KeyScore.from_row(r) for r in res.rows)
     best = max(scores, key=lambda s: s.top1)
     log.info("best key %s: top-1 %.3f; raw pixels: %.3f", best.key, best.top1, pixels.metrics["top1"])
-    files = {**res.files, "pixels": str(out / "pixels.json")}
+    files = {**files, "pixels": str(out / "pixels.json")}
     return DemoProbes(scores, best, pixels.metrics["top1"], pixels.metrics["top5"], files)
 
 

@@ -81,6 +81,9 @@ def test_dry_run_prints_resolved_settings(small_store, tmp_path):
     data = json.loads(r.output)
     assert data["selection"]["blocks"] == [1, 2, 3, 7] and data["selection"]["pool"] is None
     assert data["config"]["max_memory"] == 2 * 2**30 and not (tmp_path / "d").exists()
+    assert data["color_range"] == "unit" and data["out"] == str(tmp_path / "d")
+    r = invoke("cka", "timesteps", small_store, "--block", "13", "--dry-run", "--out", tmp_path / "d")
+    assert r.exit_code == 0 and json.loads(r.output)["color_range"] == "auto"  # timesteps: CKA near 1, auto range
 
 
 def test_help_is_instant_and_lists_commands():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -9,15 +10,41 @@ from click.testing import CliRunner
 
 import diffprobe
 from diffprobe.cli import main
+from diffprobe.pipelines.demo import BLOCKS_T, DEMO_TIMESTEPS, SWEEP_POOL, T_BLOCK, demo_keys
 
 pytestmark = pytest.mark.slow
 
 
-def test_demo_end_to_end(tmp_path):
+@pytest.fixture
+def figures(monkeypatch):
+    """{file name: Figure} of every figure saved while the test runs."""
+    from matplotlib.figure import Figure
+
+    saved: dict = {}
+    original = Figure.savefig
+
+    def savefig(self, fname, *args, **kwargs):
+        saved[getattr(fname, "name", str(fname)).rsplit("/", 1)[-1]] = self
+        return original(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return saved
+
+
+def test_demo_keys_are_a_cross_through_t_and_block():
+    keys = demo_keys(19)
+    assert len(keys) == 19 + len(DEMO_TIMESTEPS) - 1 + 1  # blocks at t=90, t at block 12, pool 2 at (90, 12)
+    assert f"t{BLOCKS_T:04d}_b01_p{SWEEP_POOL}" in keys and f"t0500_b{T_BLOCK:02d}_p{SWEEP_POOL}" in keys
+    assert f"t{BLOCKS_T:04d}_b{T_BLOCK:02d}_p2" in keys and len(set(keys)) == len(keys)
+
+
+def test_demo_end_to_end(tmp_path, figures):
     r = CliRunner().invoke(main, ["-q", "demo", "--out", str(tmp_path), "--no-progress"])
     assert r.exit_code == 0, r.output
-    assert "train: 1000 items, 12 arrays" in r.output and "val: 500 items, 31 arrays" in r.output
-    assert "vs raw pixels" in r.output and "CKA heatmap" in r.output
+    assert "train: 1000 items, 44 arrays" in r.output and "val: 500 items, 44 arrays" in r.output
+    assert "blocks 1-19 at t=90: 1500 items (1500 U-Net forwards)" in r.output
+    assert "block 12 at t=10,300,500: 1500 items (4500 U-Net forwards)" in r.output
+    assert "logistic probes on 23 keys" in r.output and "vs raw pixels" in r.output and "CKA heatmap" in r.output
     with diffprobe.open_store(tmp_path / "features.zarr") as s:
         assert s.is_complete() and s.valid("train").all()
     best = json.loads((tmp_path / "probes" / "best.json").read_text())
@@ -25,12 +52,35 @@ def test_demo_end_to_end(tmp_path):
     for f in ("acc_vs_t.png", "acc_vs_block.png", "acc_vs_pool.png", "results.csv"):
         assert (tmp_path / "probes" / f).stat().st_size > 0
     assert (tmp_path / "cka" / "cka.png").stat().st_size > 0
-    csv = (tmp_path / "cka" / "cka.csv").read_text().splitlines()
-    assert len(csv) == 20  # header + 19 blocks
+    csv_rows = (tmp_path / "cka" / "cka.csv").read_text().splitlines()
+    assert len(csv_rows) == 20  # header + 19 blocks
     # diffusion features beat raw pixels on the real slice
     line = next(ln for ln in r.output.splitlines() if ln.startswith("best:"))
     gain = float(line.split("(")[-1].split(" points")[0])
     assert gain > 2.0
-    # re-running reuses the store: nothing is extracted again
+
+    # the paper's shape, with wide margins (one val image is 0.2 points)
+    acc = {(int(row["t"]), int(row["block"]), row["pool"]): 100 * float(row["top1"])
+           for row in csv.DictReader((tmp_path / "probes" / "results.csv").open())}  # fmt: skip
+    pixels = 100 * json.loads((tmp_path / "probes" / "pixels.json").read_text())["metrics"]["top1"]
+    by_block = {b: acc[(BLOCKS_T, b, "1")] for b in range(1, 20)}
+    peak = max(by_block, key=by_block.__getitem__)
+    assert 11 <= peak <= 14  # a few blocks after the middle block (10)
+    assert by_block[1] < pixels - 20 and by_block[peak] > pixels + 4 and by_block[19] < by_block[peak] - 4
+    by_t = {t: acc[(t, T_BLOCK, "1")] for t in DEMO_TIMESTEPS}
+    assert by_t[500] < max(by_t.values()) - 8  # falls with t
+
+    # the figures: the raw-pixel baseline is drawn, ticks are the measured values
+    block_ax, t_ax = figures["acc_vs_block.png"].axes[0], figures["acc_vs_t.png"].axes[0]
+    for ax in (block_ax, t_ax, figures["acc_vs_pool.png"].axes[0]):
+        assert any(ln.get_label().startswith("raw pixels (") for ln in ax.get_lines())
+        lo, hi = ax.get_ylim()
+        assert lo < pixels < hi and hi <= 100
+    assert [t.get_text() for t in block_ax.get_xticklabels()] == [str(b) for b in range(1, 20)]
+    assert [t.get_text() for t in t_ax.get_xticklabels()] == [str(t) for t in DEMO_TIMESTEPS]
+
+    # re-running reuses the store (nothing is extracted again) and regenerates probes/ and cka/
     r2 = CliRunner().invoke(main, ["-q", "demo", "--out", str(tmp_path), "--no-progress"])
-    assert r2.exit_code == 0 and "items: 0 (0 U-Net forwards)" in r2.output
+    assert r2.exit_code == 0, r2.output
+    assert "blocks 1-19 at t=90: 0 items (0 U-Net forwards)" in r2.output and "(4500 U-Net forwards)" not in r2.output
+    assert (tmp_path / "probes" / "results.csv").read_text().count("\n") == 24

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from diffprobe.outputs import claim_output
 from diffprobe.probes.data import KeyInfo, default_splits, key_infos
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.plan import DataConfig
@@ -127,8 +128,16 @@ def best_keys(rows: Sequence[Row], top: int = 5) -> dict[str, Any]:
     }
 
 
-def run_sweep(store: StoreReader, cfg: SweepConfig, out_dir: str | Path | None = None) -> SweepResult:
-    """Fit ``cfg.probe`` on every selected key; with ``out_dir`` write results.csv, best.json, results.json, plots."""
+def run_sweep(store: StoreReader, cfg: SweepConfig, out_dir: str | Path | None = None, *, overwrite: bool = False,
+              baseline: float | None = None) -> SweepResult:  # fmt: skip
+    """Fit ``cfg.probe`` on every selected key; with ``out_dir`` write results.csv, best.json,
+    results.json and the plots (see :func:`write_sweep`).
+
+    ``out_dir`` is checked before anything is computed: an existing file or non-empty folder is
+    refused (:class:`~diffprobe.errors.OutputExistsError`) unless ``overwrite``.
+    """
+    if out_dir is not None:
+        claim_output(out_dir, overwrite=overwrite)
     train_split, eval_split = default_splits(list(store.splits), cfg.data.train_split, cfg.data.eval_split)
     keys = select_keys(store, train_split, cfg)
     if eval_split is not None:
@@ -153,19 +162,25 @@ def run_sweep(store: StoreReader, cfg: SweepConfig, out_dir: str | Path | None =
     rows = [r.csv_row() for r in results]
     res = SweepResult(rows, results, best_keys(rows))
     if out_dir is not None:
-        res.files = write_sweep(res, cfg, out_dir)
+        res.files = write_sweep(res, cfg, out_dir, overwrite=overwrite, baseline=baseline)
     return res
 
 
-def write_sweep(res: SweepResult, cfg: SweepConfig, out_dir: str | Path) -> dict[str, str]:
-    """results.csv (tidy), results.json (full per-key results), best.json and the PNG plots."""
+def write_sweep(res: SweepResult, cfg: SweepConfig, out_dir: str | Path, *, overwrite: bool = False,
+                baseline: float | None = None) -> dict[str, str]:  # fmt: skip
+    """results.csv (tidy), results.json (full per-key results), best.json and the PNG plots, with
+    ``baseline`` (a top-1 fraction, e.g. the raw pixels') drawn as a reference line.
+
+    Raises:
+        OutputExistsError: ``out_dir`` is an existing file or non-empty folder and ``overwrite`` is False.
+    """
     from diffprobe.pipelines.sweep.plots import plot_sweep
 
-    out = Path(out_dir)
+    out = claim_output(out_dir, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     files = {"table": str(write_csv(res.rows, out / "results.csv"))}
     (out / "results.json").write_text(json.dumps({"config": cfg.to_dict(), "results": [r.to_dict() for r in res.results]}, indent=1, default=str))
     (out / "best.json").write_text(json.dumps(res.best, indent=1, default=str))
     files.update(results=str(out / "results.json"), best=str(out / "best.json"))
-    files.update({name: str(p) for name, p in plot_sweep(res.rows, out, cfg.probe).items()})
+    files.update({name: str(p) for name, p in plot_sweep(res.rows, out, cfg.probe, baseline=baseline).items()})
     return files

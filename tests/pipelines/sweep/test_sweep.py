@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from diffprobe.errors import OutputExistsError
 from diffprobe.pipelines.demo import demo_probes
 from diffprobe.pipelines.sweep.plots import plot_sweep
 from diffprobe.pipelines.sweep.run import SweepConfig, best_keys, run_sweep, select_keys
@@ -78,3 +79,5 @@ def test_demo_probes_beats_raw_pixels(tmp_path):
     assert summary.best.top1 > summary.pixels_top1 and summary.gain > 0
     for name in ("table", "acc_vs_t", "acc_vs_block", "acc_vs_pool", "pixels"):
         assert (tmp_path / "probes").exists() and summary.files[name].startswith(str(tmp_path))
+    with pytest.raises(OutputExistsError, match="probes already exists"):  # checked before any fit
+        demo_probes(real_store(), tmp_path, keys=("no-such-key",))
