@@ -57,3 +57,19 @@ def small_store(tmp_path_factory, small_manifest) -> Path:
     out = tmp_path_factory.mktemp("store") / "small.zarr"
     diffprobe.extract_features(extract_config(small_manifest, out, unit_size=32), progress=False)
     return out
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """{file name: Figure} of every figure saved while the test runs."""
+    from matplotlib.figure import Figure
+
+    saved: dict = {}
+    original = Figure.savefig
+
+    def savefig(self, fname, *args, **kwargs):
+        saved[getattr(fname, "name", str(fname)).rsplit("/", 1)[-1]] = self
+        return original(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return saved

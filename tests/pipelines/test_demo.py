@@ -15,22 +15,6 @@ from diffprobe.pipelines.demo import BLOCKS_T, DEMO_TIMESTEPS, SWEEP_POOL, T_BLO
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def figures(monkeypatch):
-    """{file name: Figure} of every figure saved while the test runs."""
-    from matplotlib.figure import Figure
-
-    saved: dict = {}
-    original = Figure.savefig
-
-    def savefig(self, fname, *args, **kwargs):
-        saved[getattr(fname, "name", str(fname)).rsplit("/", 1)[-1]] = self
-        return original(self, fname, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", savefig)
-    return saved
-
-
 def test_demo_keys_are_a_cross_through_t_and_block():
     keys = demo_keys(19)
     assert len(keys) == 19 + len(DEMO_TIMESTEPS) - 1 + 1  # blocks at t=90, t at block 12, pool 2 at (90, 12)

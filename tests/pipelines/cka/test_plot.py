@@ -15,22 +15,6 @@ from diffprobe.pipelines.cka.plot import color_limits, heatmap
 from tests.helpers import extract_config, make_manifest
 
 
-@pytest.fixture
-def figures(monkeypatch):
-    """{file name: Figure} of every figure saved while the test runs."""
-    from matplotlib.figure import Figure
-
-    saved: dict = {}
-    original = Figure.savefig
-
-    def savefig(self, fname, *args, **kwargs):
-        saved[getattr(fname, "name", str(fname)).rsplit("/", 1)[-1]] = self
-        return original(self, fname, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", savefig)
-    return saved
-
-
 @pytest.fixture(scope="module")
 def all_blocks_store(tmp_path_factory):
     """Every block of the bundled model at t=90, pool 1, on 20 val images (the demo's CKA figure, small)."""

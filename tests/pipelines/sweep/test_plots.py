@@ -13,22 +13,6 @@ from diffprobe.cli import main
 from diffprobe.pipelines.sweep.plots import MIN_SPAN, plot_sweep, y_limits
 
 
-@pytest.fixture
-def figures(monkeypatch):
-    """{file name: Figure} of every figure saved while the test runs."""
-    from matplotlib.figure import Figure
-
-    saved: dict = {}
-    original = Figure.savefig
-
-    def savefig(self, fname, *args, **kwargs):
-        saved[getattr(fname, "name", str(fname)).rsplit("/", 1)[-1]] = self
-        return original(self, fname, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", savefig)
-    return saved
-
-
 def row(t: int, block: int, pool: str, top1: float) -> dict:
     return {"key": f"t{t:04d}_b{block:02d}_p{pool}", "t": t, "block": block, "pool": pool, "top1": top1, "top5": 1.0}
 
