@@ -7,6 +7,7 @@ imports (torch, zarr …) happen inside commands so that ``--help`` is instant.
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 import click
@@ -39,6 +40,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except DiffprobeError as e:
+            if ctx.params.get("verbose"):  # -v: the traceback too (without it, one clean message)
+                click.echo(traceback.format_exc(), err=True)
             raise click.ClickException(str(e)) from e
 
 
@@ -49,7 +52,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="diffprobe")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-v", "--verbose", count=True, help="Tracebacks of errors too (-vv: debug log output).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 def main(verbose: int, quiet: bool) -> None:
     """Cache diffusion U-Net features once; probe and compare them many times."""

@@ -48,3 +48,11 @@ class DataError(DiffprobeError, ValueError):
 
 class OutputExistsError(DiffprobeError, FileExistsError):
     """An output file or folder exists and would be replaced (pass --overwrite to allow it)."""
+
+
+class StoreBusyError(StoreError):
+    """Another run is writing the store (the lock file names it)."""
+
+
+class StoreIOError(StoreError, OSError):
+    """Writing the store failed at the operating-system level (disk full, permissions, a vanished folder)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from diffprobe.commands.options import json_option
+from diffprobe.commands.options import device_option, json_option, progress_option
 
 
 @click.group("store")
@@ -29,15 +29,44 @@ def info(store: str, as_json: bool) -> None:
 
 @store_group.command("verify")
 @click.argument("store", type=click.Path(exists=True))
-def verify(store: str) -> None:
-    """Check markers and values; exit 1 when STORE is incomplete or holds NaN/Inf in finished rows."""
+@click.option("--deep", is_flag=True, help="Also read every chunk: check chunk checksums and the digests each unit recorded.")
+def verify(store: str, deep: bool) -> None:
+    """Check markers and values; exit 1 when STORE is incomplete, holds NaN/Inf in finished rows, or
+    (with --deep) a chunk fails its checksum or a unit's values differ from what was written."""
     from diffprobe.store.inspect import verify_lines, verify_store
+    from diffprobe.store.integrity import deep_verify
     from diffprobe.store.store import open_store
 
     with open_store(store) as s:
         rep = verify_store(s)
-    click.echo("\n".join(verify_lines(rep)))
-    if not rep.ok:
+        deep_rep = deep_verify(s) if deep else None
+    lines = verify_lines(rep)
+    if deep_rep is not None:
+        lines[-1:-1] = [d.line() for d in deep_rep.damage] + [f"note: {n}" for n in deep_rep.notes]
+        if not deep_rep.ok:
+            lines[-1] = (f"store is DAMAGED: {len(deep_rep.damage)} unit(s) of arrays hold other values than were written; "
+                         f"`diffprobe store repair {store}` recomputes them")  # fmt: skip
+        elif rep.ok:
+            lines[-1] += f"; deep: {deep_rep.chunks_read} reads, every checksum and digest matches"
+    click.echo("\n".join(lines))
+    if not rep.ok or (deep_rep is not None and not deep_rep.ok):
+        raise SystemExit(1)
+
+
+@store_group.command("repair")
+@click.argument("store", type=click.Path(exists=True))
+@click.option("--data", default=None, help="The images, if they moved since the store was made [default: as recorded].")
+@click.option("--checkpoint", default=None, help="The checkpoint, if it moved [default: as recorded].")
+@device_option()
+@progress_option()
+def repair(store: str, data: str | None, checkpoint: str | None, device: str, progress: bool | None) -> None:
+    """Find STORE's damaged units (as `verify --deep`) and compute exactly those again, from the
+    extraction recorded in the store; then check again. Exit 1 if damage remains."""
+    from diffprobe.pipelines.extraction.repair import repair_store
+
+    rep = repair_store(store, progress=progress, data=data, checkpoint=checkpoint, device=device)
+    click.echo("\n".join(rep.lines()))
+    if rep.found.damage and not rep.ok:
         raise SystemExit(1)
 
 

@@ -92,6 +92,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def array_nbytes_stored(self, group: str, name: str) -> int: ...
 
+    @abc.abstractmethod
+    def chunk_checksum(self, group: str, name: str) -> str | None:
+        """The checksum every chunk of the array carries (``crc32c``, ``fletcher32``), or None."""
+
     # progress markers
     @abc.abstractmethod
     def write_marker(self, group: str, unit: int, payload: dict[str, Any]) -> None:
@@ -102,6 +106,10 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def clear_markers(self, group: str) -> None: ...
+
+    @abc.abstractmethod
+    def delete_marker(self, group: str, unit: int) -> None:
+        """Mark unit ``unit`` of ``group`` not done (its rows will be recomputed)."""
 
     def consolidate(self) -> None:
         """Write consolidated metadata for fast external readers (no-op where not applicable)."""

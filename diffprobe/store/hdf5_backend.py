@@ -97,7 +97,10 @@ class HDF5Backend(Backend):
             kind = np.dtype(dtype).kind
             fill = np.nan if kind == "f" else (-1 if kind == "i" else 0)
         chunks = (max(1, min(chunk_rows, shape[0])), *shape[1:]) if shape[0] else None
-        ds = g.create_dataset(name, shape=shape, dtype=dt, chunks=chunks, fillvalue=fill)
+        # fletcher32: every chunk carries a checksum, so a changed chunk fails to read (numbers only:
+        # HDF5 does not checksum variable-length strings).
+        check = chunks is not None and dtype != "str"
+        ds = g.create_dataset(name, shape=shape, dtype=dt, chunks=chunks, fillvalue=fill, fletcher32=check)
         ds.attrs[ROOT_ATTR] = json.dumps(attrs)
         ds.attrs["dimension_names"] = json.dumps(list(dims))
 
@@ -145,6 +148,9 @@ class HDF5Backend(Backend):
     def array_nbytes_stored(self, group: str, name: str) -> int:
         return int(self._array(group, name).id.get_storage_size())
 
+    def chunk_checksum(self, group: str, name: str) -> str | None:
+        return "fletcher32" if self._array(group, name).fletcher32 else None
+
     def write_marker(self, group: str, unit: int, payload: dict[str, Any]) -> None:
         self._check_writable()
         self.f.require_group(PROGRESS_GROUP).require_group(group).attrs[f"unit-{unit:06d}"] = json.dumps(payload)
@@ -155,6 +161,13 @@ class HDF5Backend(Backend):
         if g is None:
             return {}
         return {int(k.split("-")[1]): json.loads(v) for k, v in g.attrs.items()}
+
+    def delete_marker(self, group: str, unit: int) -> None:
+        self._check_writable()
+        g = self.f.get(f"{PROGRESS_GROUP}/{group}")
+        if g is not None and f"unit-{unit:06d}" in g.attrs:
+            del g.attrs[f"unit-{unit:06d}"]
+            self.f.flush()
 
     def clear_markers(self, group: str) -> None:
         self._check_writable()

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from diffprobe.sizes import format_bytes
+from diffprobe.store.integrity import checksum_summary
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.store import FeatureStore
 
@@ -30,6 +31,7 @@ def store_info(store: FeatureStore) -> dict[str, Any]:
         "classes": len(store.class_names),
         "bytes_on_disk": store.backend.nbytes_on_disk(),
         "complete": store.is_complete(),
+        **checksum_summary(store),
         "splits": {},
     }
     for split in store.splits:
@@ -114,10 +116,15 @@ def verify_store(store: FeatureStore) -> VerifyReport:
                     done[a:b] = True
             rows = done & valid
             n_nan = n_inf = 0
-            for a, b in units:
+            for u, (a, b) in enumerate(units):
                 if not rows[a:b].any():
                     continue
-                block = store.read(split, name, items=slice(a, b))[rows[a:b]].astype(np.float32)
+                try:
+                    block = store.read(split, name, items=slice(a, b))[rows[a:b]].astype(np.float32)
+                except (ValueError, OSError, RuntimeError) as e:  # a chunk failed its checksum, or worse
+                    rep.bad_values.append(f"{split}/{name} unit {u}: a chunk fails to read ({str(e).splitlines()[0][:100]}); "
+                                          "`diffprobe store verify --deep` lists the damage, `diffprobe store repair` mends it")  # fmt: skip
+                    continue
                 n_nan += int(np.isnan(block).any(axis=tuple(range(1, block.ndim))).sum())
                 n_inf += int(np.isinf(block).any(axis=tuple(range(1, block.ndim))).sum())
             if n_nan or n_inf:
@@ -168,6 +175,8 @@ def info_lines(info: dict[str, Any]) -> list[str]:
         f"created {info['created']} by diffprobe {info['package_version']}",
         "  weights: RANDOM (no checkpoint: features of an untrained network)" if info["random_weights"]
         else f"  weights: checkpoint sha256 {str(info['checkpoint_sha256'])[:16]}…",
+        f"  chunk checksums: {info['checksums']}" + (f" ({info['arrays_without']} array(s) without)" if info["arrays_without"] and info["checksums"] else "")
+        if info["checksums"] else "  chunk checksums: NONE (a store written before diffprobe added them: corruption of a chunk goes unnoticed)",
         f"  {'complete' if info['complete'] else 'INCOMPLETE'}",
     ]
     for split, sp in info["splits"].items():

@@ -11,14 +11,18 @@ import numpy as np
 from diffprobe.errors import StoreError
 from diffprobe.store.backend import BACKENDS, format_for_path
 from diffprobe.store.inspect import VerifyReport, failed_items, missing_lines, missing_units
-from diffprobe.store.layout import chunk_items
+from diffprobe.store.layout import FeatureKey, chunk_items
 from diffprobe.store.store import open_store
 
 log = logging.getLogger(__name__)
 
 
 def export_store(src: str | Path, dst: str | Path, overwrite: bool = False) -> Path:
-    """Copy a store to another path/format (a directory → Zarr, ``.h5``/``.hdf5`` → HDF5), unit by unit."""
+    """Copy a store to another path/format (a directory → Zarr, ``.h5``/``.hdf5`` → HDF5), unit by unit.
+
+    Only finished work is copied: the rows of an extracted array (and of ``valid``) come over for the
+    units whose done marker lists it; the rest stay NaN-filled and not done, as they were.
+    """
     dst_p = Path(dst).expanduser()
     if dst_p.exists() and not overwrite:
         raise StoreError(f"{dst_p} exists; pass --overwrite to replace it")
@@ -30,6 +34,7 @@ def export_store(src: str | Path, dst: str | Path, overwrite: bool = False) -> P
             out.update_root_attrs(s.attrs)
             for split in s.splits:
                 b = s.backend
+                marks = s.markers(split)
                 out.create_group(split, b.group_attrs(split))
                 unit = s.unit_size(split)
                 for name in b.arrays(split):
@@ -37,9 +42,12 @@ def export_store(src: str | Path, dst: str | Path, overwrite: bool = False) -> P
                     kind = "str" if dtype.kind in "UTO" else str(dtype)
                     row = int(np.prod(shape[1:], dtype=np.int64)) * (dtype.itemsize if kind != "str" else 64)
                     out.create_array(split, name, shape, kind, chunk_items(unit, max(row, 1)), unit, b.array_dims(split, name), attrs)
-                    for a, c in s.units(split):
+                    per_unit = name == "valid" or FeatureKey.is_key(name)
+                    for u, (a, c) in enumerate(s.units(split)):
+                        if per_unit and (u not in marks or (name != "valid" and name not in marks[u].get("keys", ()))):
+                            continue  # not finished: nothing of it to copy
                         out.write_rows(split, name, a, b.read_rows(split, name, slice(a, c)))
-                for u, m in s.markers(split).items():
+                for u, m in marks.items():
                     out.write_marker(split, u, m)
             out.flush()
         finally:

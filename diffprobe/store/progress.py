@@ -8,11 +8,13 @@ import os
 import queue
 import socket
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from diffprobe.store.digests import DIGEST, unit_digests
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.store import FeatureStore
 
@@ -29,6 +31,8 @@ class UnitTask:
     stop: int
     keys: tuple[FeatureKey, ...]
     done_keys: tuple[str, ...] = ()
+    #: the digests the unit's marker already records (for ``done_keys``), kept when it is extended
+    done_digests: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -72,16 +76,20 @@ class UnitBuffer:
 
 
 def write_unit(store: FeatureStore, buf: UnitBuffer) -> int:
-    """Write a finished unit's shards, its valid rows, then its done marker. Returns bytes written."""
+    """Write a finished unit's shards, its valid rows, then its done marker — which records a digest
+    of every array's rows of the unit (see :mod:`~diffprobe.store.digests`). Returns bytes written."""
     task = buf.task
     nbytes = 0
-    for k, arr in buf.data.items():
-        store.backend.write_rows(task.split, str(k), task.start, arr)
+    written = {str(k): arr for k, arr in buf.data.items()}
+    for name, arr in written.items():
+        store.backend.write_rows(task.split, name, task.start, arr)
         nbytes += arr.nbytes
     store.backend.write_rows(task.split, "valid", task.start, buf.valid)
     store.backend.flush()
     payload: dict[str, Any] = {
-        "keys": sorted(set(task.done_keys) | {str(k) for k in task.keys}),
+        "keys": sorted(set(task.done_keys) | set(written)),
+        "digest": DIGEST,
+        "digests": {**task.done_digests, **unit_digests({**written, "valid": buf.valid})},
         "start": task.start,
         "stop": task.stop,
         "failed": [list(f) for f in buf.failures],

@@ -13,6 +13,7 @@ from diffprobe.errors import StoreError, StoreKeyError
 from diffprobe.store import hdf5_backend as _h5  # noqa: F401  (registers the backend)
 from diffprobe.store import zarr_backend as _zarr  # noqa: F401
 from diffprobe.store.backend import BACKENDS, Backend, format_for_path
+from diffprobe.store.digests import DIGEST, digest, unit_digests
 from diffprobe.store.layout import ITEM_ARRAYS, SCHEMA_VERSION, FeatureKey, chunk_items, plan_units
 from diffprobe.store.reader import StoreReader
 
@@ -164,16 +165,22 @@ class FeatureStore(StoreReader):
         ``valid`` starts all False: each unit sets its rows when it is written.
         """
         n = len(ids)
-        if not len(paths) == len(labels) == n:
-            raise StoreError(f"expected as many paths and labels as ids ({n}), got {len(paths)} and {len(labels)}")
         b = self.backend
         b.create_group(split, {"n_items": n, "unit_size": unit_size})
         for name, dtype in (("item_id", "str"), ("path", "str"), ("label", "int64"), ("valid", "bool")):
             b.create_array(split, name, (n,), dtype, unit_size, unit_size, ("item",), {"kind": "items"})
+        self.write_item_table(split, ids, paths, labels)
+
+    def write_item_table(self, split: str, ids: list[str], paths: list[str], labels: list[int]) -> None:
+        """Write a split's item ids, paths and labels (N,) and record their digests (see ``store verify --deep``)."""
+        n = self.n_items(split)
+        if not len(ids) == len(paths) == len(labels) == n:
+            raise StoreError(f"expected {n} ids, paths and labels for split {split!r}, got {len(ids)}, {len(paths)} and {len(labels)}")
+        table = {"item_id": np.array(ids, dtype=str), "path": np.array(paths, dtype=str), "label": np.array(labels, dtype=np.int64)}
         if n:
-            b.write_rows(split, "item_id", 0, np.array(ids, dtype=object))
-            b.write_rows(split, "path", 0, np.array(paths, dtype=object))
-            b.write_rows(split, "label", 0, np.array(labels, dtype=np.int64))
+            for name, values in table.items():
+                self.backend.write_rows(split, name, 0, values.astype(object) if values.dtype.kind == "U" else values)
+        self.backend.update_group_attrs(split, {"digest": DIGEST, "digests": unit_digests(table)})
 
     def create_feature_array(self, split: str, key: FeatureKey, item_shape: tuple[int, ...], dtype: str, module: str) -> None:
         """Create the NaN-filled array of ``key`` in ``split``: (N, *item_shape), chunked along N and
@@ -211,7 +218,7 @@ class FeatureStore(StoreReader):
         unit = self.unit_size(split)
         self.backend.create_array(
             split, name, tuple(data.shape), str(data.dtype), chunk_items(unit, row_bytes), unit, dims,
-            {"kind": "imported", **(attrs or {}), "imported": _now()},
+            {"kind": "imported", **(attrs or {}), "imported": _now(), "digest": digest(data)},
         )
         self.backend.write_rows(split, name, 0, data)
         self.backend.flush()

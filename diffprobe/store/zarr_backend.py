@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import numpy as np
 import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from diffprobe.errors import StoreError
 from diffprobe.store.backend import Backend, register_backend
@@ -101,7 +102,8 @@ class ZarrBackend(Backend):
         self._check_writable()
         dt = np.dtype(str) if dtype == "str" else np.dtype(dtype)
         rest = tuple(shape[1:])
-        kw: dict[str, Any] = {}
+        # zarr's default compressor, then a crc32c of every chunk: a changed chunk fails to read.
+        kw: dict[str, Any] = {"compressors": (ZstdCodec(level=0, checksum=False), Crc32cCodec())}
         if shard_rows > chunk_rows:
             kw["shards"] = (shard_rows, *rest)
         self._group(group).create_array(
@@ -153,6 +155,14 @@ class ZarrBackend(Backend):
     def array_nbytes_stored(self, group: str, name: str) -> int:
         return int(self._array(group, name).nbytes_stored())
 
+    def chunk_checksum(self, group: str, name: str) -> str | None:
+        meta: Any = self._array(group, name).metadata.to_dict()
+        codecs = list(meta.get("codecs", ()))
+        inner = [c for c in codecs if c.get("name") == "sharding_indexed"]
+        if inner:  # the shard index has its own crc32c; what matters is the chunks'
+            codecs = list(inner[0]["configuration"]["codecs"])
+        return "crc32c" if any(c.get("name") == "crc32c" for c in codecs) else None
+
     def consolidate(self) -> None:
         self._check_writable()
         with warnings.catch_warnings():
@@ -184,6 +194,10 @@ class ZarrBackend(Backend):
                 except (ValueError, json.JSONDecodeError):
                     continue  # a torn marker counts as not done
         return out
+
+    def delete_marker(self, group: str, unit: int) -> None:
+        self._check_writable()
+        (self._marker_dir(group) / f"unit-{unit:06d}.json").unlink(missing_ok=True)
 
     def clear_markers(self, group: str) -> None:
         self._check_writable()

@@ -1,77 +1,35 @@
-"""The extraction entry point: plan, prepare the store, run pending units, summarise."""
+"""The extraction entry point: plan, check, lock the store, prepare it, run pending units, summarise."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from diffprobe.device import resolve_device
-from diffprobe.errors import StoreError
+from diffprobe.errors import ConfigError, DiffprobeError, StoreError, StoreIOError
 from diffprobe.extract.compute import FeatureComputer
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.pipelines.extraction.local import RunStats, loader_workers, run_tasks
 from diffprobe.pipelines.extraction.plan import ExtractPlan, make_plan
 from diffprobe.pipelines.extraction.prepare import identity_diff, pending_units, prepare_store, refused, todo_keys, unit_size_for
-from diffprobe.sizes import format_bytes
+from diffprobe.pipelines.extraction.safety import io_failure, publish_hdf5, working_store, writer_lock
+from diffprobe.pipelines.extraction.summary import ExtractSummary
+from diffprobe.store.backend import format_for_path
 from diffprobe.store.layout import plan_units
 from diffprobe.store.progress import UnitTask
 from diffprobe.store.store import open_store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ExtractSummary:
-    """What a run did: items processed, failures, time, throughput, bytes written."""
-
-    store: str
-    config_hash: str
-    units_total: int
-    units_run: int
-    units_skipped: int
-    items: int
-    forwards: int
-    failures: list[tuple[str, str, str]] = field(default_factory=list)
-    seconds: float = 0.0
-    bytes_written: int = 0
-    dry_run: bool = False
-    plan: dict[str, Any] = field(default_factory=dict)
-    #: items/s after the first result (no model loading, store creation or compilation)
-    steady_items_per_second: float | None = None
-
-    @property
-    def items_per_second(self) -> float:
-        return self.items / self.seconds if self.seconds > 0 else 0.0
-
-    def lines(self) -> list[str]:
-        if self.dry_run:
-            p = self.plan
-            out = [f"dry run: would write {p['store']} ({p['format']}, config {p['config_hash']})"]
-            out += [f"  model {p['model']}, weights {p['weights']}, precision {p['precision']}"]
-            out += [f"  splits {p['splits']}, {p['classes']} classes"]
-            out += [f"  forward: {p['forward_batch']} images × {p['fuse_timesteps']} fused (t, draw) passes"]
-            out += [f"  block {b}" for b in p["blocks"]]
-            out += [f"  array {a}" for a in p["arrays"]]
-            out += [f"  pending units: {self.units_run} of {self.units_total}; estimated size ≤ {format_bytes(p['estimated_bytes'])} (uncompressed)"]
-            return out
-        return [
-            f"store {self.store} (config {self.config_hash})",
-            f"  units: {self.units_run} run, {self.units_skipped} already done, {self.units_total} total",
-            f"  items: {self.items} ({self.forwards} U-Net forwards), failed: {len(self.failures)}",
-            f"  time: {self.seconds:.1f} s, {self.items_per_second:.1f} items/s"
-            + (f" ({self.steady_items_per_second:.1f}/s steady)" if self.steady_items_per_second else "")
-            + f", written {format_bytes(self.bytes_written)}",
-            *[f"  failed: [{s}] {i}: {e}" for s, i, e in self.failures[:20]],
-        ]
 
 
 @contextlib.contextmanager
@@ -95,15 +53,68 @@ def extract_features(config: ExtractConfig, *, dry_run: bool = False, progress: 
     """Extract features for ``config`` into its store (the library entry point of ``diffprobe extract``).
 
     Re-running skips finished units; new timesteps, blocks or pools add only their arrays.
+    Everything that can be checked is checked before anything is written. A run holds the store's
+    writer lock (shards of one job excepted); an HDF5 store is written through a resumable working
+    store and published atomically.
 
     Raises:
         StoreError: the store exists with another configuration (nothing is changed).
+        StoreBusyError: another run is writing the store.  StoreIOError: the disk is full, a
+            permission is missing, the folder vanished … (the message says which units are kept).
         ConfigError / DataError / CheckpointError: bad options, data or checkpoint.
     """
     device = resolve_device(config.device)
     plan = make_plan(config, device)
     if dry_run:
         return _dry_run_summary(plan)
+    return run_plan(plan, device, progress)
+
+
+def run_plan(plan: ExtractPlan, device: torch.device, progress: bool | None = None) -> ExtractSummary:
+    """Run a resolved plan into its store, under the writer lock, HDF5 through a working store (see
+    :func:`extract_features`, which plans and calls this; a repair calls it with a narrowed plan)."""
+    config = plan.config
+    out = Path(config.out).expanduser()
+    hdf5 = format_for_path(out) == "hdf5"
+    if hdf5 and (config.shard or config.workers or config.scheduler):
+        raise ConfigError("HDF5 stores take one writer: use a Zarr directory for --workers, --scheduler or --shard")
+    with contextlib.ExitStack() as stack:
+        if config.shard is None:
+            stack.enter_context(writer_lock(out))
+        try:
+            if not hdf5:
+                return _extract(plan, device, progress)
+            return _extract_hdf5(plan, device, progress, out)
+        except DiffprobeError:
+            raise
+        except OSError as e:  # disk full, permissions, a vanished folder …: the finished units stay
+            log.debug("I/O failure", exc_info=True)
+            raise StoreIOError(io_failure(e, out)) from e
+
+
+def _extract_hdf5(plan: ExtractPlan, device: torch.device, progress: bool | None, out: Path) -> ExtractSummary:
+    """An HDF5 extraction: run into a Zarr working store (resumable, crash-safe), then publish."""
+    from dataclasses import replace
+
+    from diffprobe.store.maintenance import export_store
+
+    work = working_store(out)
+    if plan.config.overwrite and work.exists():
+        shutil.rmtree(work)
+    if not work.exists() and out.exists() and not plan.config.overwrite:
+        n_units, pending = count_pending(plan, out)
+        if not pending:
+            return ExtractSummary(str(out), plan.hash, n_units, 0, n_units, 0, 0)
+        export_store(out, work)  # continue from the published file's finished units
+    work_config = replace(plan.config, out=str(work), overwrite=plan.config.overwrite and not work.exists())
+    summary = _extract(replace(plan, config=work_config), device, progress)
+    publish_hdf5(work, out)
+    summary.store = str(out)
+    return summary
+
+
+def _extract(plan: ExtractPlan, device: torch.device, progress: bool | None) -> ExtractSummary:
+    config = plan.config
     t0 = time.perf_counter()
     store, plan = prepare_store(plan)
     try:
@@ -158,16 +169,31 @@ def _run_on_dask(plan: ExtractPlan, tasks: list[UnitTask], device: torch.device,
 
 def _dry_run_summary(plan: ExtractPlan) -> ExtractSummary:
     """What a run would do, without writing anything (an existing store is only read)."""
-    info = plan.summary()
-    out = plan.config.out
+    out = Path(plan.config.out).expanduser()
+    work = working_store(out)
+    if format_for_path(out) == "hdf5" and work.exists() and not plan.config.overwrite:
+        out = work  # an interrupted HDF5 run: its working store says what is left
+    try:
+        n_units, pending = count_pending(plan, out)
+    except StoreError as e:
+        raise StoreError(f"would be refused: {e}") from None
+    return ExtractSummary(str(plan.config.out), plan.hash, n_units, pending, n_units - pending, 0, 0, dry_run=True, plan=plan.summary())
+
+
+def count_pending(plan: ExtractPlan, out: Path) -> tuple[int, int]:
+    """(units, pending units) of ``plan`` against the store at ``out`` (if any; only read).
+
+    Raises:
+        StoreError: the store was made with another configuration.
+    """
     n_units = pending = 0
     existing = None
-    if os.path.exists(out) and not plan.config.overwrite:
+    if out.exists() and not plan.config.overwrite:
         existing = open_store(out)
         diffs = identity_diff(existing.attrs.get("identity", {}), plan.identity)
         if diffs:
             existing.close()
-            raise StoreError(f"would be refused: store {refused(diffs)}")
+            raise StoreError(f"store {plan.config.out} {refused(diffs)}")
     try:
         for split, items in plan.data.splits.items():
             if existing is not None and split in existing.splits:
@@ -181,4 +207,4 @@ def _dry_run_summary(plan: ExtractPlan) -> ExtractSummary:
     finally:
         if existing is not None:
             existing.close()
-    return ExtractSummary(out, plan.hash, n_units, pending, n_units - pending, 0, 0, dry_run=True, plan=info)
+    return n_units, pending

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +21,7 @@ from diffprobe.errors import ConfigError, StoreError
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.pipelines.extraction.plan import IDENTITY_DEFAULTS, ExtractPlan
 from diffprobe.store.backend import format_for_path
-from diffprobe.store.layout import FeatureKey, auto_unit_size
+from diffprobe.store.layout import ITEM_ARRAYS, FeatureKey, auto_unit_size
 from diffprobe.store.progress import UnitTask
 from diffprobe.store.store import FeatureStore, create_store, open_store
 
@@ -90,7 +92,13 @@ def prepare_store(plan: ExtractPlan) -> tuple[FeatureStore, ExtractPlan]:
 
 
 def _prepare_store(plan: ExtractPlan, out: Path) -> tuple[FeatureStore, ExtractPlan]:
+    """Open (or build) the store and write what is missing of its schema.
+
+    A new store is built beside ``out`` and renamed into place once its whole schema is written, so
+    a run killed while creating it never leaves a half-made store that refuses the next run.
+    """
     cfg = plan.config
+    building: Path | None = None
     exists = out.exists()
     if exists and not cfg.overwrite:
         try:
@@ -107,16 +115,14 @@ def _prepare_store(plan: ExtractPlan, out: Path) -> tuple[FeatureStore, ExtractP
             store.close()
             log.warning("replacing store %s: no unit of it ever finished, and it was made with another configuration (%s)",
                         out, "; ".join(diffs))  # fmt: skip
-            store = create_store(out, {})
-            recorded = _merged_config({}, cfg)
+            building, store, recorded = _build(out, cfg)
         else:
             recorded = _merged_config(store.config, cfg)
             plan = replace(plan, identity={**plan.identity, "data": {**old.get("data", {}), **plan.identity["data"]}})
     else:
         if exists:
             log.warning("replacing existing store %s (--overwrite)", out)
-        store = create_store(out, {})
-        recorded = _merged_config({}, cfg)
+        building, store, recorded = _build(out, cfg)
     store.update_attrs(
         {
             "config": recorded,
@@ -127,7 +133,10 @@ def _prepare_store(plan: ExtractPlan, out: Path) -> tuple[FeatureStore, ExtractP
         }
     )
     for split, items in plan.data.splits.items():
-        if split not in store.splits:
+        half_made = split in store.splits and not set(ITEM_ARRAYS) <= set(store.backend.arrays(split))
+        if half_made and store.markers(split):
+            raise StoreError(f"split {split!r} of {out} has done units but lacks its item table; pass --overwrite to rebuild it")
+        if split not in store.splits or half_made:  # new, or its creation was cut short
             ids, paths, labels = [it.id for it in items], [it.path for it in items], [it.label for it in items]
             store.create_split(split, ids, paths, labels, unit_size_for(plan, len(items)))
         have = set(store.keys(split))
@@ -135,7 +144,25 @@ def _prepare_store(plan: ExtractPlan, out: Path) -> tuple[FeatureStore, ExtractP
             if str(k) not in have:
                 store.create_feature_array(split, k, plan.shapes[k], plan.compute.out_dtype, plan.blocks[k.block].path)
     store.commit()
+    if building is not None:  # the whole schema is written: put the new store in place
+        store.close()
+        if out.is_dir():
+            shutil.rmtree(out)
+        elif out.exists():
+            out.unlink()
+        os.replace(building, out)
+        store = open_store(out, mode="a")
     return store, plan
+
+
+def _build(out: Path, cfg: ExtractConfig) -> tuple[Path, FeatureStore, dict[str, Any]]:
+    """A new, empty store at a temporary name beside ``out`` (moved into place by the caller)."""
+    building = out.with_name(f".{out.name}.creating-{os.getpid()}{out.suffix if out.suffix in ('.h5', '.hdf5') else ''}")
+    if building.is_dir():
+        shutil.rmtree(building)
+    elif building.exists():
+        building.unlink()
+    return building, create_store(building, {}), _merged_config({}, cfg)
 
 
 def todo_keys(plan: ExtractPlan, marker: dict[str, Any]) -> tuple[FeatureKey, ...]:
@@ -157,7 +184,8 @@ def pending_units(store: FeatureStore, plan: ExtractPlan, shard: tuple[int, int]
         for u, (start, stop) in enumerate(store.units(split)):
             mine = shard is None or g % shard[1] == shard[0]
             g += 1
-            todo = todo_keys(plan, markers.get(u, {}))
+            marker = markers.get(u, {})
+            todo = todo_keys(plan, marker)
             if todo and mine:
-                tasks.append(UnitTask(split, u, start, stop, todo, tuple(markers.get(u, {}).get("keys", ()))))
+                tasks.append(UnitTask(split, u, start, stop, todo, tuple(marker.get("keys", ())), dict(marker.get("digests", {}))))
     return tasks

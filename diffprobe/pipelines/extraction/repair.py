@@ -1,0 +1,129 @@
+"""Repairing a store: find the damaged units (``store verify --deep``) and compute exactly those again.
+
+The store records the configuration that made it, so the repair reruns that extraction after
+marking the damaged units not done; every other unit is left as it is. Computation is deterministic,
+so the repaired rows are the bytes the undamaged store held.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from diffprobe.errors import StoreError
+from diffprobe.extract.config import ExtractConfig
+from diffprobe.extract.data import discover
+from diffprobe.pipelines.extraction.prepare import identity_diff, refused
+from diffprobe.pipelines.extraction.summary import ExtractSummary
+from diffprobe.store.integrity import TABLE_ARRAYS, DeepReport, deep_verify
+from diffprobe.store.store import FeatureStore, open_store
+
+log = logging.getLogger(__name__)
+
+#: Recorded settings a repair never reuses: it runs here, in one process, on the damaged splits.
+_RUN_HERE = {"overwrite": False, "splits": (), "shard": None, "workers": 0, "scheduler": None}
+
+
+@dataclass
+class RepairReport:
+    """What the repair found, recomputed, and what the deep check says afterwards."""
+
+    found: DeepReport
+    units: dict[str, list[int]] = field(default_factory=dict)
+    rewrote_item_table: list[str] = field(default_factory=list)
+    extraction: ExtractSummary | None = None
+    after: DeepReport | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.after is not None and self.after.ok
+
+    def lines(self) -> list[str]:
+        out = [d.line() for d in self.found.damage]
+        if not self.found.damage:
+            return [*out, "nothing to repair: every chunk reads and every digest matches"]
+        out += [f"recomputed {split}: {len(units)} unit(s) ({', '.join(map(str, units[:20]))})" for split, units in self.units.items()]
+        out += [f"rewrote the item table of {split}" for split in self.rewrote_item_table]
+        if self.after is not None:
+            out += [d.line() for d in self.after.damage]
+            out.append("repaired: verify --deep is clean" if self.after.ok else "the store is still damaged (see above)")
+        return out
+
+
+def recorded_config(path: Path, overrides: dict[str, Any]) -> ExtractConfig:
+    """The extraction that made the store at ``path``, to run here on all of it (``overrides`` win)."""
+    with open_store(path) as s:
+        cfg = dict(s.config)
+    if not cfg:
+        raise StoreError(f"{path} records no extraction configuration; it cannot be repaired by recomputing")
+    known = {f.name for f in fields(ExtractConfig)}
+    cfg = {k: v for k, v in cfg.items() if k in known}
+    cfg["flags"] = tuple(sorted(dict(cfg.get("flags") or {}).items()))
+    for k in ("timesteps", "blocks", "pools"):
+        cfg[k] = tuple(cfg.get(k) or ())
+    cfg.update({**_RUN_HERE, "out": str(path)}, **{k: v for k, v in overrides.items() if v is not None})
+    return ExtractConfig(**cfg)
+
+
+def repair_store(path: str | Path, *, progress: bool | None = None, **overrides: Any) -> RepairReport:
+    """Deep-verify the store at ``path``, recompute its damaged units, and verify again.
+
+    Args:
+        overrides: ExtractConfig fields to change from the recorded ones (``data``, ``checkpoint``,
+            ``device`` … when the data or checkpoint moved since).
+    Raises:
+        StoreError: damage that recomputing cannot mend (an imported array: import it again).
+    """
+    from diffprobe.device import resolve_device
+    from diffprobe.pipelines.extraction.job import run_plan
+    from diffprobe.pipelines.extraction.plan import make_plan
+
+    p = Path(path).expanduser()
+    with open_store(p) as s:
+        found = deep_verify(s)
+        stored = {split: set(s.keys(split)) for split in s.splits}
+        identity = dict(s.attrs.get("identity", {}))
+    rep = RepairReport(found)
+    if found.ok:
+        return rep
+    imported = sorted({f"{d.split}/{d.array}" for d in found.damage if d.unit < 0 and d.array not in TABLE_ARRAYS})
+    if imported:
+        raise StoreError(f"damaged imported array(s) {', '.join(imported)}: import them again with `diffprobe store import --overwrite`")
+    config = recorded_config(p, overrides)
+    device = resolve_device(config.device)
+    plans = {}
+    for split in sorted({d.split for d in found.damage}):  # checked before anything is changed
+        plan = make_plan(replace(config, splits=(split,)), device)
+        diffs = identity_diff(identity, plan.identity)
+        if diffs:
+            raise StoreError(f"cannot repair {p} with this configuration: the store {refused(diffs)}\n"
+                             "pass --data/--checkpoint pointing to what made it")  # fmt: skip
+        plans[split] = replace(plan, keys=tuple(k for k in plan.keys if str(k) in stored[split]))
+    with open_store(p, mode="a") as s:
+        for split in sorted({d.split for d in found.damage if d.unit < 0}):
+            _rewrite_item_table(s, split, config)
+            rep.rewrote_item_table.append(split)
+        for split, units in found.units().items():
+            units.discard(-1)
+            for u in sorted(units):
+                s.backend.delete_marker(split, u)
+            rep.units[split] = sorted(units)
+        s.backend.flush()
+    log.info("repairing %s: recomputing %s", p, ", ".join(f"{k}: {len(v)} unit(s)" for k, v in rep.units.items()))
+    for split, plan in plans.items():
+        rep.extraction = run_plan(plan, device, progress)
+    with open_store(p) as s:
+        rep.after = deep_verify(s)
+    return rep
+
+
+def _rewrite_item_table(store: FeatureStore, split: str, config: ExtractConfig) -> None:
+    """Write a split's item table again from the data, which must be the data the store was made from."""
+    spec = discover(config.data, (split,))
+    if spec.fingerprint(split) != store.attrs.get("identity", {}).get("data", {}).get(split):
+        raise StoreError(f"the item table of split {split!r} is damaged and {config.data} is not the data it was made from; "
+                         "pass --data with the original images")  # fmt: skip
+    items = spec.splits[split]
+    store.write_item_table(split, [it.id for it in items], [it.path for it in items], [it.label for it in items])
