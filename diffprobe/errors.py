@@ -56,3 +56,7 @@ class StoreBusyError(StoreError):
 
 class StoreIOError(StoreError, OSError):
     """Writing the store failed at the operating-system level (disk full, permissions, a vanished folder)."""
+
+
+class StoreCorruptError(StoreError):
+    """A chunk of the store fails its checksum or cannot be decoded: it changed on disk after it was written."""

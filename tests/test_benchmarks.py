@@ -36,3 +36,13 @@ def test_difffeed_speed_benchmark_runs():
     assert "feedback [(12, 8), (15, 5), (18, 2)]" in out and "read block 15" in out
     assert re.search(r"released style \(two full forwards\)\s+[\d.]+\s+[\d.]+\s+1\.00×", out), out
     assert re.search(r"cached pass 1, truncated pass 2\s+[\d.]+\s+[\d.]+\s+[\d.]+×", out), out
+
+
+@pytest.mark.slow
+def test_checksum_cost_benchmark_runs():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "checksum_cost.py"), "--device", "cpu", "--repeats", "1", "--blocks", "7"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert re.search(r"extract: seconds\s+[\d.]+\s+[\d.]+\s+-?[\d.]+%", r.stdout), r.stdout
+    assert re.search(r"read all: seconds\s+[\d.]+\s+[\d.]+\s+-?[\d.]+%", r.stdout), r.stdout
+    assert re.search(r"store verify: [\d.]+ s \(metadata only\); store verify --deep: [\d.]+ s", r.stdout), r.stdout

@@ -29,10 +29,10 @@ def info(store: str, as_json: bool) -> None:
 
 @store_group.command("verify")
 @click.argument("store", type=click.Path(exists=True))
-@click.option("--deep", is_flag=True, help="Also read every chunk: check chunk checksums and the digests each unit recorded.")
+@click.option("--deep", is_flag=True, help="Also read every chunk: chunk checksums, the digests each unit recorded, NaN/Inf in valid rows.")
 def verify(store: str, deep: bool) -> None:
-    """Check markers and values; exit 1 when STORE is incomplete, holds NaN/Inf in finished rows, or
-    (with --deep) a chunk fails its checksum or a unit's values differ from what was written."""
+    """Check STORE's markers (fast: metadata only); exit 1 when a unit is not done, or (with --deep)
+    a chunk fails its checksum, a unit's values differ from what was written, or valid rows hold NaN/Inf."""
     from diffprobe.store.inspect import verify_lines, verify_store
     from diffprobe.store.integrity import deep_verify
     from diffprobe.store.store import open_store
@@ -42,12 +42,17 @@ def verify(store: str, deep: bool) -> None:
         deep_rep = deep_verify(s) if deep else None
     lines = verify_lines(rep)
     if deep_rep is not None:
-        lines[-1:-1] = [d.line() for d in deep_rep.damage] + [f"note: {n}" for n in deep_rep.notes]
-        if not deep_rep.ok:
+        found = [d.line() for d in deep_rep.damage] + [f"bad values: {b}" for b in deep_rep.bad_values]
+        lines[-1:-1] = found + [f"note: {n}" for n in deep_rep.notes]
+        if deep_rep.damage:
             lines[-1] = (f"store is DAMAGED: {len(deep_rep.damage)} unit(s) of arrays hold other values than were written; "
                          f"`diffprobe store repair {store}` recomputes them")  # fmt: skip
+        elif deep_rep.bad_values:
+            lines[-1] = ("store holds NaN/Inf in valid rows, as they were computed (fp16 overflow?); "
+                         "extract them again into a new store with --precision fp32")  # fmt: skip
         elif rep.ok:
-            lines[-1] += f"; deep: {deep_rep.chunks_read} reads, every checksum and digest matches"
+            lines[-1] = (f"ok: every unit is done ({rep.n_failed} failed item(s) recorded); deep: {deep_rep.chunks_read} reads, "
+                         "every checksum and digest matches, no NaN/Inf in valid rows")  # fmt: skip
     click.echo("\n".join(lines))
     if not rep.ok or (deep_rep is not None and not deep_rep.ok):
         raise SystemExit(1)

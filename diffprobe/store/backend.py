@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from diffprobe.errors import StoreError
+from diffprobe.errors import StoreCorruptError, StoreError
 
 
 class Backend(abc.ABC):
@@ -82,12 +82,46 @@ class Backend(abc.ABC):
     def write_rows(self, group: str, name: str, start: int, data: np.ndarray) -> None:
         """Write ``data`` into rows [start, start + len(data))."""
 
-    @abc.abstractmethod
-    def read_rows(self, group: str, name: str, sel: slice | np.ndarray | None = None) -> np.ndarray: ...
+    def read_rows(self, group: str, name: str, sel: slice | np.ndarray | None = None) -> np.ndarray:
+        """Rows ``sel`` (all when None) of an array.
+
+        Raises:
+            StoreCorruptError: a chunk fails its checksum or cannot be decoded.
+        """
+        try:
+            return self._read_rows(group, name, sel)
+        except Exception as e:
+            if self.is_damage(e):
+                raise self.damage_error(group, name, e) from e
+            raise
+
+    def lazy(self, group: str, name: str) -> Any:
+        """A dask array over the stored array, chunked along N (a damaged chunk raises
+        :class:`StoreCorruptError` when it is computed)."""
+        import dask.array as da
+
+        array, chunks = self._lazy_source(group, name)
+        return da.from_array(_Checked(self, group, name, array), chunks=chunks, asarray=True)
 
     @abc.abstractmethod
-    def lazy(self, group: str, name: str) -> Any:
-        """A dask array over the stored array, chunked along N."""
+    def _read_rows(self, group: str, name: str, sel: slice | np.ndarray | None) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def _lazy_source(self, group: str, name: str) -> tuple[Any, tuple[int, ...]]:
+        """(an indexable array for dask, its chunk shape)."""
+
+    def is_damage(self, error: Exception) -> bool:
+        """Whether ``error``, raised reading a chunk, means the chunk's bytes are damaged."""
+        return False
+
+    def damage_error(self, group: str, name: str, error: Exception) -> StoreCorruptError:
+        """The error a damaged chunk becomes: what failed and what to do."""
+        first = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        return StoreCorruptError(
+            f"a chunk of {group}/{name} in {self.path} fails to read ({first}): the store changed on disk after it "
+            f"was written. `diffprobe store verify --deep {self.path}` lists the damaged units; "
+            f"`diffprobe store repair {self.path}` recomputes them"
+        )
 
     @abc.abstractmethod
     def array_nbytes_stored(self, group: str, name: str) -> int: ...
@@ -125,6 +159,22 @@ class Backend(abc.ABC):
         if p.is_file():
             return p.stat().st_size
         return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+class _Checked:
+    """An array for ``dask.array.from_array`` whose reads turn chunk damage into :class:`StoreCorruptError`."""
+
+    def __init__(self, backend: Backend, group: str, name: str, array: Any) -> None:
+        self.backend, self.group, self.name, self.array = backend, group, name, array
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, len(array.shape)
+
+    def __getitem__(self, index: Any) -> Any:
+        try:
+            return self.array[index]
+        except Exception as e:
+            if self.backend.is_damage(e):
+                raise self.backend.damage_error(self.group, self.name, e) from e
+            raise
 
 
 BACKENDS: dict[str, Callable[[Path, str], Backend]] = {}

@@ -122,7 +122,7 @@ class HDF5Backend(Backend):
         a = self._array(group, name)
         a[start : start + len(data)] = data.astype(object) if data.dtype.kind in "UT" else data
 
-    def read_rows(self, group: str, name: str, sel: slice | np.ndarray | None = None) -> np.ndarray:
+    def _read_rows(self, group: str, name: str, sel: slice | np.ndarray | None) -> np.ndarray:
         a = self._array(group, name)
         if h5py.check_string_dtype(a.dtype):
             a = a.asstr()
@@ -139,11 +139,14 @@ class HDF5Backend(Backend):
         out = np.asarray(out)
         return out.astype(str) if out.dtype.kind == "O" else out
 
-    def lazy(self, group: str, name: str) -> Any:
-        import dask.array as da
-
+    def _lazy_source(self, group: str, name: str) -> tuple[Any, tuple[int, ...]]:
         a = self._array(group, name)
-        return da.from_array(a, chunks=a.chunks or a.shape)
+        return a, a.chunks or a.shape
+
+    def is_damage(self, error: Exception) -> bool:
+        # "Can't read data (data error detected by Fletcher32 checksum)"; a damaged compressed chunk
+        text = str(error).lower()
+        return isinstance(error, OSError) and any(w in text for w in ("checksum", "can't read data", "filter"))
 
     def array_nbytes_stored(self, group: str, name: str) -> int:
         return int(self._array(group, name).id.get_storage_size())

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from diffprobe.errors import StoreCorruptError
 from diffprobe.store.digests import digest
 from diffprobe.store.layout import ITEM_ARRAYS, FeatureKey
 from diffprobe.store.store import FeatureStore
@@ -54,12 +55,14 @@ class DeepReport:
     """What :func:`deep_verify` found: damaged units, and what could not be checked."""
 
     damage: list[Damage] = field(default_factory=list)
+    #: arrays whose valid, finished rows hold NaN/Inf as written (e.g. fp16 overflow): intact, but unusable
+    bad_values: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     chunks_read: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.damage
+        return not self.damage and not self.bad_values
 
     def units(self) -> dict[str, set[int]]:
         """{split: damaged unit numbers}."""
@@ -72,12 +75,16 @@ class DeepReport:
 def _read(store: FeatureStore, split: str, name: str, rows: slice) -> tuple[np.ndarray | None, str]:
     try:
         return store.backend.read_rows(split, name, rows), ""
-    except (ValueError, OSError, RuntimeError) as e:  # zarr's crc32c: ValueError; HDF5's fletcher32: OSError
+    except StoreCorruptError as e:  # a chunk fails its checksum (crc32c, fletcher32) or to decompress
+        cause = e.__cause__ or e
+        return None, f"{type(cause).__name__}: {str(cause).splitlines()[0][:160]}"
+    except (ValueError, OSError, RuntimeError) as e:  # unreadable in some other way
         return None, f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
 
 
 def deep_verify(store: FeatureStore, splits: Iterable[str] | None = None) -> DeepReport:
-    """Read every chunk of every array, check chunk checksums and recorded digests.
+    """Read every chunk of every array, check chunk checksums and recorded digests, and count rows
+    of valid items that hold NaN/Inf.
 
     Units not marked done are skipped (plain ``verify`` reports them); arrays of stores written
     before digests were recorded are checked for readable chunks only (noted in the report).
@@ -86,6 +93,8 @@ def deep_verify(store: FeatureStore, splits: Iterable[str] | None = None) -> Dee
     for split in splits or store.splits:
         ids = np.asarray(store.ids(split)).astype(str)
         marks = store.markers(split)
+        valid, _ = _read(store, split, "valid", slice(None))  # damage to it is reported below
+        nonfinite: dict[str, list[int]] = {}  # array → [rows with NaN, rows with Inf]
         table = store.backend.group_attrs(split).get("digests", {})
         for name in TABLE_ARRAYS:
             values, err = _read(store, split, name, slice(None))
@@ -117,14 +126,28 @@ def deep_verify(store: FeatureStore, splits: Iterable[str] | None = None) -> Dee
                 recorded = m.get("digests", {}).get(name)
                 if err:
                     rep.damage.append(Damage(split, name, u, a, b, "checksum", err, tuple(ids[a:b])))
-                elif recorded is None:
+                    continue
+                if recorded is None:
                     undigested.add(name)
                 elif digest(values) != recorded:  # type: ignore[arg-type]
                     rep.damage.append(Damage(split, name, u, a, b, "digest", f"recorded {recorded[:12]}…", tuple(ids[a:b])))
+                    continue
+                if valid is not None and name != "valid":  # intact as written: are the values usable?
+                    _count_nonfinite(values[valid[a:b].astype(bool)], nonfinite.setdefault(name, [0, 0]))  # type: ignore[index]
+        rep.bad_values += [f"{split}/{name}: {n_nan} rows with NaN, {n_inf} rows with Inf among valid, finished items"
+                           for name, (n_nan, n_inf) in nonfinite.items() if n_nan or n_inf]  # fmt: skip
         if undigested:
             rep.notes.append(f"{split}: no digests recorded for {len(undigested)} array(s) (imported, or written before "
                              "digests were recorded): only their chunks' readability was checked")  # fmt: skip
     return rep
+
+
+def _count_nonfinite(rows: np.ndarray, counts: list[int]) -> None:
+    """Add the number of rows (axis 0) holding a NaN, and holding an Inf, to ``counts``."""
+    if rows.size and rows.dtype.kind == "f":
+        axes = tuple(range(1, rows.ndim))
+        counts[0] += int(np.isnan(rows).any(axis=axes).sum())
+        counts[1] += int(np.isinf(rows).any(axis=axes).sum())
 
 
 def checksum_summary(store: FeatureStore) -> dict[str, Any]:

@@ -70,16 +70,17 @@ def extract_features(config: ExtractConfig, *, dry_run: bool = False, progress: 
     return run_plan(plan, device, progress)
 
 
-def run_plan(plan: ExtractPlan, device: torch.device, progress: bool | None = None) -> ExtractSummary:
+def run_plan(plan: ExtractPlan, device: torch.device, progress: bool | None = None, *, lock: bool = True) -> ExtractSummary:
     """Run a resolved plan into its store, under the writer lock, HDF5 through a working store (see
-    :func:`extract_features`, which plans and calls this; a repair calls it with a narrowed plan)."""
+    :func:`extract_features`, which plans and calls this; a repair, which holds the lock already,
+    calls it with a narrowed plan and ``lock=False``)."""
     config = plan.config
     out = Path(config.out).expanduser()
     hdf5 = format_for_path(out) == "hdf5"
     if hdf5 and (config.shard or config.workers or config.scheduler):
         raise ConfigError("HDF5 stores take one writer: use a Zarr directory for --workers, --scheduler or --shard")
     with contextlib.ExitStack() as stack:
-        if config.shard is None:
+        if config.shard is None and lock:
             stack.enter_context(writer_lock(out))
         try:
             if not hdf5:

@@ -16,6 +16,7 @@ from diffprobe.errors import StoreError
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.data import discover
 from diffprobe.pipelines.extraction.prepare import identity_diff, refused
+from diffprobe.pipelines.extraction.safety import writer_lock
 from diffprobe.pipelines.extraction.summary import ExtractSummary
 from diffprobe.store.integrity import TABLE_ARRAYS, DeepReport, deep_verify
 from diffprobe.store.store import FeatureStore, open_store
@@ -38,7 +39,7 @@ class RepairReport:
 
     @property
     def ok(self) -> bool:
-        return self.after is not None and self.after.ok
+        return self.after is not None and not self.after.damage  # NaN/Inf as computed is not damage
 
     def lines(self) -> list[str]:
         out = [d.line() for d in self.found.damage]
@@ -48,7 +49,7 @@ class RepairReport:
         out += [f"rewrote the item table of {split}" for split in self.rewrote_item_table]
         if self.after is not None:
             out += [d.line() for d in self.after.damage]
-            out.append("repaired: verify --deep is clean" if self.after.ok else "the store is still damaged (see above)")
+            out.append("repaired: every chunk reads and every digest matches" if self.ok else "the store is still damaged (see above)")
         return out
 
 
@@ -76,17 +77,22 @@ def repair_store(path: str | Path, *, progress: bool | None = None, **overrides:
     Raises:
         StoreError: damage that recomputing cannot mend (an imported array: import it again).
     """
+    p = Path(path).expanduser()
+    with writer_lock(p):  # no extraction may write while units are found, unmarked and recomputed
+        return _repair(p, overrides, progress)
+
+
+def _repair(p: Path, overrides: dict[str, Any], progress: bool | None) -> RepairReport:
     from diffprobe.device import resolve_device
     from diffprobe.pipelines.extraction.job import run_plan
     from diffprobe.pipelines.extraction.plan import make_plan
 
-    p = Path(path).expanduser()
     with open_store(p) as s:
         found = deep_verify(s)
         stored = {split: set(s.keys(split)) for split in s.splits}
         identity = dict(s.attrs.get("identity", {}))
     rep = RepairReport(found)
-    if found.ok:
+    if not found.damage:
         return rep
     imported = sorted({f"{d.split}/{d.array}" for d in found.damage if d.unit < 0 and d.array not in TABLE_ARRAYS})
     if imported:
@@ -113,7 +119,7 @@ def repair_store(path: str | Path, *, progress: bool | None = None, **overrides:
         s.backend.flush()
     log.info("repairing %s: recomputing %s", p, ", ".join(f"{k}: {len(v)} unit(s)" for k, v in rep.units.items()))
     for split, plan in plans.items():
-        rep.extraction = run_plan(plan, device, progress)
+        rep.extraction = run_plan(plan, device, progress, lock=False)
     with open_store(p) as s:
         rep.after = deep_verify(s)
     return rep
