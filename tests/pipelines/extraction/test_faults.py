@@ -197,6 +197,16 @@ def child(manifest: Path, out: Path, sleep: float) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
 
 
+def writing(manifest: Path, out: Path, until: Path | None = None) -> tuple[subprocess.Popen, Path]:
+    """A slow writer in a child process, once it holds the store's lock (and ``until`` exists)."""
+    proc = child(manifest, out, 1.0)
+    lock = out.parent / f".{out.name}.writer"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (lock.is_file() and lock.read_text().strip() and (until is None or until.exists())):
+        time.sleep(0.05)
+    return proc, lock
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_killed_at_a_random_moment_resumes_to_the_same_bytes(small_manifest, small_store, tmp_path, seed):
@@ -213,11 +223,7 @@ def test_killed_at_a_random_moment_resumes_to_the_same_bytes(small_manifest, sma
 @pytest.mark.slow
 def test_a_second_writer_is_refused_while_the_first_runs(small_manifest, small_store, tmp_path):
     out = tmp_path / "race.zarr"
-    proc = child(small_manifest, out, 1.0)
-    lock = out.parent / f".{out.name}.writer"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (lock.is_file() and lock.read_text().strip() and (out / "_progress" / "train").is_dir()):
-        time.sleep(0.05)
+    proc, lock = writing(small_manifest, out, until=out / "_progress" / "train")
     with pytest.raises(StoreBusyError, match=rf"store {out} is being written by another run \(pid {proc.pid} on "):
         diffprobe.extract_features(extract_config(small_manifest, out, unit_size=32), progress=False)
     with pytest.raises(StoreBusyError, match="is being written by another run"):  # a repair is a writer too
@@ -232,11 +238,7 @@ def test_a_second_writer_is_refused_while_the_first_runs(small_manifest, small_s
 @pytest.mark.slow
 def test_a_writer_that_died_leaves_a_lock_that_is_taken_over(small_manifest, tmp_path, caplog):
     out = tmp_path / "stale.zarr"
-    proc = child(small_manifest, out, 1.0)
-    lock = out.parent / f".{out.name}.writer"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (lock.is_file() and lock.read_text().strip()):
-        time.sleep(0.05)
+    proc, lock = writing(small_manifest, out)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     assert str(proc.pid) in lock.read_text()  # the dead writer's lock is still there
