@@ -45,11 +45,9 @@ def peak_rss_bytes() -> int:
 
 
 def block_widths(count: int, pool: int) -> list[int]:
-    from diffprobe.extract.blocks import measure_blocks
-    from diffprobe.extract.registry import resolve_config
+    from diffprobe.extract.registry import model_spec
 
-    _, cfg = resolve_config("adm-32-fmnist")
-    chans = [b.channels for b in measure_blocks(cfg)]
+    chans = [b.channels for b in model_spec("adm-32-fmnist").blocks]
     return [chans[i % len(chans)] * pool * pool for i in range(count)]
 
 

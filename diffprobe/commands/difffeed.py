@@ -64,8 +64,9 @@ def difffeed(data: str, model: str, checkpoint: str | None, flags: str, class_la
     the attention head. Only the feedback nets and the head train.
     """
     from diffprobe.extract.adm_config import load_flags
-    from diffprobe.extract.blocks import measure_blocks, resolve_blocks
-    from diffprobe.extract.registry import resolve_config
+    from diffprobe.extract.blocks import resolve_blocks
+    from diffprobe.extract.feedback import require_adm
+    from diffprobe.extract.registry import model_spec
     from diffprobe.probes.difffeed_run import run_difffeed
     from diffprobe.probes.io import save_probe
     from diffprobe.probes.plan import DataConfig
@@ -77,7 +78,9 @@ def difffeed(data: str, model: str, checkpoint: str | None, flags: str, class_la
         raise click.BadParameter(f"expected at least as many epochs as draws, got {o['epochs']} < {o['draws']}", param_hint="--epochs")
     claim_outputs({"--out": o["out"], "--save": o["save"]}, o["overwrite"])
     flag_map = load_flags(flags)
-    table = measure_blocks(resolve_config(model, flag_map)[1])
+    spec = model_spec(model, flag_map, checkpoint)
+    require_adm(spec)
+    table = spec.blocks
     read = one(flatten(blocks), "--blocks")
     if read is None:
         read = next(b.number for b in table if b.stage == "middle") + READ_AFTER_MIDDLE

@@ -15,6 +15,7 @@ from diffprobe.commands.options import (
     model_options,
     pools_option,
     progress_option,
+    prompt_options,
     timesteps_option,
 )
 from diffprobe.extract.config import PRECISIONS, REDUCTIONS, STORAGE_DTYPES
@@ -22,8 +23,9 @@ from diffprobe.extract.config import PRECISIONS, REDUCTIONS, STORAGE_DTYPES
 
 @click.command()
 @click.argument("data", type=click.Path(exists=True))
-@click.option("--model", "-m", required=True, help="Model preset (see `diffprobe models`) or `adm` with --flags.")
+@click.option("--model", "-m", required=True, help="Model preset (see `diffprobe models`), `adm` with --flags, or `diffusers` with --checkpoint DIR.")
 @model_options
+@prompt_options
 @click.option("--random-weights", is_flag=True, help="No checkpoint: a seeded random initialisation (tests and benchmarks only).")
 @timesteps_option(required=True)
 @blocks_option(required=True)
@@ -51,7 +53,7 @@ from diffprobe.extract.config import PRECISIONS, REDUCTIONS, STORAGE_DTYPES
 @progress_option()
 def extract(data: str, flags: str, timesteps: tuple, blocks: tuple, pools: tuple, splits: tuple, shard: str | None,
             compile_: bool, dry_run: bool, progress: bool | None, **options: Any) -> None:  # fmt: skip
-    """Extract U-Net features of the images in DATA into a store.
+    """Extract a diffusion model's block features of the images in DATA into a store.
 
     DATA is an ImageFolder tree (class = parent folder; optional train/ val/ … split folders) or a
     CSV/TSV manifest with columns path,label[,split][,id]. Re-running resumes; new --t/--blocks/--pool

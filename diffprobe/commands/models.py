@@ -14,32 +14,47 @@ from diffprobe.commands.options import json_option, model_options
 @model_options
 @json_option("Print JSON instead of a table.")
 def blocks(model: str, checkpoint: str | None, flags: str, class_label: int | None, as_json: bool) -> None:
-    """Print every block of MODEL: paper number, module path, channels and resolution.
+    """Print every block of MODEL: number, module path, stage, channels and resolution.
 
-    MODEL is a preset (see `diffprobe models`) or `adm` with --flags. Without --checkpoint the table
-    is measured on the meta device, so even the 256 model needs no memory.
+    MODEL is a preset (see `diffprobe models`), `adm` with --flags, or `diffusers` with --checkpoint
+    DIR. The table is measured on the meta device, so even the largest model needs no memory; an ADM
+    --checkpoint is also checked against the architecture.
     """
     from diffprobe.extract.adm_config import load_flags
-    from diffprobe.extract.registry import block_table
+    from diffprobe.extract.family import Conditioning
+    from diffprobe.extract.registry import block_table, check_model
 
-    infos, config = block_table(model, load_flags(flags), checkpoint, class_label)
+    flag_map = load_flags(flags)
+    if checkpoint is not None:
+        check_model(model, flag_map, checkpoint, False, Conditioning(class_label))
+    infos, spec = block_table(model, flag_map, checkpoint)
     if as_json:
-        payload = {"model": model, "flags": config.to_flags(), "blocks": [b.to_dict() for b in infos]}
+        described = {"flags": spec.config.to_flags()} if spec.family == "adm" else {k: v for k, v in spec.identity.items() if k != "family"}
+        payload = {"model": model, "family": spec.family, "image_size": spec.image_size, "noise_shape": list(spec.noise_shape),
+                   "steps": spec.steps, **described, "blocks": [b.to_dict() for b in infos]}  # fmt: skip
         click.echo(json.dumps(payload, indent=1))
         return
-    click.echo(f"{model}: {len(infos)} blocks ({config.image_size}×{config.image_size} input)")
-    click.echo(f"{'block':>5}  {'module path':<18} {'stage':<7} {'channels':>8}  resolution")
+    c, h, w = spec.noise_shape
+    latent = f", noised as {c}×{h}×{w} latents" if (h, w) != (spec.image_size, spec.image_size) else ""
+    click.echo(f"{model} ({spec.family}): {len(infos)} blocks ({spec.image_size}×{spec.image_size} input{latent}; t in 0..{spec.steps - 1})")
+    width = max(18, *(len(b.path) for b in infos))
+    click.echo(f"{'block':>5}  {'module path':<{width}} {'stage':<11} {'channels':>8}  resolution")
     for b in infos:
-        click.echo(f"{b.number:>5}  {b.path:<18} {b.stage:<7} {b.channels:>8}  {b.height}×{b.width}")
+        click.echo(f"{b.number:>5}  {b.path:<{width}} {b.stage:<11} {b.channels:>8}  {b.height}×{b.width}")
 
 
 @click.command()
 def models() -> None:
-    """List the model presets and their published checkpoints."""
-    from diffprobe.extract.presets import PRESETS
+    """List the model presets, their families and where their weights come from."""
+    from diffprobe.extract.registry import PRESETS
 
+    width = max(len(n) for n in PRESETS) + 2
     for p in PRESETS.values():
-        click.echo(f"{p.name:<16} {p.description}  [{p.checkpoint_file}]")
-        if p.url:
-            click.echo(f"{'':<16} download: {p.url}")
-    click.echo(f"{'adm':<16} any other ADM checkpoint, described with --flags")
+        click.echo(f"{p.name:<{width}} [{p.family}] {p.description}")
+        where = f"hf download {p.hub} --local-dir {p.hub.split('/')[-1]}; then --checkpoint {p.hub.split('/')[-1]}" if p.hub else \
+            ("bundled" if p.bundled else f"download: {p.url}" if p.url else p.checkpoint_file)
+        click.echo(f"{'':<{width}} weights: {where}")
+        if p.best:
+            click.echo(f"{'':<{width}} best in the literature: {p.best}")
+    click.echo(f"{'adm':<{width}} any other ADM checkpoint, described with --flags")
+    click.echo(f"{'diffusers':<{width}} any UNet2DModel, Stable Diffusion (UNet2DConditionModel + VAE) or DiT directory: --checkpoint DIR")

@@ -176,6 +176,15 @@ def progress_option() -> Decorator:
     return click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
 
 
+def prompt_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--prompt and --prompt-embedding, for text-conditioned models (Stable Diffusion)."""
+    return stack_options(f, [
+        click.option("--prompt", default=None, help="Text-conditioned models: the prompt for every image [default: the empty prompt, unconditional]."),
+        click.option("--prompt-embedding", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="Text-conditioned models without a text encoder: a .pt/.npy file with the prompt's (L, D) embedding."),
+    ])  # fmt: skip
+
+
 def json_option(help: str = "Print JSON.") -> Decorator:
     return click.option("--json", "as_json", is_flag=True, help=help)
 
@@ -183,10 +192,11 @@ def json_option(help: str = "Print JSON.") -> Decorator:
 def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--checkpoint, --flags and --class-label, shared by every command that builds a model."""
     return stack_options(f, [
-        click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-                     help="State-dict file (.pt) [default: the preset's bundled checkpoint, if it has one]."),
+        click.option("--checkpoint", type=click.Path(), default=None,
+                     help="ADM: a state-dict file (.pt); diffusers: the model's directory [default: the preset's bundled checkpoint, if it has one]."),
         click.option("--flags", "flags", default="",
-                     help="guided-diffusion flags overriding the preset: 'image_size=64,channel_mult=1,2,2' or a .toml/.json file."),
+                     help="Model flags, 'k=v,k=v' or a .toml/.json file. ADM: guided-diffusion flags overriding the preset "
+                          "('image_size=64,channel_mult=1,2,2'); diffusers: image_size=N."),
         click.option("--class-label", type=click.IntRange(min=0), default=None,
                      help="Class fed to a class-conditional model for every image (never the true labels)."),
     ])  # fmt: skip

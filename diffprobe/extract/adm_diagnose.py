@@ -51,7 +51,7 @@ def mismatch_hints(cfg: ADMConfig, sd: Mapping[str, Tensor]) -> list[str]:
     hints: list[str] = []
     got = infer_flags(sd)
     if got.get("class_cond") and not cfg.class_cond:
-        cond = [n for n, p in PRESETS.items() if p.config.class_cond and p.config.image_size == cfg.image_size]
+        cond = [n for n, p in PRESETS.items() if p.family == "adm" and p.config.class_cond and p.config.image_size == cfg.image_size]
         use = f"; use {cond[0]}" if cond else ""
         hints.append(
             f"checkpoint has label_emb.weight: this is a class-conditional model{use} "

@@ -1,20 +1,20 @@
-"""The frozen diffusion backbone that diffprobe extracts features from."""
+"""The backbone protocol's dynamic half: a frozen, weight-loaded network that gives early-exit block
+features of noised inputs. Every family (ADM, diffusers, …) implements :class:`Backbone`; the static
+half (block table, schedule, identity) is :class:`~diffprobe.extract.family.ModelSpec`."""
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from diffprobe.errors import ConfigError
-from diffprobe.extract.adm import ADMUNet
-from diffprobe.extract.adm_config import ADMConfig
-from diffprobe.extract.blocks import BlockInfo, BlockSpec, measure_blocks, resolve_blocks
-from diffprobe.extract.noise import NoiseSchedule, make_schedule
+from diffprobe.extract.blocks import BlockInfo, BlockSpec, resolve_blocks
+from diffprobe.extract.family import Conditioning, ModelSpec
+from diffprobe.extract.noise import NoiseSchedule
 
 
 @dataclass(frozen=True)
@@ -39,126 +39,130 @@ class Timesteps:
             idx, vals = idx.pin_memory(), vals.pin_memory()
         return cls(vals.to(device, non_blocking=True), idx.to(device, non_blocking=True))
 
+    def per_row(self) -> Tensor:
+        """(N,) the timestep of every row."""
+        return self.values[self.index]
 
-class Backbone(nn.Module):
-    """A frozen ADM U-Net with its diffusion schedule and provenance.
+
+class Backbone(nn.Module, abc.ABC):
+    """A frozen network with its diffusion schedule, input transform, conditioning and provenance.
 
     Call it as ``backbone(x_t, t)`` for the full output, or ``backbone.features(x_t, t, blocks)``
-    for block outputs (the forward stops after the deepest requested block).
+    for block outputs (the forward stops after the deepest requested block). Inputs live in the
+    space noise is added in: :meth:`encode` takes clean images there (the identity for pixel
+    models, a VAE for latent ones).
     """
 
     def __init__(
         self,
-        name: str,
-        config: ADMConfig,
-        net: ADMUNet,
+        spec: ModelSpec,
+        schedule: NoiseSchedule,
+        cond: Conditioning | None = None,
         checkpoint: Path | None = None,
         checkpoint_sha256: str | None = None,
-        class_label: int | None = None,
     ) -> None:
         super().__init__()
-        if class_label is not None:
-            if not config.class_cond:
-                raise ConfigError(f"class_label={class_label} given, but {name} is not class-conditional")
-            if not 0 <= class_label < config.num_classes:
-                raise ConfigError(f"class_label must be in [0, {config.num_classes - 1}], got {class_label}")
-        self.name = name
-        self.config = config
-        self.net = net
+        self.spec = spec
+        self.name = spec.name
+        self.schedule = schedule
+        self.cond = cond or Conditioning()
         self.checkpoint = checkpoint
         self.checkpoint_sha256 = checkpoint_sha256
-        self.class_label = class_label
-        self.schedule: NoiseSchedule = make_schedule(config.noise_schedule, config.diffusion_steps)
+
+    def freeze(self) -> None:
+        """No gradients, eval mode: call at the end of a subclass's ``__init__``."""
         self.requires_grad_(False)
         self.eval()
 
     @property
-    def image_size(self) -> int:
-        return self.config.image_size
+    def family(self) -> str:
+        return self.spec.family
 
     @property
-    def in_channels(self) -> int:
-        return self.config.in_channels
+    def image_size(self) -> int:
+        """Side of the square images :meth:`encode` takes."""
+        return self.spec.image_size
 
-    @cached_property
+    @property
+    def noise_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of ``x_t``: the space noise is added in."""
+        return self.spec.noise_shape
+
+    @property
+    def class_label(self) -> int | None:
+        return self.cond.class_label
+
+    @property
     def blocks(self) -> list[BlockInfo]:
-        """Every block (paper number, module path, channels, resolution), measured by a dry run."""
-        return list(measure_blocks(self.config))
+        """Every block (number, module path, channels, resolution), measured on the meta device."""
+        return list(self.spec.blocks)
 
     def block(self, spec: BlockSpec) -> BlockInfo:
         """The :class:`BlockInfo` of one block given by number or module path."""
-        return self.blocks[resolve_blocks(spec, self.blocks)[0] - 1]
+        return self.spec.blocks[resolve_blocks(spec, self.spec.blocks)[0] - 1]
 
     def resolve_blocks(self, specs: BlockSpec | Iterable[BlockSpec]) -> list[int]:
-        """Paper numbers of ``specs`` (numbers, digit strings or module paths)."""
-        return resolve_blocks(specs, self.blocks)
+        """Block numbers of ``specs`` (numbers, digit strings or module paths)."""
+        return resolve_blocks(specs, self.spec.blocks)
 
-    def _inputs(self, x_t: Tensor, t: Tensor | int | Timesteps) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """(t, y, index): per-item t and y, or — for :class:`Timesteps` — the distinct ones and
-        each item's row among them."""
-        if x_t.dim() != 4 or x_t.shape[1] != self.in_channels:
-            raise ValueError(f"x_t must be (N, {self.in_channels}, H, W), got {tuple(x_t.shape)}")
-        index = None
-        if isinstance(t, Timesteps):
-            if t.index.numel() != x_t.shape[0]:
-                raise ValueError(f"Timesteps index has {t.index.numel()} rows for {x_t.shape[0]} images")
-            tt, index = t.values, t.index
-        else:
-            tt = torch.as_tensor(t, device=x_t.device).long().reshape(-1)
-            if tt.numel() == 1:
-                tt = tt.expand(x_t.shape[0])
-            if tt.numel() != x_t.shape[0]:
-                raise ValueError(f"t must be one timestep or one per image ({x_t.shape[0]}), got {tt.numel()}")
-        y = None
-        if self.config.class_cond:
-            if self.class_label is None:
-                raise ConfigError(
-                    f"{self.name} is class-conditional: pass --class-label K (class_label=K in Python), one fixed class "
-                    "for every image; never the true labels, which would leak the answer into the features"
-                )
-            y = torch.full((tt.shape[0],), self.class_label, dtype=torch.long, device=x_t.device)
-        return tt, y, index
+    def encode(self, x0: Tensor) -> Tensor:
+        """The input transform: (N, 3, S, S) clean images in [-1, 1] → (N, *noise_shape) clean
+        inputs of the network (the identity for pixel-space models)."""
+        return x0
 
     def features(self, x_t: Tensor, t: Tensor | int | Timesteps, blocks: BlockSpec | Iterable[BlockSpec]) -> dict[int, Tensor]:
         """Outputs of the requested blocks; nothing after the deepest one is computed.
 
         Args:
-            x_t: (N, C, H, W) noisy images.
+            x_t: (N, *noise_shape) noisy inputs.
             t: one integer timestep, (N,) timesteps, or :class:`Timesteps`.
-            blocks: paper numbers or module paths.
+            blocks: block numbers or module paths.
         Returns:
-            {paper number: (N, C_b, H_b, W_b)} in the order requested.
+            {block number: (N, C_b, H_b, W_b)} in the order requested.
         """
         numbers = self.resolve_blocks(blocks)
         if not numbers:
             raise ValueError("no blocks requested")
         return self.run_blocks(x_t, t, tuple(numbers))
 
+    def _check_input(self, x_t: Tensor) -> None:
+        c = self.noise_shape[0]
+        if x_t.dim() != 4 or x_t.shape[1] != c:
+            raise ValueError(f"x_t must be (N, {c}, H, W), got {tuple(x_t.shape)}")
+
+    def _per_row_t(self, x_t: Tensor, t: Tensor | int | Timesteps) -> Tensor:
+        """(N,) int64 timesteps on x_t's device."""
+        if isinstance(t, Timesteps):
+            if t.index.numel() != x_t.shape[0]:
+                raise ValueError(f"Timesteps index has {t.index.numel()} rows for {x_t.shape[0]} images")
+            return t.per_row()
+        tt = torch.as_tensor(t, device=x_t.device).long().reshape(-1)
+        if tt.numel() == 1:
+            tt = tt.expand(x_t.shape[0])
+        if tt.numel() != x_t.shape[0]:
+            raise ValueError(f"t must be one timestep or one per image ({x_t.shape[0]}), got {tt.numel()}")
+        return tt
+
+    @abc.abstractmethod
     def run_blocks(
         self, x_t: Tensor, t: Tensor | int | Timesteps, numbers: tuple[int, ...], add: Mapping[int, Tensor] | None = None
     ) -> dict[int, Tensor]:
-        """:meth:`features` for paper numbers already resolved: nothing but the forward, so this is
-        the function to hand to ``torch.compile`` (resolving names measures the blocks on the meta
-        device, which must stay outside a compiled graph). ``add`` ({block: tensor}) is added to
-        those blocks' outputs on the way (DifFeed's feedback; see :meth:`ADMUNet.run`).
+        """:meth:`features` for block numbers already resolved: nothing but the forward, so this is
+        the function to hand to ``torch.compile`` (where the family supports it). ``add``
+        ({block: tensor}) is added to those blocks' outputs on the way (DifFeed's feedback).
 
         Args:
-            x_t: (N, C, H, W) noisy images; t: one timestep, (N,) or :class:`Timesteps`;
-            numbers: paper block numbers.
+            x_t: (N, *noise_shape) noisy inputs; t: one timestep, (N,) or :class:`Timesteps`;
+            numbers: block numbers.
         Returns:
-            {paper number: (N, C_b, H_b, W_b)}.
+            {block number: (N, C_b, H_b, W_b)}.
         """
-        tt, y, index = self._inputs(x_t, t)
-        _, feats = self.net.run(x_t, tt, y, capture=numbers, stop_after=max(numbers), index=index, add=add)
-        return {n: feats[n] for n in numbers}
 
+    @abc.abstractmethod
     def forward(self, x_t: Tensor, t: Tensor | int | Timesteps) -> Tensor:
-        """Full model output (N, C_out, H, W) — ε, plus the variance channels if learn_sigma."""
-        tt, y, index = self._inputs(x_t, t)
-        out, _ = self.net.run(x_t, tt, y, index=index)
-        assert out is not None
-        return out
+        """The network's full output, (N, C_out, H, W)."""
 
-    def extra_repr(self) -> str:
-        ck = self.checkpoint.name if self.checkpoint else "random init"
-        return f"name={self.name}, blocks={self.net.num_blocks}, checkpoint={ck}"
+    def provenance(self) -> dict[str, object]:
+        """Family, model, weights: for logs and saved probes."""
+        return {"family": self.family, "model": self.name, "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+                "checkpoint_sha256": self.checkpoint_sha256}  # fmt: skip

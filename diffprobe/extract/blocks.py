@@ -1,30 +1,29 @@
-"""Paper block numbering: resolving user block specs and measuring block shapes by a dry run."""
+"""Block numbering: what a block is (:class:`BlockInfo`) and resolving user block specs.
+
+Every family numbers its blocks 1..L in forward order and measures their shapes on the meta
+device (ADM: :func:`diffprobe.extract.adm_backbone.measure_blocks`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from functools import lru_cache
-
-import torch
 
 from diffprobe.errors import BlockError
-from diffprobe.extract.adm import ADMUNet
-from diffprobe.extract.adm_config import ADMConfig
 
 BlockSpec = int | str
 
 
 @dataclass(frozen=True)
 class BlockInfo:
-    """One U-Net block: paper number (1..L), module path, and its measured output shape."""
+    """One block: number (1..L, forward order), module path, and its measured output shape
+    (a transformer's tokens as their H×W grid)."""
 
     number: int
     path: str
     channels: int
     height: int
     width: int
-    stage: str  # "input", "middle" or "output"
+    stage: str  # "input", "middle" or "output" for U-Nets; "transformer" for DiT
 
     @property
     def resolution(self) -> tuple[int, int]:
@@ -32,25 +31,6 @@ class BlockInfo:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-@lru_cache(maxsize=32)
-def measure_blocks(cfg: ADMConfig) -> tuple[BlockInfo, ...]:
-    """Measure every block's output shape with a forward pass on the meta device (no memory)."""
-    with torch.device("meta"):
-        net = ADMUNet(cfg)
-        x = torch.empty(1, cfg.in_channels, cfg.image_size, cfg.image_size)
-        t = torch.zeros(1, dtype=torch.long)
-        y = torch.zeros(1, dtype=torch.long) if cfg.class_cond else None
-    paths = net.block_paths()
-    _, feats = net.run(x, t, y, capture=range(1, len(paths) + 1))
-    n_in = len(net.input_blocks)
-    out = []
-    for i, path in enumerate(paths, start=1):
-        _, c, h, w = feats[i].shape
-        stage = "input" if i <= n_in else "middle" if i == n_in + 1 else "output"
-        out.append(BlockInfo(i, path, int(c), int(h), int(w), stage))
-    return tuple(out)
 
 
 def resolve_blocks(specs: BlockSpec | Iterable[BlockSpec], blocks: Sequence[BlockInfo]) -> list[int]:
@@ -64,8 +44,11 @@ def resolve_blocks(specs: BlockSpec | Iterable[BlockSpec], blocks: Sequence[Bloc
     if isinstance(specs, (int, str)):
         specs = [specs]
     by_path = {b.path: b.number for b in blocks}
-    by_path["middle"] = by_path["middle_block"]
+    middle = [b.number for b in blocks if b.stage == "middle"]
+    if middle:
+        by_path.setdefault("middle", middle[0])
     last = len(blocks)
+    example = ", ".join(b.path for b in (blocks[0], *(blocks[m - 1] for m in middle), blocks[-1]))
     out: list[int] = []
     for spec in specs:
         if isinstance(spec, bool):
@@ -73,17 +56,14 @@ def resolve_blocks(specs: BlockSpec | Iterable[BlockSpec], blocks: Sequence[Bloc
         if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().lstrip("-").isdigit()):
             n = int(spec)
             if not 1 <= n <= last:
-                raise BlockError(
-                    f"block {n} does not exist: this model has blocks 1..{last} "
-                    f"(1..{by_path['middle_block'] - 1} input, {by_path['middle_block']} middle, "
-                    f"{by_path['middle_block'] + 1}..{last} output)"
-                )
+                parts = (f" (1..{middle[0] - 1} input, {middle[0]} middle, {middle[0] + 1}..{last} output)" if middle else "")
+                raise BlockError(f"block {n} does not exist: this model has blocks 1..{last}{parts}")
         elif isinstance(spec, str) and spec.strip() in by_path:
             n = by_path[spec.strip()]
         else:
             raise BlockError(
-                f"unknown block {spec!r}: give a paper number 1..{last} or a module path such as "
-                f"input_blocks.0, middle_block, output_blocks.0 (see `diffprobe blocks MODEL`)"
+                f"unknown block {spec!r}: give a block number 1..{last} or a module path such as "
+                f"{example} (see `diffprobe blocks MODEL`)"
             )
         if n not in out:
             out.append(n)

@@ -124,3 +124,23 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     except Exception as e:  # torch raises many types (KeyError, RuntimeError …) for a non-checkpoint
         raise CheckpointError(f"cannot read {p} as a PyTorch checkpoint: {e}") from None
     return _unwrap(obj, p)
+
+
+def fit_problems(expected: Mapping[str, tuple[int, ...]], got: Mapping[str, tuple[int, ...]], path: Path) -> list[str]:
+    """Lines saying why a checkpoint's tensors (``got``: key → shape) do not fit a model's
+    (``expected``); empty when they fit."""
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    if missing or unexpected:
+        lines = [f"checkpoint {path} does not fit this model: {len(missing)} missing and {len(unexpected)} unexpected keys"]
+        if missing:
+            lines.append(f"  missing (first 5): {', '.join(missing[:5])}")
+        if unexpected:
+            lines.append(f"  unexpected (first 5): {', '.join(unexpected[:5])}")
+        return lines
+    bad = [(k, expected[k], got[k]) for k in expected if tuple(expected[k]) != tuple(got[k])]
+    if bad:
+        k, exp, shape = bad[0]
+        lines = [f"checkpoint {path}: {len(bad)} tensors have the wrong shape; first: {k} expected {list(exp)}, got {list(shape)}"]
+        return lines + [f"  {k2}: expected {list(e2)}, got {list(g2)}" for k2, e2, g2 in bad[1:4]]
+    return []

@@ -36,7 +36,10 @@ class FeatureComputer:
         self.spec = spec
         self._features: Callable[..., dict[int, torch.Tensor]] = backbone.run_blocks
         self._compile_state: dict[str, bool | None] = {"ok": None}
-        if spec.compile:
+        if spec.compile and not backbone.spec.compilable:
+            log.warning("--compile: torch.compile is used for ADM models only; %s (%s) runs eagerly", backbone.name, backbone.family)
+            self._compile_state["ok"] = False
+        elif spec.compile:
             self._features = self._compiled()
         self._device_name = device_name(device)
 
@@ -46,7 +49,8 @@ class FeatureComputer:
         from diffprobe.extract.registry import load_backbone
 
         bb = load_backbone(config.model, config.checkpoint, random_weights=config.random_weights, device=device,
-                           class_label=config.class_label, **config.flag_dict)  # fmt: skip
+                           class_label=config.class_label, prompt=config.prompt, prompt_embedding=config.prompt_embedding,
+                           **config.flag_dict)  # fmt: skip
         return cls(bb, device, spec)
 
     @property
@@ -166,10 +170,11 @@ class FeatureComputer:
         items were batched and of which other timesteps were computed alongside.
 
         Args:
-            x0: (B, 3, S, S) clean images in [-1, 1], B ≤ forward_batch (any device; moved here).
+            x0: (B, 3, S, S) clean images in [-1, 1], B ≤ forward_batch (any device; moved here);
+                the backbone's :meth:`~Backbone.encode` takes them to the space noise is added in.
             ids: B item ids (they seed the noise).
             keys: the (t, block, pool) keys to compute.
-            noise: precomputed noise {(t, draw): (B, 3, S, S)} (from the data loader); pairs not
+            noise: precomputed noise {(t, draw): (B, *noise_shape)} (from the data loader); pairs not
                 given are generated here with :func:`noise_like` — the same values either way.
         """
         n = x0.shape[0]
@@ -183,6 +188,9 @@ class FeatureComputer:
             noise = {k: torch.cat([v, v.new_zeros((m - n, *v.shape[1:]))]) for k, v in noise.items()}
         # One memory layout too: conv kernels differ between NCHW and channels-last inputs.
         x0 = x0.to(self.device, non_blocking=True).contiguous()
+        with autocast(self.spec.precision, self.device):
+            x0 = self.backbone.encode(x0)  # the input transform (the identity, or pixels → VAE latents)
+        x0 = x0.float().contiguous()
         by_t = group_by_t(keys)
         passes = [(t, d) for t in by_t for d in range(self.spec.draws)]
         per_pass: dict[tuple[int, int], dict[FeatureKey, torch.Tensor]] = {}

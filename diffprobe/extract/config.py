@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from diffprobe.errors import ConfigError
+from diffprobe.extract.family import Conditioning
 from diffprobe.store.layout import parse_pool
 
 if TYPE_CHECKING:
@@ -28,8 +29,10 @@ class ExtractConfig:
     Attributes:
         data: an ImageFolder root (optionally with train/ val/ … split folders) or a CSV/TSV manifest.
         out: the store path (a directory → Zarr; ``.h5``/``.hdf5`` → HDF5).
-        model, checkpoint, flags, class_label: the backbone (see :func:`diffprobe.load_backbone`);
-            without a checkpoint a preset's bundled one is used.
+        model, checkpoint, flags: the backbone (see :func:`diffprobe.load_backbone`); without a
+            checkpoint a preset's bundled one is used.
+        class_label, prompt, prompt_embedding: what every image is conditioned on (see
+            :class:`~diffprobe.extract.family.Conditioning`).
         random_weights: no checkpoint at all: a seeded random initialisation (tests, benchmarks).
         timesteps: integer diffusion steps t. blocks: paper numbers or module paths.
         pools: adaptive-average-pool sizes p (None = the native map, "full" on the CLI).
@@ -58,6 +61,8 @@ class ExtractConfig:
     random_weights: bool = False
     flags: tuple[tuple[str, Any], ...] = ()
     class_label: int | None = None
+    prompt: str | None = None
+    prompt_embedding: str | None = None
     timesteps: tuple[int, ...] = (90,)
     blocks: tuple[int | str, ...] = (24,)
     pools: tuple[int | None, ...] = (1,)
@@ -130,6 +135,10 @@ class ExtractConfig:
     @property
     def flag_dict(self) -> dict[str, Any]:
         return dict(self.flags)
+
+    @property
+    def conditioning(self) -> Conditioning:
+        return Conditioning(self.class_label, self.prompt, self.prompt_embedding)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

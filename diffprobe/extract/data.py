@@ -175,15 +175,18 @@ class ImageDataset:
     """Map-style dataset of (index, image, ok, error, noise) for a DataLoader; bad images never raise.
 
     With ``noise`` = ((t, draw), …) and a seed, each item also carries its diffusion noise for those
-    pairs, (P, 3, S, S) float32 — generated here, in the loader's worker processes, so that the
-    device never waits for it. Without, the noise entry is None.
+    pairs, (P, *noise_shape) float32 (default (3, S, S); a latent model's latent shape) — generated
+    here, in the loader's worker processes, so that the device never waits for it. Without, the
+    noise entry is None.
     """
 
-    def __init__(self, items: list[Item], size: int, noise: tuple[tuple[int, int], ...] = (), seed: int = 0) -> None:
+    def __init__(self, items: list[Item], size: int, noise: tuple[tuple[int, int], ...] = (), seed: int = 0,
+                 noise_shape: tuple[int, int, int] | None = None) -> None:  # fmt: skip
         self.items = items
         self.size = size
         self.noise = noise
         self.seed = seed
+        self.noise_shape = noise_shape or (3, size, size)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -193,8 +196,7 @@ class ImageDataset:
         if self.noise:
             from diffprobe.extract.noise import item_noise
 
-            shape = (3, self.size, self.size)
-            eps = np.stack([item_noise(self.items[i].id, t, self.seed, d, shape).numpy() for t, d in self.noise])
+            eps = np.stack([item_noise(self.items[i].id, t, self.seed, d, self.noise_shape).numpy() for t, d in self.noise])
         try:
             return i, load_image(self.items[i].path, self.size), True, "", eps
         except DECODE_ERRORS as e:

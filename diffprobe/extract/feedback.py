@@ -13,8 +13,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from diffprobe.errors import BlockError
+from diffprobe.errors import BlockError, ConfigError
 from diffprobe.extract.blocks import BlockInfo
+from diffprobe.extract.family import ModelSpec
+
+
+def require_adm(spec: ModelSpec) -> None:
+    """DifFeed mirrors an ADM decoder onto its encoder and trains on pixel-space noise."""
+    if spec.family != "adm":
+        raise ConfigError(f"DifFeed runs on ADM models (adm-* presets or adm with --flags); {spec.name} is a {spec.family} model. "
+                          "Its cached features work with every other probe")  # fmt: skip
 
 
 def mirror(block: int, n_blocks: int) -> int:

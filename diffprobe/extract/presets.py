@@ -1,14 +1,17 @@
-"""Named ADM checkpoints and their published guided-diffusion flags.
+"""Named models: a family plus a published configuration, and where the weights come from.
 
-Flags are those given for each released checkpoint in the guided-diffusion README
-(``MODEL_FLAGS`` + ``DIFFUSION_FLAGS``); ``adm-32-fmnist`` is the small Fashion-MNIST model bundled
-with diffprobe (see ``diffprobe/assets/README.md``).
+The ADM presets are here: flags as given for each released checkpoint in the guided-diffusion
+README (``MODEL_FLAGS`` + ``DIFFUSION_FLAGS``); ``adm-32-fmnist`` is the small Fashion-MNIST model
+bundled with diffprobe (see ``diffprobe/assets/README.md``). Other families register theirs
+(:mod:`diffprobe.extract.diffusers.presets`) when :mod:`diffprobe.extract.registry` imports them, so
+read the full list through the registry.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from diffprobe.errors import ConfigError
 from diffprobe.extract.adm_config import ADMConfig
@@ -23,19 +26,24 @@ class Preset:
     """A named model: its backbone family, architecture flags and where its weights come from.
 
     Attributes:
+        config: the family's configuration (an ``ADMConfig``; a diffusers layout's config files).
         checkpoint_file: the published file name (or names) of its weights.
         bundled: the file under ``diffprobe/assets`` that ships with diffprobe, if any: used when no
             checkpoint is given.
         url: where to download the weights (never fetched by diffprobe).
+        hub: the Hugging Face repository of a diffusers-format model (never fetched by diffprobe).
+        best: what the literature found most discriminative (blocks and t), for the README's table.
     """
 
     name: str
     family: str
-    config: ADMConfig
+    config: Any
     checkpoint_file: str
     description: str
     bundled: str | None = None
     url: str | None = None
+    hub: str | None = None
+    best: str = ""
 
     @property
     def bundled_checkpoint(self) -> Path | None:
@@ -43,6 +51,9 @@ class Preset:
 
     def how_to_get(self) -> str:
         """Where its checkpoint comes from, in words for an error message."""
+        if self.hub:
+            local = self.hub.split("/")[-1]
+            return f"download {self.hub} (`hf download {self.hub} --local-dir {local}`)"
         if self.url:
             return f"download {self.checkpoint_file} from {self.url}"
         return f"get {self.checkpoint_file} (see `diffprobe models`)"

@@ -1,102 +1,63 @@
-"""Backbone registry: model names → families → constructed, weight-loaded :class:`Backbone`."""
+"""Model names → families → a described (:class:`ModelSpec`) or loaded (:class:`Backbone`) model.
+
+A name is a preset (``adm-256-uncond``, ``sd-2.1-base`` …: a family plus a published
+configuration) or a family's own name (``adm`` described by flags, ``diffusers`` described by the
+checkpoint directory). The families register themselves (:mod:`diffprobe.extract.family`); this
+module only dispatches.
+"""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+import diffprobe.extract.adm_backbone  # noqa: F401  (registers the adm family)
+import diffprobe.extract.diffusers.family  # noqa: F401  (registers the diffusers family and its presets)
 from diffprobe.device import resolve_device
 from diffprobe.errors import CheckpointError, ConfigError
-from diffprobe.extract.adm import ADMUNet
-from diffprobe.extract.adm_config import ADMConfig, apply_flags
-from diffprobe.extract.adm_diagnose import mismatch_hints
 from diffprobe.extract.backbone import Backbone
-from diffprobe.extract.blocks import BlockInfo, measure_blocks
-from diffprobe.extract.checkpoint import file_sha256, read_state_dict
-from diffprobe.extract.presets import PRESETS, Preset, get_preset
+from diffprobe.extract.blocks import BlockInfo
+from diffprobe.extract.family import FAMILIES, Conditioning, ModelSpec, get_family
+from diffprobe.extract.presets import PRESETS, Preset, get_preset  # PRESETS here lists every family's
 
-log = logging.getLogger(__name__)
-
-#: family name → builder(name, config, checkpoint, device, dtype, class_label) → Backbone
-FAMILIES: dict[str, Callable[..., Backbone]] = {}
-#: Seed of random weights (``random_weights=True``), so that they are the same on every run.
-RANDOM_INIT_SEED = 0
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def register_family(name: str) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
-    def deco(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
-        FAMILIES[name] = fn
-        return fn
-
-    return deco
-
-
-def _check_state_dict(cfg: ADMConfig, model_sd: Mapping[str, torch.Tensor], sd: Mapping[str, torch.Tensor], path: Path) -> None:
-    missing = [k for k in model_sd if k not in sd]
-    unexpected = [k for k in sd if k not in model_sd]
-    if missing or unexpected:
-        lines = [f"checkpoint {path} does not fit this model: {len(missing)} missing and {len(unexpected)} unexpected keys"]
-        if missing:
-            lines.append(f"  missing (first 5): {', '.join(missing[:5])}")
-        if unexpected:
-            lines.append(f"  unexpected (first 5): {', '.join(unexpected[:5])}")
-        lines += [f"  hint: {h}" for h in mismatch_hints(cfg, sd)]
-        raise CheckpointError("\n".join(lines))
-    bad = [(k, tuple(model_sd[k].shape), tuple(sd[k].shape)) for k in model_sd if tuple(model_sd[k].shape) != tuple(sd[k].shape)]
-    if bad:
-        k, exp, got = bad[0]
-        lines = [f"checkpoint {path}: {len(bad)} tensors have the wrong shape; first: {k} expected {list(exp)}, got {list(got)}"]
-        lines += [f"  {k2}: expected {list(e2)}, got {list(g2)}" for k2, e2, g2 in bad[1:4]]
-        lines += [f"  hint: {h}" for h in mismatch_hints(cfg, sd)]
-        raise CheckpointError("\n".join(lines))
+def hub_name_error(name: str, what: str) -> CheckpointError:
+    """The error for a Hugging Face hub name where a local directory is needed."""
+    local = name.split("/")[-1]
+    return CheckpointError(
+        f"{what} {name!r} looks like a Hugging Face hub name, not a local directory; diffprobe never downloads. "
+        f"Download it first (`hf download {name} --local-dir {local}`, with huggingface_hub installed) and pass "
+        f"--checkpoint {local}"
+    )
 
 
-@register_family("adm")
-def build_adm(
-    name: str,
-    config: ADMConfig,
-    checkpoint: Path | None,
-    device: torch.device | str,
-    dtype: torch.dtype,
-    class_label: int | None,
-) -> Backbone:
-    if checkpoint is None:
-        # Random init with PyTorch's default initialisers (no zeroed output branches), for tests
-        # and benchmarks: seeded, so the same on every run on a device type; built on the device.
-        dev = torch.device(device)
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(RANDOM_INIT_SEED)
-            with dev:
-                net = ADMUNet(config).to(dtype)
-        log.warning("%s has random weights (--random-weights): its features say nothing about a trained model", name)
-        return Backbone(name, config, net, class_label=class_label)
-    sd = read_state_dict(checkpoint)
-    with torch.device("meta"):
-        net = ADMUNet(config)
-    _check_state_dict(config, net.state_dict(), sd, checkpoint)
-    sd = {k: v.to(device=device, dtype=dtype) for k, v in sd.items()}
-    net.load_state_dict(sd, strict=True, assign=True)
-    sha = file_sha256(checkpoint)
-    log.info("loaded %s from %s (sha256 %s…)", name, checkpoint, sha[:12])
-    return Backbone(name, config, net, checkpoint=checkpoint, checkpoint_sha256=sha, class_label=class_label)
-
-
-def resolve_config(name: str, flags: Mapping[str, Any] | None = None) -> tuple[Preset | None, ADMConfig]:
-    """The configuration of model ``name`` (a preset, or ``adm`` for flags only) with ``flags`` applied."""
-    flags = dict(flags or {})
-    if name == "adm":
-        return None, apply_flags(ADMConfig(), flags)
+def _preset_and_family(name: str) -> tuple[Preset | None, str]:
+    if name in FAMILIES:
+        return None, name
+    if name not in PRESETS and _HUB_NAME.match(name):
+        raise hub_name_error(name, "model")
     preset = get_preset(name)
-    return preset, apply_flags(preset.config, flags)
+    return preset, preset.family
+
+
+def model_spec(name: str, flags: Mapping[str, Any] | None = None, checkpoint: str | Path | None = None) -> ModelSpec:
+    """Describe model ``name`` with ``flags`` applied (no weights are loaded; blocks are measured
+    on the meta device). ``checkpoint`` matters only to families described by their checkpoint
+    (a diffusers directory)."""
+    preset, family = _preset_and_family(name)
+    path = Path(checkpoint).expanduser() if checkpoint is not None else None
+    return get_family(family).spec(name, preset, dict(flags or {}), path)
 
 
 def resolve_checkpoint(name: str, preset: Preset | None, checkpoint: str | Path | None, random_weights: bool = False) -> Path | None:
-    """The weights model ``name`` loads: the file given, else the checkpoint bundled with its preset;
-    None (random weights) only when asked for.
+    """The weights model ``name`` loads: the file or directory given, else the checkpoint bundled
+    with its preset; None (random weights) only when asked for.
 
     Raises:
         ConfigError: both a checkpoint and random weights.  CheckpointError: no checkpoint to use
@@ -105,12 +66,17 @@ def resolve_checkpoint(name: str, preset: Preset | None, checkpoint: str | Path 
     if checkpoint is not None:
         if random_weights:
             raise ConfigError("expected --checkpoint or --random-weights, not both")
-        return Path(checkpoint).expanduser()
+        path = Path(checkpoint).expanduser()
+        if not path.exists() and _HUB_NAME.match(str(checkpoint)):
+            raise hub_name_error(str(checkpoint), "checkpoint")
+        return path
     if random_weights:
         return None
     if preset is not None and preset.bundled_checkpoint is not None:
         return preset.bundled_checkpoint
-    how = preset.how_to_get() if preset else "use the checkpoint that your --flags describe"
+    how = preset.how_to_get() if preset else "pass the checkpoint that your --flags describe"
+    if preset is None and name != "adm":
+        how = f"{name} models are described by their checkpoint: pass --checkpoint DIR"
     raise CheckpointError(
         f"{name} needs its weights: {how} and pass it with --checkpoint PATH (diffprobe never downloads); "
         "or pass --random-weights for a randomly initialised network (tests and benchmarks only)"
@@ -118,28 +84,27 @@ def resolve_checkpoint(name: str, preset: Preset | None, checkpoint: str | Path 
 
 
 def check_model(name: str, flags: Mapping[str, Any], checkpoint: str | Path | None, random_weights: bool,
-                class_label: int | None) -> tuple[ADMConfig, Path | None]:  # fmt: skip
-    """Everything about a model that can be checked without building it: the configuration, the
-    checkpoint (resolved; the file exists, is a checkpoint, and its tensors fit the architecture —
-    read memory-mapped, so cheap even for the 256 model) and the class label.
+                cond: Conditioning) -> tuple[ModelSpec, Path | None]:  # fmt: skip
+    """Everything about a model that can be checked without loading it: the description, the
+    checkpoint (resolved; it exists and its tensors fit — read memory-mapped, so cheap even for the
+    256 model) and the conditioning.
 
     Returns:
-        (configuration, checkpoint path or None for random weights).
+        (the model's spec, the checkpoint path or None for random weights).
     """
-    preset, config = resolve_config(name, flags)
+    preset, family = _preset_and_family(name)
     path = resolve_checkpoint(name, preset, checkpoint, random_weights)
-    if config.class_cond and class_label is None:
-        raise ConfigError(
-            f"{name} is class-conditional: pass --class-label K (class_label=K in Python), one fixed class for every "
-            f"image in 0..{config.num_classes - 1}; never the true labels, which would leak the answer into the features"
-        )
-    if class_label is not None and not config.class_cond:
-        raise ConfigError(f"--class-label {class_label} given, but {name} is not class-conditional")
-    if path is not None:
-        with torch.device("meta"):
-            shapes = ADMUNet(config).state_dict()
-        _check_state_dict(config, shapes, read_state_dict(path), path)
-    return config, path
+    fam = get_family(family)
+    spec = fam.spec(name, preset, dict(flags), path)
+    fam.check(spec, path, cond)
+    return spec, path
+
+
+def store_identity(spec: ModelSpec, checkpoint: Path | None, cond: Conditioning) -> dict[str, Any]:
+    """The model's fields of a store's identity: name, family fields, weights hash, conditioning."""
+    fam = get_family(spec.family)
+    sha = fam.checkpoint_sha256(spec, checkpoint, cond) if checkpoint is not None else None
+    return {"model": spec.name, **spec.identity, "checkpoint_sha256": sha, **fam.cond_identity(spec, cond)}
 
 
 def load_backbone(
@@ -150,31 +115,34 @@ def load_backbone(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     class_label: int | None = None,
+    prompt: str | None = None,
+    prompt_embedding: str | None = None,
     **flags: Any,
 ) -> Backbone:
-    """Build a backbone by model name and (optionally) load its checkpoint.
+    """Build a backbone by model name and load its weights.
 
     Args:
-        name: a preset (``adm-256-uncond``, ``adm-32-fmnist``, … see ``diffprobe.PRESETS``) or
-            ``adm`` to describe the architecture with guided-diffusion flags alone.
-        checkpoint: state-dict file (float16 or float32); None: the checkpoint bundled with the
-            preset (``adm-32-fmnist``), else an error that says where to get one.
+        name: a preset (``adm-256-uncond``, ``adm-32-fmnist``, ``sd-2.1-base`` … see
+            ``diffprobe.PRESETS``), ``adm`` (architecture from guided-diffusion flags alone) or
+            ``diffusers`` (architecture from the checkpoint directory).
+        checkpoint: a state-dict file (ADM) or a model directory in diffusers' format; None: the
+            checkpoint bundled with the preset (``adm-32-fmnist``), else an error that says where to
+            get one.
         random_weights: no checkpoint: PyTorch's default initialisers, seeded (tests, benchmarks).
         device: where the weights live (a name or torch device; see :func:`diffprobe.device.resolve_device`).
         dtype: the weights' dtype.
         class_label: the single class fed to a class-conditional model for every image.
-        **flags: guided-diffusion flags overriding the preset (``image_size=64`` …).
+        prompt, prompt_embedding: a text-conditioned model's prompt (default: the empty prompt) or
+            a file with its embedding.
+        **flags: the family's flags (ADM: guided-diffusion flags such as ``image_size=64``).
 
     Raises:
         ConfigError: unknown model or flag.
-        CheckpointError: the file is missing, unsafe, or does not fit (the message says why).
+        CheckpointError: the checkpoint is missing, unsafe, or does not fit (the message says why).
     """
-    preset, config = resolve_config(name, flags)
-    family = preset.family if preset else "adm"
-    if family not in FAMILIES:
-        raise ConfigError(f"no backbone family {family!r}; valid: {', '.join(sorted(FAMILIES))}")
-    ckpt = resolve_checkpoint(name, preset, checkpoint, random_weights)
-    return FAMILIES[family](name, config, ckpt, resolve_device(device), dtype, class_label)
+    cond = Conditioning(class_label, prompt, prompt_embedding)
+    spec, path = check_model(name, flags, checkpoint, random_weights, cond)
+    return get_family(spec.family).load(spec, path, resolve_device(device), dtype, cond)
 
 
 def create_backbone(name: str, checkpoint: str | Path | None = None, **kwargs: Any) -> Backbone:
@@ -184,16 +152,11 @@ def create_backbone(name: str, checkpoint: str | Path | None = None, **kwargs: A
 
 def model_names() -> list[str]:
     """Every name :func:`load_backbone` accepts."""
-    return sorted(PRESETS) + ["adm"]
+    return sorted(PRESETS) + sorted(FAMILIES)
 
 
-def block_table(
-    name: str, flags: Mapping[str, Any] | None = None, checkpoint: str | Path | None = None, class_label: int | None = None
-) -> tuple[list[BlockInfo], ADMConfig]:
-    """Every block of model ``name`` and its configuration. Without a checkpoint the table is
-    measured on the meta device (no memory); with one, the file is also loaded and checked."""
-    if checkpoint is not None:
-        bb = load_backbone(name, checkpoint, class_label=class_label, **dict(flags or {}))
-        return bb.blocks, bb.config
-    _, config = resolve_config(name, flags)
-    return list(measure_blocks(config)), config
+def block_table(name: str, flags: Mapping[str, Any] | None = None, checkpoint: str | Path | None = None) -> tuple[list[BlockInfo], ModelSpec]:
+    """Every block of model ``name`` and its spec, measured on the meta device (nothing is loaded;
+    a diffusers directory's configuration files are read)."""
+    spec = model_spec(name, flags, checkpoint)
+    return list(spec.blocks), spec

@@ -138,13 +138,13 @@ def run_demo(out_dir: str | Path = "diffprobe-demo", device: str = "auto", progr
     ``out_dir`` belongs to the demo: an existing one is not refused. Re-running reuses the finished
     store (only missing arrays are extracted) and regenerates ``probes/`` and ``cka/`` in place.
     """
-    from diffprobe.extract.blocks import measure_blocks
+    from diffprobe.extract.registry import model_spec
     from diffprobe.pipelines.cka.analyses import cka_blocks
     from diffprobe.pipelines.cka.outputs import write_outputs
 
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    n_blocks = len(measure_blocks(PRESETS[DEMO_MODEL].config))
+    n_blocks = len(model_spec(DEMO_MODEL).blocks)
     extractions = tuple((what, extract_features(cfg, progress=progress)) for what, cfg in demo_configs(out, n_blocks, device).items())
     store = out / "features.zarr"
     # The demo's own outputs are regenerated on every run (overwrite=True), by design.
@@ -198,11 +198,10 @@ def pixel_store(store: FeatureStore, splits: list[str] | None = None) -> MemoryS
     """A :class:`~diffprobe.store.memory.MemoryStore` of the raw pixels (3, S, S) in [-1, 1] of the
     images listed by ``store.paths(split)``, preprocessed as extraction does (S = the model's input size)."""
     from diffprobe.extract.data import DECODE_ERRORS, load_image
-    from diffprobe.extract.registry import resolve_config
+    from diffprobe.extract.registry import model_spec
 
     cfg = store.config
-    _, model = resolve_config(cfg.get("model", "adm"), cfg.get("flags") or {})
-    size = model.image_size
+    size = model_spec(cfg.get("model", "adm"), cfg.get("flags") or {}, cfg.get("checkpoint")).image_size
     data = {}
     for split in splits or store.splits:
         paths = [str(p) for p in store.paths(split)]

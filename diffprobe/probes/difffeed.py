@@ -28,7 +28,7 @@ from torch import Tensor
 
 from diffprobe.device import autocast, resolve_device
 from diffprobe.extract.backbone import Backbone
-from diffprobe.extract.feedback import Feedback, plan_feedback
+from diffprobe.extract.feedback import Feedback, plan_feedback, require_adm
 from diffprobe.probes.base import ProbeBase, rng_seed, seeded
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.feedback import DifFeedHead
@@ -103,8 +103,9 @@ class DifFeedProbe(ProbeBase):
 
     def plan(self, bb: Backbone) -> tuple[int, Feedback]:
         """(read block number, feedback pairs) for ``bb``."""
+        require_adm(bb.spec)
         read = bb.resolve_blocks([self.read_block])[0]
-        return read, plan_feedback(bb.blocks, bb.config.num_res_blocks, self.feedback, read)
+        return read, plan_feedback(bb.blocks, bb.spec.config.num_res_blocks, self.feedback, read)
 
     def _build_modules(self) -> None:
         fb = Feedback(tuple((int(b), int(m)) for b, m in self.feedback_["pairs"]),

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from diffprobe.extract.blocks import measure_blocks, resolve_blocks
-from diffprobe.extract.checkpoint import file_sha256
+from diffprobe.extract.blocks import resolve_blocks
 from diffprobe.extract.data import discover
-from diffprobe.extract.feedback import plan_feedback
-from diffprobe.extract.registry import check_model
+from diffprobe.extract.family import Conditioning, ModelSpec
+from diffprobe.extract.feedback import plan_feedback, require_adm
+from diffprobe.extract.registry import check_model, store_identity
 from diffprobe.probes.data import Features, KeyInfo, default_splits
 from diffprobe.probes.difffeed import DifFeedProbe
 from diffprobe.probes.errors import ProbeError
@@ -40,11 +40,16 @@ def _as_features(split: str, images: ImageSet) -> Features:
     return Features(split, (), None, images.labels, images.ids, paths, np.ones(n, dtype=bool), 1, ())
 
 
+def _model(est: DifFeedProbe) -> tuple[ModelSpec, Path | None]:
+    spec, checkpoint = check_model(est.model, dict(est.flags or ()), est.checkpoint, est.random_weights, Conditioning(est.class_label))
+    require_adm(spec)
+    return spec, checkpoint
+
+
 def model_identity(est: DifFeedProbe) -> dict[str, Any]:
     """The parts of a store's extraction identity that its first pass must share with ``est``'s model."""
-    config, checkpoint = check_model(est.model, dict(est.flags or ()), est.checkpoint, est.random_weights, est.class_label)
-    return {"model": est.model, "adm_flags": config.to_flags(), "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
-            "class_label": est.class_label, "seed": est.seed}  # fmt: skip
+    spec, checkpoint = _model(est)
+    return {**store_identity(spec, checkpoint, Conditioning(est.class_label)), "seed": est.seed}
 
 
 def with_pass1(images: ImageSet, store: FeatureStore | None, split: str, est: DifFeedProbe) -> ImageSet:
@@ -52,10 +57,9 @@ def with_pass1(images: ImageSet, store: FeatureStore | None, split: str, est: Di
     if store is None:
         log.info("first pass computed online (no store given)")
         return images
-    config, _ = check_model(est.model, dict(est.flags or ()), est.checkpoint, est.random_weights, est.class_label)
-    blocks = measure_blocks(config)
-    read = resolve_blocks([est.read_block], blocks)[0]
-    sources = plan_feedback(blocks, config.num_res_blocks, est.feedback, read).sources
+    spec, _ = _model(est)
+    read = resolve_blocks([est.read_block], spec.blocks)[0]
+    sources = plan_feedback(spec.blocks, spec.config.num_res_blocks, est.feedback, read).sources
     found = stored_pass1(store, split, images.items, est.t, sources, model_identity(est), est.draws)
     if found is None:
         return images

@@ -37,7 +37,7 @@ def test_blocks_json_with_checkpoint():
 def test_blocks_with_flags_and_errors():
     r = CliRunner().invoke(main, ["blocks", "adm", "--flags", "image_size=32,num_channels=32,channel_mult=1,2,attention_resolutions=16"])
     assert r.exit_code == 0, r.output
-    assert "blocks (32×32 input)" in r.output
+    assert "blocks (32×32 input; t in 0..999)" in r.output
     r = CliRunner().invoke(main, ["blocks", "adm-999"])
     assert r.exit_code != 0 and "unknown model 'adm-999'" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(main, ["blocks", "adm-32-fmnist", "--checkpoint", "/nonexistent.pt"])

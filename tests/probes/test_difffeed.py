@@ -31,7 +31,7 @@ def images() -> ImageSet:
 
 
 def test_feedback_set_of_the_paper_and_of_the_bundled_model(fmnist_backbone):
-    from diffprobe.extract.blocks import measure_blocks
+    from diffprobe.extract.adm_backbone import measure_blocks
     from diffprobe.extract.presets import PRESETS
 
     cfg = PRESETS["adm-256-uncond"].config

@@ -48,11 +48,12 @@ class WorkerSpec:
     image_size: int
     device: str
     threads: int
+    noise_shape: tuple[int, int, int] | None = None
 
     @property
     def model_key(self) -> tuple:
         c = self.config
-        return (c.model, c.checkpoint, c.flags, c.class_label, self.device, self.compute)
+        return (c.model, c.checkpoint, c.flags, c.conditioning, self.device, self.compute)
 
 
 # Per worker process: the loaded model and the open store, reused across units.
@@ -83,7 +84,7 @@ def run_unit(spec: WorkerSpec, task: UnitTask, items: list[Item]) -> dict[str, A
     computer = _computer(spec)
     buf = UnitBuffer(task, dict(spec.shapes), spec.compute.out_dtype)
     pairs = noise_pairs([task], spec.compute.draws)
-    ds = ImageDataset(items, spec.image_size, pairs, spec.compute.seed)
+    ds = ImageDataset(items, spec.image_size, pairs, spec.compute.seed, spec.noise_shape)
     by_row = {task.start + j: it for j, it in enumerate(items)}  # global row → item
     m = spec.compute.forward_batch
     forwards = 0

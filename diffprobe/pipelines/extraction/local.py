@@ -211,7 +211,7 @@ def run_tasks(
             split_items: list[Item] = plan.data.splits[split]
             pairs = noise_pairs(split_tasks, spec.draws)
             loader: DataLoader = DataLoader(
-                ImageDataset(split_items, plan.adm.image_size, pairs, spec.seed),  # type: ignore[arg-type]
+                ImageDataset(split_items, plan.model.image_size, pairs, spec.seed, plan.model.noise_shape),  # type: ignore[arg-type]
                 batch_sampler=batches_of(split_tasks, cfg.batch_size),
                 num_workers=workers,
                 pin_memory=computer.device.type == "cuda",

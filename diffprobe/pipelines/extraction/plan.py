@@ -13,12 +13,11 @@ from typing import Any
 import torch
 
 from diffprobe.errors import ConfigError, StoreError
-from diffprobe.extract.adm_config import ADMConfig
-from diffprobe.extract.blocks import BlockInfo, measure_blocks, resolve_blocks
-from diffprobe.extract.checkpoint import file_sha256
+from diffprobe.extract.blocks import BlockInfo, resolve_blocks
 from diffprobe.extract.config import ComputeSpec, ExtractConfig
 from diffprobe.extract.data import DataSpec, discover
-from diffprobe.extract.registry import check_model
+from diffprobe.extract.family import ModelSpec
+from diffprobe.extract.registry import check_model, store_identity
 from diffprobe.store.backend import format_for_path
 from diffprobe.store.layout import FeatureKey, config_hash
 from diffprobe.store.store import open_store
@@ -31,14 +30,15 @@ IDENTITY_DEFAULTS: dict[str, Any] = {"fuse_timesteps": 1}
 class ExtractPlan:
     """A resolved extraction: model, blocks, keys, data, compute spec and the store's identity.
 
-    ``checkpoint`` is the weights file the run loads (a preset's bundled one when none was given;
-    None: random weights).
+    ``model`` describes the backbone (its family, block table, input size); ``checkpoint`` is the
+    weights file or directory the run loads (a preset's bundled one when none was given; None:
+    random weights).
 
     ``shapes`` gives each key's per-item shape: (C, p, p), or (K, C, p, p) with K draws kept.
     """
 
     config: ExtractConfig
-    adm: ADMConfig
+    model: ModelSpec
     blocks: dict[int, BlockInfo]
     keys: tuple[FeatureKey, ...]
     data: DataSpec
@@ -101,13 +101,13 @@ def make_plan(config: ExtractConfig, device: torch.device) -> ExtractPlan:
     """Resolve ``config`` for ``device`` and check everything that can be checked before anything is
     written: the model, its checkpoint (read memory-mapped) and class label, blocks, timesteps,
     pools and the data. No weights are loaded; blocks are measured on the meta device."""
-    adm, checkpoint = check_model(config.model, config.flag_dict, config.checkpoint, config.random_weights, config.class_label)
-    infos = list(measure_blocks(adm))
+    model, checkpoint = check_model(config.model, config.flag_dict, config.checkpoint, config.random_weights, config.conditioning)
+    infos = model.blocks
     numbers = resolve_blocks(config.blocks, infos)
     blocks = {n: infos[n - 1] for n in numbers}
     for t in config.timesteps:
-        if t >= adm.diffusion_steps:
-            raise ConfigError(f"timestep {t} is out of range: this model has t in [0, {adm.diffusion_steps - 1}]")
+        if t >= model.steps:
+            raise ConfigError(f"timestep {t} is out of range: this model has t in [0, {model.steps - 1}]")
     for n, b in blocks.items():
         for p in config.pools:
             if p is not None and p > min(b.height, b.width):
@@ -115,15 +115,11 @@ def make_plan(config: ExtractConfig, device: torch.device) -> ExtractPlan:
                     f"pool {p} is larger than block {n}'s {b.height}×{b.width} map; use a pool ≤ "
                     f"{min(b.height, b.width)} or 'full'"
                 )
-    compute = ComputeSpec.resolve(config, device, adm.image_size, stored_identity(config))
+    compute = ComputeSpec.resolve(config, device, model.noise_shape[1], stored_identity(config))
     keys = tuple(FeatureKey(t, n, p) for t in config.timesteps for n in numbers for p in config.pools)
-    sha = file_sha256(checkpoint) if checkpoint else None
     data = discover(config.data, config.splits)
     identity = {
-        "model": config.model,
-        "adm_flags": adm.to_flags(),
-        "checkpoint_sha256": sha,
-        "class_label": config.class_label,
+        **store_identity(model, checkpoint, config.conditioning),
         **compute.identity(),
         "class_names": data.class_names,
         "data": {s: data.fingerprint(s) for s in sorted(data.splits)},
@@ -134,4 +130,4 @@ def make_plan(config: ExtractConfig, device: torch.device) -> ExtractPlan:
         b = blocks[k.block]
         side = (b.height, b.width) if k.pool is None else (k.pool, k.pool)
         shapes[k] = (*draws, b.channels, *side)
-    return ExtractPlan(config, adm, blocks, keys, data, compute, identity, checkpoint, sha, shapes)
+    return ExtractPlan(config, model, blocks, keys, data, compute, identity, checkpoint, identity["checkpoint_sha256"], shapes)

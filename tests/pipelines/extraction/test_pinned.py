@@ -42,6 +42,10 @@ PINNED = {
     "valid": ((30,), "bool", "5cc7f71eb464de4bb7ad9c0356a7fe564e4e9ea0df09364c54f495d0dc2c12e6"),
 }
 
+#: The store's identity hash, as the first released extraction code computed it for this run: a store
+#: made by it resumes and grows here with no recomputation (its identity is unchanged).
+PINNED_CONFIG_HASH = "a72b6648e3bc7786"
+
 PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 _CHILD = """
@@ -67,6 +71,7 @@ cfg = diffprobe.ExtractConfig(
 diffprobe.extract_features(cfg, progress=False)
 out = {}
 with diffprobe.open_store(cfg.out) as s:
+    out["config_hash"] = [[], "", s.config_hash]
     for split in s.splits:
         arrays = {k: s.read(split, k) for k in s.keys(split)}
         arrays.update(item_id=s.ids(split), label=s.labels(split), valid=s.valid(split))
@@ -84,6 +89,7 @@ def test_store_bytes_are_pinned(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, **PORTABLE_ENV}, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = {k: (tuple(v[0]), v[1], v[2]) for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+    assert got.pop("config_hash")[2] == PINNED_CONFIG_HASH, "the store identity changed: stores made before would be refused"
     assert sorted(got) == sorted(PINNED)
     changed = [k for k in PINNED if got[k] != PINNED[k]]
     assert not changed, f"stored values changed for {changed}: {[got[k] for k in changed]}"

@@ -1,0 +1,83 @@
+"""DiT (``DiTTransformer2DModel``): the transformer blocks, their tokens as (C, H, W) maps.
+
+Block k is ``transformer_blocks.{k-1}``. Its output, (N, T, D) tokens in row-major patch order, is
+returned as (N, D, H/p, W/p) for latent side H and patch size p, so pooling works as for U-Nets.
+Every image gets the same class: DiT's null class (the unconditional one) unless a label is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from diffprobe.extract.backbone import Backbone, Timesteps
+from diffprobe.extract.family import Conditioning, ModelSpec
+from diffprobe.extract.hooks import BlockTap
+
+
+def null_class(net_config: Mapping[str, object]) -> int:
+    """DiT's unconditional label: the extra embedding after the ``num_embeds_ada_norm`` classes."""
+    return int(net_config["num_embeds_ada_norm"])  # type: ignore[call-overload]
+
+
+def dit_units(net: Any) -> list[tuple[str, nn.Module, str]]:
+    return [(f"transformer_blocks.{i}", b, "transformer") for i, b in enumerate(net.transformer_blocks)]
+
+
+def token_maps(grid: tuple[int, int]) -> tuple[object, object]:
+    """(tokens → map, map → tokens) for a ``grid`` = (H/p, W/p) of patches."""
+    h, w = grid
+
+    def to_map(x: Tensor) -> Tensor:  # (N, T, D) → (N, D, h, w)
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
+
+    def from_map(x: Tensor) -> Tensor:  # (N, D, h, w) → (N, T, D)
+        return x.flatten(2).transpose(1, 2)
+
+    return to_map, from_map
+
+
+class DiTBackbone(Backbone):
+    """A frozen DiT with the VAE whose latents it denoises."""
+
+    def __init__(self, spec: ModelSpec, net: Any, vae: Any, cond: Conditioning | None = None,
+                 checkpoint: Path | None = None, checkpoint_sha256: str | None = None) -> None:  # fmt: skip
+        from diffprobe.extract.diffusers.describe import make_schedule
+
+        super().__init__(spec, make_schedule(spec.config.scheduler_dict()), cond, checkpoint, checkpoint_sha256)
+        self.net: Any = net
+        self.vae: Any = vae
+        p = int(net.config.patch_size)
+        _, h, w = spec.noise_shape
+        to_map, from_map = token_maps((h // p, w // p))
+        self.tap = BlockTap([m for _, m, _ in dit_units(net)], to_map, from_map)  # type: ignore[arg-type]
+        label = self.cond.class_label
+        self.label = null_class(net.config) if label is None else label
+        self.freeze()
+
+    def encode(self, x0: Tensor) -> Tensor:
+        """Pixels → latents: the VAE posterior's mean × its scaling factor (deterministic)."""
+        z = self.vae.encode(x0.to(self.vae.dtype)).latent_dist.mean
+        return z * self.vae.config.scaling_factor
+
+    def _call(self, x_t: Tensor, t: Tensor | int | Timesteps) -> dict[str, object]:
+        self._check_input(x_t)
+        y = torch.full((x_t.shape[0],), self.label, dtype=torch.long, device=x_t.device)
+        return {"hidden_states": x_t, "timestep": self._per_row_t(x_t, t), "class_labels": y, "return_dict": False}
+
+    def run_blocks(self, x_t: Tensor, t: Tensor | int | Timesteps, numbers: tuple[int, ...],
+                   add: Mapping[int, Tensor] | None = None) -> dict[int, Tensor]:  # fmt: skip
+        kw = self._call(x_t, t)
+        _, feats = self.tap.run(lambda: self.net(**kw), numbers, max(numbers), add)
+        return {n: feats[n] for n in numbers}
+
+    def forward(self, x_t: Tensor, t: Tensor | int | Timesteps) -> Tensor:
+        return self.net(**self._call(x_t, t))[0]
+
+    def extra_repr(self) -> str:
+        ck = self.checkpoint.name if self.checkpoint else "random init"
+        return f"name={self.name}, DiT, blocks={self.tap.n_blocks}, class={self.label}, checkpoint={ck}"

@@ -1,0 +1,200 @@
+"""The ``diffusers`` family: describe, check and load a model in diffusers' format.
+
+``--model diffusers --checkpoint DIR`` reads any supported model from its directory; the presets
+(:mod:`.presets`) carry the published configurations, so that ``diffprobe blocks sd-2.1-base``
+works before anything is downloaded, and a preset's weights are still read from ``--checkpoint DIR``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+import diffprobe.extract.diffusers.presets  # noqa: F401  (registers the presets)
+from diffprobe.errors import CheckpointError, ConfigError
+from diffprobe.extract.blocks import BlockInfo
+from diffprobe.extract.checkpoint import file_sha256
+from diffprobe.extract.diffusers.describe import DiffusersConfig, build, describe, dir_of, identity, import_diffusers
+from diffprobe.extract.diffusers.layout import ModelDir, tree_sha256, uses_safetensors, weight_files
+from diffprobe.extract.family import Conditioning, Family, ModelSpec, register_family
+from diffprobe.extract.hooks import BlockTap
+
+if TYPE_CHECKING:
+    from diffprobe.extract.backbone import Backbone
+    from diffprobe.extract.presets import Preset
+
+log = logging.getLogger(__name__)
+
+#: Seed of random weights (``random_weights=True``), so that they are the same on every run.
+RANDOM_INIT_SEED = 0
+
+
+def _units(kind: str, net: Any) -> list[tuple[str, torch.nn.Module, str]]:
+    if kind == "dit":
+        from diffprobe.extract.diffusers.dit import dit_units
+
+        return dit_units(net)
+    from diffprobe.extract.diffusers.unet import unet_units
+
+    return unet_units(net)
+
+
+@lru_cache(maxsize=16)
+def measure_blocks(cfg: DiffusersConfig) -> tuple[BlockInfo, ...]:
+    """Every block's output shape, from a forward on the meta device (no memory)."""
+    with torch.device("meta"):
+        net: Any = build(cfg.model_class, cfg.model_dict())
+        c, h, w = cfg.noise_shape
+        x = torch.empty(1, c, h, w)
+        t = torch.zeros(1, dtype=torch.long)
+        kw: dict[str, Any] = {"return_dict": False}
+        if cfg.kind == "sd":
+            kw["encoder_hidden_states"] = torch.empty(1, cfg.text_len, cfg.text_dim)
+        if cfg.kind == "dit" or net.config.get("num_class_embeds"):
+            kw["class_labels"] = torch.zeros(1, dtype=torch.long)
+    units = _units(cfg.kind, net)
+    to_map = None
+    if cfg.kind == "dit":
+        from diffprobe.extract.diffusers.dit import token_maps
+
+        p = int(net.config.patch_size)
+        to_map = token_maps((h // p, w // p))[0]
+    tap = BlockTap([m for _, m, _ in units], to_map)  # type: ignore[arg-type]
+    first = "hidden_states" if cfg.kind == "dit" else "sample"
+    _, feats = tap.run(lambda: net(**{first: x, "timestep": t}, **kw), range(1, len(units) + 1))
+    out = []
+    for i, (path, _, stage) in enumerate(units, start=1):
+        _, c, h, w = feats[i].shape
+        out.append(BlockInfo(i, path, int(c), int(h), int(w), stage))
+    return tuple(out)
+
+
+def _components(cfg: DiffusersConfig, d: ModelDir, cond: Conditioning) -> list[Path]:
+    """The files that shape the values: configs and weights of the denoiser and VAE, the scheduler
+    configuration, and the text encoder and tokenizer when they embed the prompt."""
+    files = [d.denoiser / "config.json", *weight_files(d.denoiser)]
+    if d.scheduler:
+        files.append(d.scheduler)
+    if cfg.latent and d.vae:
+        files += [d.vae / "config.json", *weight_files(d.vae)]
+    if cfg.kind == "sd" and not cond.prompt_embedding and d.text_encoder and d.tokenizer:
+        files += [d.text_encoder / "config.json", *weight_files(d.text_encoder)]
+        files += [p for p in sorted(d.tokenizer.iterdir()) if p.is_file()]
+    return files
+
+
+@register_family
+class DiffusersFamily(Family):
+    """Models in diffusers' format: UNet2DModel, UNet2DConditionModel + VAE, DiT + VAE."""
+
+    name = "diffusers"
+    flags_help = "image_size=N: resize images to N (a multiple of the model's down-sampling) instead of its own size"
+
+    def spec(self, model: str, preset: Preset | None, flags: Mapping[str, Any], checkpoint: Path | None) -> ModelSpec:
+        d = dir_of(checkpoint)
+        cfg = describe(model, preset.config if preset else None, d, dict(flags))
+        steps = int(cfg.scheduler_dict()["num_train_timesteps"])
+        return ModelSpec(model, self.name, cfg, cfg.image_size, steps, cfg.noise_shape, measure_blocks(cfg), identity=identity(cfg))
+
+    def check(self, spec: ModelSpec, checkpoint: Path | None, cond: Conditioning) -> None:
+        cfg: DiffusersConfig = spec.config
+        if cfg.kind != "sd" and (cond.prompt or cond.prompt_embedding):
+            raise ConfigError(f"{spec.name} is not text-conditioned: --prompt and --prompt-embedding apply to Stable Diffusion models")
+        n_classes = cfg.model_dict().get("num_embeds_ada_norm") if cfg.kind == "dit" else cfg.model_dict().get("num_class_embeds")
+        if cond.class_label is not None:
+            if not n_classes:
+                raise ConfigError(f"--class-label {cond.class_label} given, but {spec.name} is not class-conditional")
+            if not 0 <= cond.class_label < int(n_classes):
+                raise ConfigError(f"--class-label must be in [0, {int(n_classes) - 1}], got {cond.class_label}")
+        elif n_classes and cfg.kind != "dit":
+            raise ConfigError(f"{spec.name} is class-conditional: pass --class-label K, one fixed class for every image "
+                              f"in 0..{int(n_classes) - 1}; never the true labels")  # fmt: skip
+        if checkpoint is None:
+            return
+        d = ModelDir.read(checkpoint)
+        weight_files(d.denoiser)
+        if cfg.latent:
+            weight_files(d.vae)  # type: ignore[arg-type]
+        if cfg.kind == "sd" and not cond.prompt_embedding:
+            if d.text_encoder is None or d.tokenizer is None:
+                raise CheckpointError(f"{checkpoint} has no text_encoder/ and tokenizer/ to embed the prompt with; pass "
+                                      "--prompt-embedding FILE with the prompt's (L, D) embedding instead")  # fmt: skip
+            weight_files(d.text_encoder)
+
+    def cond_identity(self, spec: ModelSpec, cond: Conditioning) -> dict[str, Any]:
+        cfg: DiffusersConfig = spec.config
+        if cfg.kind == "sd":
+            emb = file_sha256(Path(cond.prompt_embedding).expanduser()) if cond.prompt_embedding else None
+            return {"prompt": cond.text, "prompt_embedding_sha256": emb}
+        if cfg.kind == "dit":
+            from diffprobe.extract.diffusers.dit import null_class
+
+            return {"class_label": null_class(cfg.model_dict()) if cond.class_label is None else cond.class_label}
+        return {"class_label": cond.class_label}
+
+    def checkpoint_sha256(self, spec: ModelSpec, checkpoint: Path, cond: Conditioning) -> str:
+        """sha256 over the files that shape the values (other files in the directory — other
+        weight variants, the safety checker — do not count)."""
+        return tree_sha256(checkpoint, _components(spec.config, ModelDir.read(checkpoint), cond))
+
+    def load(self, spec: ModelSpec, checkpoint: Path | None, device: torch.device, dtype: torch.dtype, cond: Conditioning) -> Backbone:
+        cfg: DiffusersConfig = spec.config
+        diffusers = import_diffusers()
+        if checkpoint is None:
+            net, vae = self._random(cfg, device, dtype, spec.name)
+            d, sha = None, None
+        else:
+            d = ModelDir.read(checkpoint)
+            net = _load(getattr(diffusers, cfg.model_class), d.denoiser, dtype).to(device)
+            vae = _load(diffusers.AutoencoderKL, d.vae, dtype).to(device) if cfg.latent and d.vae else None  # type: ignore[arg-type]
+            sha = self.checkpoint_sha256(spec, checkpoint, cond)
+            log.info("loaded %s (%s) from %s (sha256 %s…)", spec.name, cfg.model_class, checkpoint, sha[:12])
+        if cfg.kind == "dit":
+            from diffprobe.extract.diffusers.dit import DiTBackbone
+
+            return DiTBackbone(spec, net, vae, cond, checkpoint, sha)  # type: ignore[arg-type]
+        from diffprobe.extract.diffusers.unet import UNetBackbone
+
+        context = self._context(cfg, d, cond, device) if cfg.kind == "sd" else None
+        return UNetBackbone(spec, net, vae, context, cond, checkpoint, sha)
+
+    @staticmethod
+    def _context(cfg: DiffusersConfig, d: ModelDir | None, cond: Conditioning, device: torch.device) -> torch.Tensor:
+        from diffprobe.extract.diffusers.text import embed_prompt, read_embedding
+
+        if cond.prompt_embedding:
+            return read_embedding(cond.prompt_embedding, cfg.text_len, cfg.text_dim).to(device)
+        if d is None:  # random weights: no text encoder to embed with
+            log.warning("random weights: the prompt embedding is zeros (pass --prompt-embedding FILE for another)")
+            return torch.zeros(1, cfg.text_len, cfg.text_dim, device=device)
+        return embed_prompt(d, cond.text, device)
+
+    @staticmethod
+    def _random(cfg: DiffusersConfig, device: torch.device, dtype: torch.dtype, name: str) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            with device:
+                net = build(cfg.model_class, cfg.model_dict()).to(dtype)
+                vae = build("AutoencoderKL", cfg.vae_dict()).to(dtype) if cfg.latent else None
+        log.warning("%s has random weights (--random-weights): its features say nothing about a trained model", name)
+        return net.eval(), (vae.eval() if vae is not None else None)
+
+
+def _load(cls: Any, folder: Path, dtype: torch.dtype) -> torch.nn.Module:
+    """``cls.from_pretrained(folder)``, local files only, refusing missing or misshapen weights."""
+    try:
+        model, info = cls.from_pretrained(folder, local_files_only=True, torch_dtype=dtype, use_safetensors=uses_safetensors(folder),
+                                          output_loading_info=True)  # fmt: skip
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise CheckpointError(f"cannot load {cls.__name__} from {folder}: {str(e).splitlines()[0][:300]}") from None
+    missing, mismatched = info.get("missing_keys") or [], info.get("mismatched_keys") or []
+    if missing or mismatched:
+        first = (missing or [m[0] for m in mismatched])[:5]
+        raise CheckpointError(f"{folder} does not fit its config.json: {len(missing)} missing and {len(mismatched)} misshapen "
+                              f"tensors (first: {', '.join(map(str, first))})")  # fmt: skip
+    return model.eval()  # type: ignore[no-any-return]

@@ -1,0 +1,124 @@
+"""The backbone protocol's static half: what a model family knows before any weight is loaded.
+
+A **family** (ADM, diffusers, …) turns a model name, flags and a checkpoint into a
+:class:`ModelSpec` — block table measured on the meta device, noise schedule length, the input
+size and the shape of the space noise is added in, and its part of a store's identity — and loads a
+:class:`~diffprobe.extract.backbone.Backbone` (the dynamic half: early-exit features, the input
+transform, conditioning). Adding a family is one module with a :class:`Family` subclass decorated
+with :func:`register_family`, plus presets if it has named models.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from diffprobe.errors import ConfigError
+from diffprobe.extract.blocks import BlockInfo
+
+if TYPE_CHECKING:
+    import torch
+
+    from diffprobe.extract.backbone import Backbone
+    from diffprobe.extract.presets import Preset
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What every image is conditioned on: the same for all of them, never its true label.
+
+    Attributes:
+        class_label: one class for a class-conditional model (ADM, DiT: None = DiT's null class).
+        prompt: the text of a text-conditioned model (None or "" = the empty prompt, unconditional).
+        prompt_embedding: a file (.pt or .npy, (L, D) or (1, L, D)) holding the prompt's embedding,
+            for models whose directory has no text encoder.
+    """
+
+    class_label: int | None = None
+    prompt: str | None = None
+    prompt_embedding: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.prompt or ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as far as it is known without its weights.
+
+    Attributes:
+        name: the model name as given (a preset or a family name).
+        family: the family that builds it.
+        config: the family's own configuration object (``ADMConfig`` for ADM).
+        image_size: the side of the square images fed to it (after the input transform's resize).
+        steps: diffusion steps T (t in [0, T)).
+        noise_shape: (C, H, W) of the space noise is added in (the pixels, or a VAE's latents).
+        blocks: every block, in forward order, measured on the meta device.
+        identity: the family's fields of a store's identity (what determines the values).
+        compilable: whether ``torch.compile`` of the forward is supported.
+    """
+
+    name: str
+    family: str
+    config: Any
+    image_size: int
+    steps: int
+    noise_shape: tuple[int, int, int]
+    blocks: tuple[BlockInfo, ...]
+    identity: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    compilable: bool = False
+
+
+class Family(abc.ABC):
+    """One kind of model: how to describe, check and load it."""
+
+    name: ClassVar[str]
+    #: one line for ``--flags`` help and errors: the flags this family understands
+    flags_help: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def spec(self, model: str, preset: Preset | None, flags: Mapping[str, Any], checkpoint: Path | None) -> ModelSpec:
+        """Describe the model (no weights loaded; blocks measured on the meta device).
+
+        Raises:
+            ConfigError: unknown flag or unusable configuration.  CheckpointError: the checkpoint
+                cannot describe the model (missing config files …).
+        """
+
+    @abc.abstractmethod
+    def check(self, spec: ModelSpec, checkpoint: Path | None, cond: Conditioning) -> None:
+        """Everything that can be checked before loading: the checkpoint fits, the conditioning is valid."""
+
+    @abc.abstractmethod
+    def load(self, spec: ModelSpec, checkpoint: Path | None, device: torch.device, dtype: torch.dtype, cond: Conditioning) -> Backbone:
+        """The backbone with its weights (random, seeded, when ``checkpoint`` is None)."""
+
+    @abc.abstractmethod
+    def checkpoint_sha256(self, spec: ModelSpec, checkpoint: Path, cond: Conditioning) -> str:
+        """A hash of the weights (and whatever else of the checkpoint shapes the values)."""
+
+    def cond_identity(self, spec: ModelSpec, cond: Conditioning) -> dict[str, Any]:
+        """The conditioning's fields of a store's identity."""
+        return {"class_label": cond.class_label}
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(cls: type[Family]) -> type[Family]:
+    """Class decorator: make the family available by its ``name`` (``--model NAME`` and presets)."""
+    if cls.name in FAMILIES:
+        raise ConfigError(f"family {cls.name!r} is already registered")
+    FAMILIES[cls.name] = cls()
+    return cls
+
+
+def get_family(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ConfigError(f"no backbone family {name!r}; valid: {', '.join(sorted(FAMILIES))}") from None
