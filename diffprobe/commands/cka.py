@@ -21,7 +21,7 @@ from diffprobe.commands.options import (
     stack_options,
     timesteps_option,
 )
-from diffprobe.pipelines.cka.config import ESTIMATOR_NAMES, KERNEL_NAMES, METHOD_NAMES
+from diffprobe.pipelines.cka.config import ESTIMATOR_NAMES, KERNEL_NAMES, METHOD_NAMES, PAIR_BY
 from diffprobe.pipelines.cka.plot import COLOR_RANGES
 
 
@@ -123,8 +123,16 @@ _one_store_matrix(
 @click.option("--split", default=None, help="Split to use [default: the only split both stores hold].")
 @click.option("--keys-a", multiple=True, help="Array names of A to use; shell patterns like 't0090_*_p1' (repeatable).")
 @click.option("--keys-b", multiple=True, help="Array names of B to use (repeatable) [default: all].")
+@click.option("--pair-by", type=click.Choice(PAIR_BY), default="id", show_default=True,
+              help="Pair the two stores' items by id (the same images in any order; differing ids are an error that counts them), "
+                   "or by row position (stores of the same images listed under other ids).")  # fmt: skip
 @cka_options
-def stores_cmd(store_a: str, store_b: str, split: str | None, keys_a: tuple[str, ...], keys_b: tuple[str, ...], **opts: Any) -> None:
-    """CKA of every array of STORE_A against every array of STORE_B, items matched by id."""
-    sel = {"split": split, "keys_a": list(keys_a) or None, "keys_b": list(keys_b) or None}
+def stores_cmd(store_a: str, store_b: str, split: str | None, keys_a: tuple[str, ...], keys_b: tuple[str, ...], pair_by: str,
+               **opts: Any) -> None:  # fmt: skip
+    """CKA of every array of STORE_A against every array of STORE_B (e.g. U-Net blocks × ViT layers).
+
+    Arrays extracted at one t and pool are labelled by block number (diffusion models) or layer name
+    (image models such as timm's).
+    """
+    sel = {"split": split, "keys_a": list(keys_a) or None, "keys_b": list(keys_b) or None, "pair_by": pair_by}
     _run("stores", opts, (store_a, store_b), sel)

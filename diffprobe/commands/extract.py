@@ -23,11 +23,11 @@ from diffprobe.extract.config import PRECISIONS, REDUCTIONS, STORAGE_DTYPES
 
 @click.command()
 @click.argument("data", type=click.Path(exists=True))
-@click.option("--model", "-m", required=True, help="Model preset (see `diffprobe models`), `adm` with --flags, or `diffusers` with --checkpoint DIR.")
+@click.option("--model", "-m", required=True, help="Model preset (see `diffprobe models`), `adm` with --flags, `diffusers` with --checkpoint DIR, or `timm` with --flags arch=NAME.")
 @model_options
 @prompt_options
 @click.option("--random-weights", is_flag=True, help="No checkpoint: a seeded random initialisation (tests and benchmarks only).")
-@timesteps_option(required=True)
+@timesteps_option(help="Timesteps t, e.g. 90,150 (required for diffusion models; image models such as timm's have none: leave it out).")
 @blocks_option(required=True)
 @pools_option(default=("1",), show_default=True)
 @click.option("--out", "-o", required=True, type=click.Path(), help="Store: a directory (Zarr) or a .h5 file (HDF5).")
@@ -37,7 +37,7 @@ from diffprobe.extract.config import PRECISIONS, REDUCTIONS, STORAGE_DTYPES
 @click.option("--dtype", type=click.Choice(STORAGE_DTYPES), default="float16", show_default=True, help="Storage dtype.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True, help="Compute precision (auto: bf16 on GPU, fp32 on CPU, or the existing store's).")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True, help="Images decoded per step.")
-@click.option("--forward-batch", type=click.IntRange(min=1), default=None, help="Images per U-Net forward (default 16 on CPU, 64 on GPU, or the existing store's); fixed so bytes never depend on batching.")
+@click.option("--forward-batch", type=click.IntRange(min=1), default=None, help="Images per model forward (default 16 on CPU, 64 on GPU, or the existing store's); fixed so bytes never depend on batching.")
 @click.option("--fuse-timesteps", type=click.IntRange(min=1), default=None, help="(t, draw) passes stacked into one forward (default: 1 on CPU; on GPU enough to fill the chip for small models; or the existing store's).")
 @click.option("--compile", "compile_", is_flag=True, help="Run the forward through torch.compile (falls back to eager if unavailable).")
 @device_option()
@@ -53,7 +53,7 @@ from diffprobe.extract.config import PRECISIONS, REDUCTIONS, STORAGE_DTYPES
 @progress_option()
 def extract(data: str, flags: str, timesteps: tuple, blocks: tuple, pools: tuple, splits: tuple, shard: str | None,
             compile_: bool, dry_run: bool, progress: bool | None, **options: Any) -> None:  # fmt: skip
-    """Extract a diffusion model's block features of the images in DATA into a store.
+    """Extract a model's block features of the images in DATA into a store.
 
     DATA is an ImageFolder tree (class = parent folder; optional train/ val/ … split folders) or a
     CSV/TSV manifest with columns path,label[,split][,id]. Re-running resumes; new --t/--blocks/--pool
@@ -63,10 +63,13 @@ def extract(data: str, flags: str, timesteps: tuple, blocks: tuple, pools: tuple
 
     from diffprobe.extract.adm_config import load_flags
     from diffprobe.extract.config import ExtractConfig, parse_shard
+    from diffprobe.extract.registry import default_timesteps
     from diffprobe.pipelines.extraction.job import extract_features
 
+    flag_dict = load_flags(flags)
+    ts = flatten(timesteps) or default_timesteps(options["model"], flag_dict, options.get("checkpoint"))
     cfg = ExtractConfig(
-        data=data, flags=tuple(load_flags(flags).items()), timesteps=flatten(timesteps), blocks=flatten(blocks),
+        data=data, flags=tuple(flag_dict.items()), timesteps=ts, blocks=flatten(blocks),
         pools=flatten(pools), splits=flatten(splits), shard=None if shard is None else parse_shard(shard),
         compile=compile_, **options,
     )  # fmt: skip

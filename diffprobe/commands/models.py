@@ -35,8 +35,13 @@ def blocks(model: str, checkpoint: str | None, flags: str, class_label: int | No
         click.echo(json.dumps(payload, indent=1))
         return
     c, h, w = spec.noise_shape
-    latent = f", noised as {c}×{h}×{w} latents" if (h, w) != (spec.image_size, spec.image_size) else ""
-    click.echo(f"{model} ({spec.family}): {len(infos)} blocks ({spec.image_size}×{spec.image_size} input{latent}; t in 0..{spec.steps - 1})")
+    if not spec.noised:  # an image model
+        crop = f", centre {h}×{w} crop" if h != spec.image_size else ""
+        how = f"{spec.image_size}×{spec.image_size} input{crop}; no noise: features of the clean image, stored as t = 0"
+    else:
+        latent = f", noised as {c}×{h}×{w} latents" if (h, w) != (spec.image_size, spec.image_size) else ""
+        how = f"{spec.image_size}×{spec.image_size} input{latent}; t in 0..{spec.steps - 1}"
+    click.echo(f"{model} ({spec.family}): {len(infos)} blocks ({how})")
     width = max(18, *(len(b.path) for b in infos))
     click.echo(f"{'block':>5}  {'module path':<{width}} {'stage':<11} {'channels':>8}  resolution")
     for b in infos:
@@ -58,3 +63,4 @@ def models() -> None:
             click.echo(f"{'':<{width}} best in the literature: {p.best}")
     click.echo(f"{'adm':<{width}} any other ADM checkpoint, described with --flags")
     click.echo(f"{'diffusers':<{width}} any UNet2DModel, Stable Diffusion (UNet2DConditionModel + VAE) or DiT directory: --checkpoint DIR")
+    click.echo(f"{'timm':<{width}} any timm image model: --flags arch=NAME --checkpoint FILE, or --checkpoint DIR with the hub's config.json")

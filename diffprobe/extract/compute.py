@@ -95,6 +95,8 @@ class FeatureComputer:
     def _noisy(
         self, x0: torch.Tensor, ids: Sequence[str], t: int, draw: int, noise: Mapping[tuple[int, int], torch.Tensor]
     ) -> torch.Tensor:
+        if self.backbone.schedule.noiseless:
+            return x0  # an image model: q_sample would return x0 exactly, so no noise is drawn
         if (t, draw) in noise:
             eps = noise[(t, draw)].to(self.device, non_blocking=True)
         else:

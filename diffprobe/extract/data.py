@@ -176,8 +176,8 @@ class ImageDataset:
 
     With ``noise`` = ((t, draw), …) and a seed, each item also carries its diffusion noise for those
     pairs, (P, *noise_shape) float32 (default (3, S, S); a latent model's latent shape) — generated
-    here, in the loader's worker processes, so that the device never waits for it. Without, the
-    noise entry is None.
+    here, in the loader's worker processes, so that the device never waits for it. Without (an image
+    model, which adds no noise), it is an empty (0, *noise_shape) array.
     """
 
     def __init__(self, items: list[Item], size: int, noise: tuple[tuple[int, int], ...] = (), seed: int = 0,
@@ -191,8 +191,8 @@ class ImageDataset:
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray, bool, str, np.ndarray | None]:
-        eps = None
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray, bool, str, np.ndarray]:
+        eps = np.zeros((0, *self.noise_shape), np.float32)
         if self.noise:
             from diffprobe.extract.noise import item_noise
 

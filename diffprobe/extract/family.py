@@ -55,7 +55,7 @@ class ModelSpec:
         family: the family that builds it.
         config: the family's own configuration object (``ADMConfig`` for ADM).
         image_size: the side of the square images fed to it (after the input transform's resize).
-        steps: diffusion steps T (t in [0, T)).
+        steps: diffusion steps T (t in [0, T)); 1 for an image model without noise.
         noise_shape: (C, H, W) of the space noise is added in (the pixels, or a VAE's latents).
         blocks: every block, in forward order, measured on the meta device.
         identity: the family's fields of a store's identity (what determines the values).
@@ -71,6 +71,12 @@ class ModelSpec:
     blocks: tuple[BlockInfo, ...]
     identity: Mapping[str, Any] = field(default_factory=dict, compare=False)
     compilable: bool = False
+
+    @property
+    def noised(self) -> bool:
+        """Whether images are noised at a timestep (diffusion models); image models (timm) have one
+        step, stored as t = 0, and see the clean image."""
+        return self.steps > 1
 
 
 class Family(abc.ABC):

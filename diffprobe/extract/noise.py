@@ -53,6 +53,11 @@ class NoiseSchedule:
     def alphas_cumprod(self) -> np.ndarray:
         return np.cumprod(1.0 - self.betas)
 
+    @property
+    def noiseless(self) -> bool:
+        """One step that adds no noise (ᾱ_0 = 1): the schedule of an image model without diffusion."""
+        return self.steps == 1 and not np.any(self.betas)
+
     def check_t(self, t: Sequence[int] | np.ndarray | Tensor) -> None:
         arr = np.asarray(t.cpu() if isinstance(t, Tensor) else t)
         if arr.size and (arr.min() < 0 or arr.max() >= self.steps):

@@ -17,6 +17,7 @@ import torch
 
 import diffprobe.extract.adm_backbone  # noqa: F401  (registers the adm family)
 import diffprobe.extract.diffusers.family  # noqa: F401  (registers the diffusers family and its presets)
+import diffprobe.extract.timm.family  # noqa: F401  (registers the timm family and its presets)
 from diffprobe.device import resolve_device
 from diffprobe.errors import CheckpointError, ConfigError
 from diffprobe.extract.backbone import Backbone
@@ -53,6 +54,15 @@ def model_spec(name: str, flags: Mapping[str, Any] | None = None, checkpoint: st
     preset, family = _preset_and_family(name)
     path = Path(checkpoint).expanduser() if checkpoint is not None else None
     return get_family(family).spec(name, preset, dict(flags or {}), path)
+
+
+def default_timesteps(name: str, flags: Mapping[str, Any] | None = None, checkpoint: str | Path | None = None) -> tuple[int, ...]:
+    """The timesteps when none are given: (0,) for a model without noise (timm); for a diffusion
+    model it is an error that asks for them."""
+    spec = model_spec(name, flags, checkpoint)
+    if not spec.noised:
+        return (0,)
+    raise ConfigError(f"pass --t: the timesteps to noise the images at, e.g. --t 90 ({spec.name} has t in 0..{spec.steps - 1})")
 
 
 def resolve_checkpoint(name: str, preset: Preset | None, checkpoint: str | Path | None, random_weights: bool = False) -> Path | None:

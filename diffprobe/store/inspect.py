@@ -24,6 +24,8 @@ def store_info(store: FeatureStore) -> dict[str, Any]:
         "model": store.config.get("model"),
         "checkpoint_sha256": store.attrs.get("checkpoint_sha256"),
         "random_weights": "identity" in store.attrs and store.attrs["identity"].get("checkpoint_sha256") is None,
+        "family": store.attrs.get("identity", {}).get("family", "adm"),
+        "noiseless": store.attrs.get("identity", {}).get("noise") == "none",
         "created": store.attrs.get("created"),
         "package_version": store.attrs.get("package_version"),
         "classes": len(store.class_names),
@@ -152,6 +154,8 @@ def info_lines(info: dict[str, Any]) -> list[str]:
         if info["checksums"] else "  chunk checksums: NONE (a store written before diffprobe added them: corruption of a chunk goes unnoticed)",
         f"  {'complete' if info['complete'] else 'INCOMPLETE'}",
     ]
+    if info.get("noiseless"):
+        out.insert(3, f"  timesteps: none (a {info['family']} image model: features of the clean image, stored as t = 0)")
     for split, sp in info["splits"].items():
         failed = "?" if sp["failed"] is None else sp["failed"]
         on = ", ".join(f"{d} ({n})" for d, n in sp["computed_on"].items())

@@ -29,7 +29,7 @@ def test_extract_dry_run_then_run_equals_library(small_manifest, small_store, tm
     assert not out.exists()
     r = CliRunner().invoke(main, _extract_args(small_manifest, out, "--no-progress"))
     assert r.exit_code == 0, r.output
-    assert "items: 150 (300 U-Net forwards), failed: 0" in r.output
+    assert "items: 150 (300 model forwards), failed: 0" in r.output
     with diffprobe.open_store(out) as a, diffprobe.open_store(small_store) as b:
         assert a.keys("val") == b.keys("val")
         assert all(np.array_equal(a.read(s, k), b.read(s, k)) for s in a.splits for k in a.keys(s))

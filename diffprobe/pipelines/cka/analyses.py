@@ -20,10 +20,10 @@ import numpy as np
 
 from diffprobe._version import __version__
 from diffprobe.errors import StoreError, StoreKeyError
-from diffprobe.pipelines.cka.config import CKAConfig
+from diffprobe.pipelines.cka.config import PAIR_BY, CKAConfig
 from diffprobe.pipelines.cka.matrix import MatrixResult, cka_matrix
 from diffprobe.pipelines.cka.source import Source
-from diffprobe.store.layout import pool_label, pool_order
+from diffprobe.store.layout import FeatureKey, pool_label, pool_order
 from diffprobe.store.reader import StoreReader
 from diffprobe.store.select import BlockSpec, resolve_block_specs
 
@@ -117,7 +117,8 @@ def _valid_rows(store: StoreReader, split: str) -> np.ndarray:
 
 
 def _store_info(store: StoreReader) -> dict[str, Any]:
-    return {"path": str(store.path), "config_hash": store.config_hash}
+    model = ((getattr(store, "attrs", {}) or {}).get("config") or {}).get("model")
+    return {"path": str(store.path), "config_hash": store.config_hash, "model": model}
 
 
 def cka_blocks(
@@ -211,29 +212,61 @@ def _select_names(store: StoreReader, split: str, patterns: Sequence[str] | None
     return chosen
 
 
+def pair_items(ids_a: Sequence[str], ids_b: Sequence[str], pair_by: str) -> np.ndarray:
+    """(len(ids_a),) row in B of each item of A. ``position``: row i with row i (the counts must
+    agree); ``id``: :func:`match_items`."""
+    if pair_by == "id":
+        return match_items(ids_a, ids_b)
+    if pair_by != "position":
+        raise ValueError(f"pair_by must be one of {PAIR_BY}, got {pair_by!r}")
+    if len(ids_a) != len(ids_b):
+        raise StoreError(f"--pair-by position needs as many items in both stores, got {len(ids_a)} in A and {len(ids_b)} in B")
+    return np.arange(len(ids_a), dtype=np.int64)
+
+
+def axis_labels(store: StoreReader, split: str, names: Sequence[str], side: str) -> tuple[list[str], str]:
+    """(a label per array, the axis title). Arrays extracted at one t and pool are labelled by block
+    number (diffusion models) or layer name (image models, whose features have no timestep); other
+    arrays by their names."""
+    keys = [FeatureKey.maybe(n) for n in names]
+    fixed = {(k.t, k.pool) for k in keys if k is not None}
+    if None in keys or len(fixed) != 1:
+        return list(names), side
+    t, pool = fixed.pop()
+    attrs = getattr(store, "attrs", {}) or {}
+    model = (attrs.get("config") or {}).get("model") or "?"
+    if (attrs.get("identity") or {}).get("noise") == "none":
+        labels = [str(store.array_info(split, n)[2].get("module") or n) for n in names]
+        return labels, f"{side}: {model} layer (pool {pool_label(pool)})"
+    return [str(k.block) for k in keys if k is not None], f"{side}: {model} block (t = {t}, pool {pool_label(pool)})"
+
+
 def cka_stores(
     store_a: StoreLike, store_b: StoreLike, *, split: str | None = None, keys_a: Sequence[str] | None = None,
-    keys_b: Sequence[str] | None = None, config: CKAConfig | None = None,
+    keys_b: Sequence[str] | None = None, pair_by: str = "id", config: CKAConfig | None = None,
 ) -> CKAResult:
-    """CKA of every array of A (rows) against every array of B (columns), items matched by id.
+    """CKA of every array of A (rows) against every array of B (columns), items paired by id
+    (``pair_by="position"``: by row, for stores whose ids differ but whose rows are the same images).
 
     keys_a / keys_b: shell-style patterns (``t0090_*_p1``) selecting array names; None takes all.
     The items compared are those valid in both stores.
     """
     with ExitStack() as stack:
-        return _stores(_open(stack, store_a), _open(stack, store_b), split, keys_a, keys_b, config or CKAConfig())
+        return _stores(_open(stack, store_a), _open(stack, store_b), split, keys_a, keys_b, pair_by, config or CKAConfig())
 
 
 def _stores(a: StoreReader, b: StoreReader, split: str | None, keys_a: Sequence[str] | None,
-            keys_b: Sequence[str] | None, config: CKAConfig) -> CKAResult:
+            keys_b: Sequence[str] | None, pair_by: str, config: CKAConfig) -> CKAResult:
     split = resolve_split(split, a, b)
     names_a, names_b = _select_names(a, split, keys_a, "A"), _select_names(b, split, keys_b, "B")
-    in_b = match_items([str(i) for i in a.ids(split)], [str(i) for i in b.ids(split)])
+    in_b = pair_items([str(i) for i in a.ids(split)], [str(i) for i in b.ids(split)], pair_by)
     ok = np.asarray(a.valid(split), dtype=bool) & np.asarray(b.valid(split), dtype=bool)[in_b]
     rows_a = np.flatnonzero(ok)
     rows_b = in_b[rows_a]
-    srcs_a = [_source(a, split, n, n, rows_a) for n in names_a]
-    srcs_b = [_source(b, split, n, n, rows_b) for n in names_b]
+    (labels_a, axis_a), (labels_b, axis_b) = axis_labels(a, split, names_a, "store A"), axis_labels(b, split, names_b, "store B")
+    srcs_a = [_source(a, split, n, lab, rows_a) for n, lab in zip(names_a, labels_a)]
+    srcs_b = [_source(b, split, n, lab, rows_b) for n, lab in zip(names_b, labels_b)]
     m = cka_matrix(srcs_a, srcs_b, config)
-    sel = {"split": split, "keys_a": names_a, "keys_b": names_b, "reordered_b": bool(np.any(in_b != np.arange(len(in_b))))}
-    return CKAResult("stores", m, "store A", "store B", sel, [_store_info(a), _store_info(b)], config)
+    sel = {"split": split, "keys_a": names_a, "keys_b": names_b, "pair_by": pair_by,
+           "reordered_b": bool(np.any(in_b != np.arange(len(in_b))))}  # fmt: skip
+    return CKAResult("stores", m, axis_a, axis_b, sel, [_store_info(a), _store_info(b)], config)

@@ -13,6 +13,9 @@ KERNEL_NAMES = ("linear", "rbf")
 ESTIMATOR_NAMES = ("biased", "unbiased", "minibatch")
 #: how an exact estimator is computed: chosen by cost and memory, or forced (see cka_matrix.METHODS)
 METHOD_NAMES = ("auto", "features", "gram")
+#: how the items of two stores are paired: by item id (any order), or by row position
+PAIR_BY = ("id", "position")
+
 
 @dataclass(frozen=True)
 class CKAConfig:

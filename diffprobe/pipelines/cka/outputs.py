@@ -25,7 +25,7 @@ def title(r: CKAResult) -> str:
     """The heatmap's title: what was compared, at which pool, on which split, over how many items."""
     sel = r.selection
     what = {"blocks": f"blocks × blocks, t={sel.get('t')}", "timesteps": f"timesteps × timesteps, block {sel.get('block')}",
-            "stores": "store A × store B"}[r.analysis]  # fmt: skip
+            "stores": " × ".join(str(s.get("model") or name) for s, name in zip(r.stores, ("store A", "store B")))}[r.analysis]  # fmt: skip
     pool = f", pool {pool_label(sel['pool'])}" if "pool" in sel else ""
     return f"{what}{pool}, split {sel['split']} (N={r.matrix.n_items})"
 

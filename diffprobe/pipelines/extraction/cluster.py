@@ -49,6 +49,7 @@ class WorkerSpec:
     device: str
     threads: int
     noise_shape: tuple[int, int, int] | None = None
+    noisy: bool = True  # False for image models (timm): no noise is drawn
 
     @property
     def model_key(self) -> tuple:
@@ -83,7 +84,7 @@ def run_unit(spec: WorkerSpec, task: UnitTask, items: list[Item]) -> dict[str, A
     """
     computer = _computer(spec)
     buf = UnitBuffer(task, dict(spec.shapes), spec.compute.out_dtype)
-    pairs = noise_pairs([task], spec.compute.draws)
+    pairs = noise_pairs([task], spec.compute.draws) if spec.noisy else ()
     ds = ImageDataset(items, spec.image_size, pairs, spec.compute.seed, spec.noise_shape)
     by_row = {task.start + j: it for j, it in enumerate(items)}  # global row → item
     m = spec.compute.forward_batch
@@ -96,7 +97,7 @@ def run_unit(spec: WorkerSpec, task: UnitTask, items: list[Item]) -> dict[str, A
             errs = [r[3] for r in rows]
             report_bad(by_row, idx, ok, errs, spec.config.strict)
             x0 = torch.from_numpy(np.stack([r[1] for r in rows]))
-            eps = torch.from_numpy(np.stack([r[4] for r in rows if r[4] is not None]))
+            eps = torch.from_numpy(np.stack([r[4] for r in rows]))
             forwards += compute_chunk(computer, buf, by_row, (idx, x0, ok, errs, eps), pairs)
     nbytes = write_unit(_store(spec.config.out), buf)
     return {"split": task.split, "unit": task.unit, "items": task.size, "forwards": forwards,

@@ -161,6 +161,7 @@ def _run_on_dask(plan: ExtractPlan, tasks: list[UnitTask], device: torch.device,
     threads = max(1, (os.cpu_count() or 1) // workers) if workers and device.type == "cpu" else 0
     wspec = WorkerSpec(
         config=cfg, compute=plan.compute, shapes=tuple(plan.shapes.items()), image_size=plan.model.image_size, noise_shape=plan.model.noise_shape,
+        noisy=plan.model.noised,
         device="cuda" if device.type == "cuda" and workers else str(device), threads=threads,
     )
     where = f"scheduler {cfg.scheduler}" if cfg.scheduler else f"{workers} local dask workers"

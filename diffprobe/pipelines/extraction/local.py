@@ -209,7 +209,7 @@ def run_tasks(
         for split in dict.fromkeys(t.split for t in tasks):
             split_tasks = [t for t in tasks if t.split == split]
             split_items: list[Item] = plan.data.splits[split]
-            pairs = noise_pairs(split_tasks, spec.draws)
+            pairs = noise_pairs(split_tasks, spec.draws) if plan.model.noised else ()
             loader: DataLoader = DataLoader(
                 ImageDataset(split_items, plan.model.image_size, pairs, spec.seed, plan.model.noise_shape),  # type: ignore[arg-type]
                 batch_sampler=batches_of(split_tasks, cfg.batch_size),

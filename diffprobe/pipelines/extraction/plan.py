@@ -105,6 +105,9 @@ def make_plan(config: ExtractConfig, device: torch.device) -> ExtractPlan:
     infos = model.blocks
     numbers = resolve_blocks(config.blocks, infos)
     blocks = {n: infos[n - 1] for n in numbers}
+    if not model.noised and (config.timesteps != (0,) or config.draws != 1):
+        raise ConfigError(f"{model.name} is an image model without noise: its features are stored as t = 0 with one draw; "
+                          "leave out --t and --draws (or pass --t 0)")  # fmt: skip
     for t in config.timesteps:
         if t >= model.steps:
             raise ConfigError(f"timestep {t} is out of range: this model has t in [0, {model.steps - 1}]")

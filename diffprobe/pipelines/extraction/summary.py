@@ -45,7 +45,7 @@ class ExtractSummary:
         return [
             f"store {self.store} (config {self.config_hash})",
             f"  units: {self.units_run} run, {self.units_skipped} already done, {self.units_total} total",
-            f"  items: {self.items} ({self.forwards} U-Net forwards), failed: {len(self.failures)}",
+            f"  items: {self.items} ({self.forwards} model forwards), failed: {len(self.failures)}",
             f"  time: {self.seconds:.1f} s, {self.items_per_second:.1f} items/s"
             + (f" ({self.steady_items_per_second:.1f}/s steady)" if self.steady_items_per_second else "")
             + f", written {format_bytes(self.bytes_written)}",

@@ -97,9 +97,18 @@ def test_stores_match_items_by_id(small_store):
             cka_stores(s, Reordered(s, perm, renamed=3), split="val")
         with pytest.raises(StoreKeyError, match="keys matching"):
             cka_stores(s, s, split="val", keys_a=["mae*"])
-    assert same.matrix.row_labels == ["t0150_b10_p1", "t0150_b13_p1"] and same.matrix.col_labels == ["t0050_b13_p2", "t0150_b10_p2"]
+    # rows share t and pool: labelled by block, on an axis that says so; columns differ in t: by name
+    assert same.matrix.row_labels == ["10", "13"] and same.row_axis == "store A: adm-32-fmnist block (t = 150, pool 1)"
+    assert same.matrix.col_labels == ["t0050_b13_p2", "t0150_b10_p2"] and same.col_axis == "store B"
     assert shuffled.selection["reordered_b"] and not same.selection["reordered_b"]
     np.testing.assert_allclose(shuffled.values, same.values, rtol=0, atol=1e-10)
+    # by position, a shuffled copy is another pairing (and the check is the caller's); the same order gives the same matrix
+    by_pos = cka_stores(small_store, small_store, split="val", keys_a=["t0150_*_p1"], keys_b=["t0050_b13_p2", "t0150_b10_p2"],
+                        pair_by="position", config=cfg)  # fmt: skip
+    np.testing.assert_allclose(by_pos.values, same.values, rtol=0, atol=1e-12)
+    with diffprobe.open_store(small_store) as s:
+        with pytest.raises(StoreError, match="needs as many items in both stores, got 50 in A and 49 in B"):
+            cka_stores(s, Reordered(s, np.arange(49)), split="val", pair_by="position")
     a = direct(small_store, "val", ["t0150_b10_p1", "t0150_b10_p2"])
     assert same.values[0, 1] == pytest.approx(a[0, 1], abs=1e-10)
 
