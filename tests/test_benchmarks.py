@@ -46,3 +46,12 @@ def test_checksum_cost_benchmark_runs():
     assert re.search(r"extract: seconds\s+[\d.]+\s+[\d.]+\s+-?[\d.]+%", r.stdout), r.stdout
     assert re.search(r"read all: seconds\s+[\d.]+\s+[\d.]+\s+-?[\d.]+%", r.stdout), r.stdout
     assert re.search(r"store verify: [\d.]+ s \(metadata only\); store verify --deep: [\d.]+ s", r.stdout), r.stdout
+
+
+@pytest.mark.slow
+def test_decode_speed_benchmark_runs():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "decode_speed.py"), "--images", "60", "--size", "64", "--per-shard", "25",
+           "--workers", "0", "--repeats", "1"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "60 JPEG images of 64×64" in r.stdout and re.search(r"\n\s+0\s+\d+ /s\s+\d+ /s\s+[\d.]+×", r.stdout), r.stdout

@@ -22,7 +22,7 @@ from diffprobe.extract.config import PRECISIONS, REDUCTIONS, STORAGE_DTYPES
 
 
 @click.command()
-@click.argument("data", type=click.Path(exists=True))
+@click.argument("data")
 @click.option("--model", "-m", required=True, help="Model preset (see `diffprobe models`), `adm` with --flags, `diffusers` with --checkpoint DIR, or `timm` with --flags arch=NAME.")
 @model_options
 @prompt_options
@@ -44,6 +44,11 @@ from diffprobe.extract.config import PRECISIONS, REDUCTIONS, STORAGE_DTYPES
 @click.option("--loader-workers", type=click.IntRange(min=0), default=None, help="Image decoding processes (default: automatic).")
 @click.option("--unit-size", type=click.IntRange(min=1), default=None, help="Items per work unit (= per shard); default: automatic.")
 @click.option("--splits", type=CommaList("str"), multiple=True, help="Only these splits (default: all).")
+@click.option("--split-name", default=None, help="Tar shards / Parquet files: the split of every file [default: a split word in each file name, else train].")
+@click.option("--label-field", default="label", show_default=True, help="Tar shards: the field of a sample's json member holding its label (when it has no cls member).")
+@click.option("--image-column", default="image", show_default=True, help="Hugging Face datasets / Parquet: the image column.")
+@click.option("--label-column", default="label", show_default=True, help="Hugging Face datasets / Parquet: the label column ('' for none).")
+@click.option("--id-column", default=None, help="Hugging Face datasets / Parquet: the column of item ids [default: the row index, row-00000042].")
 @click.option("--strict", is_flag=True, help="Stop at the first image that cannot be decoded.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store made with another configuration.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Start a dask LocalCluster of N worker processes (one per GPU on CUDA).")
@@ -55,9 +60,11 @@ def extract(data: str, flags: str, timesteps: tuple, blocks: tuple, pools: tuple
             compile_: bool, dry_run: bool, progress: bool | None, **options: Any) -> None:  # fmt: skip
     """Extract a model's block features of the images in DATA into a store.
 
-    DATA is an ImageFolder tree (class = parent folder; optional train/ val/ … split folders) or a
-    CSV/TSV manifest with columns path,label[,split][,id]. Re-running resumes; new --t/--blocks/--pool
-    values on an existing store compute only the new arrays.
+    DATA is an ImageFolder tree (class = parent folder; optional train/ val/ … split folders), a
+    CSV/TSV manifest with columns path,label[,split][,id], WebDataset tar shards (a .tar, a brace
+    pattern such as 'shards/train-{000000..000146}.tar', a glob, several joined by '::', fsspec URLs,
+    or a folder of tars), or a Hugging Face dataset on disk (a save_to_disk folder or .parquet files).
+    Re-running resumes; new --t/--blocks/--pool values on an existing store compute only the new arrays.
     """
     import json
 
@@ -67,6 +74,7 @@ def extract(data: str, flags: str, timesteps: tuple, blocks: tuple, pools: tuple
     from diffprobe.pipelines.extraction.job import extract_features
 
     flag_dict = load_flags(flags)
+    options["label_column"] = options["label_column"] or None  # '' = no labels
     ts = flatten(timesteps) or default_timesteps(options["model"], flag_dict, options.get("checkpoint"))
     cfg = ExtractConfig(
         data=data, flags=tuple(flag_dict.items()), timesteps=ts, blocks=flatten(blocks),

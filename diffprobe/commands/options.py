@@ -193,7 +193,7 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--checkpoint, --flags and --class-label, shared by every command that builds a model."""
     return stack_options(f, [
         click.option("--checkpoint", type=click.Path(), default=None,
-                     help="ADM: a state-dict file (.pt); diffusers: the model's directory [default: the preset's bundled checkpoint, if it has one]."),
+                     help="ADM: a state-dict file (.pt); diffusers: the model's directory; timm: a .safetensors/.pth file or the hub folder [default: the preset's bundled checkpoint, if it has one]."),
         click.option("--flags", "flags", default="",
                      help="Model flags, 'k=v,k=v' or a .toml/.json file. ADM: guided-diffusion flags overriding the preset "
                           "('image_size=64,channel_mult=1,2,2'); diffusers: image_size=N."),

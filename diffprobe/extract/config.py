@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from diffprobe.errors import ConfigError
 from diffprobe.extract.family import Conditioning
+from diffprobe.extract.sources.options import DataOptions
 from diffprobe.store.layout import parse_pool
 
 if TYPE_CHECKING:
@@ -27,7 +28,8 @@ class ExtractConfig:
     """Everything that defines one extraction run.
 
     Attributes:
-        data: an ImageFolder root (optionally with train/ val/ … split folders) or a CSV/TSV manifest.
+        data: an ImageFolder root (optionally with train/ val/ … split folders), a CSV/TSV manifest,
+            WebDataset tar shards or a Hugging Face dataset on disk (see :func:`~diffprobe.extract.data.discover`).
         out: the store path (a directory → Zarr; ``.h5``/``.hdf5`` → HDF5).
         model, checkpoint, flags: the backbone (see :func:`diffprobe.load_backbone`); without a
             checkpoint a preset's bundled one is used.
@@ -48,6 +50,8 @@ class ExtractConfig:
         batch_size, device, loader_workers, unit_size: throughput knobs that never change values
             (batch_size = images decoded per step).
         splits: restrict to these splits (empty = all). strict: the first bad image is an error.
+        label_field, split_name, image_column, label_column, id_column: how to read tar shards and
+            tables (see :class:`~diffprobe.extract.sources.options.DataOptions`).
         workers: 0 runs in this process; N > 0 starts a dask LocalCluster of N worker processes
             (one per GPU on CUDA). scheduler: address of an existing dask scheduler instead.
         shard: (i, n) runs only units whose global index ≡ i (mod n), without a scheduler.
@@ -79,6 +83,11 @@ class ExtractConfig:
     loader_workers: int | None = None
     unit_size: int | None = None
     splits: tuple[str, ...] = ()
+    label_field: str = "label"
+    split_name: str | None = None
+    image_column: str = "image"
+    label_column: str | None = "label"
+    id_column: str | None = None
     strict: bool = False
     overwrite: bool = False
     workers: int = 0
@@ -135,6 +144,10 @@ class ExtractConfig:
     @property
     def flag_dict(self) -> dict[str, Any]:
         return dict(self.flags)
+
+    @property
+    def data_options(self) -> DataOptions:
+        return DataOptions(self.label_field, self.split_name, self.image_column, self.label_column, self.id_column)
 
     @property
     def conditioning(self) -> Conditioning:

@@ -1,4 +1,9 @@
-"""Image sources (ImageFolder trees, CSV/TSV manifests) and the paper's evaluation preprocessing."""
+"""Image sources and the paper's evaluation preprocessing.
+
+Folders (ImageFolder trees) and CSV/TSV manifests are here; WebDataset tar shards and Hugging Face
+datasets on disk (Arrow, Parquet) are in :mod:`diffprobe.extract.sources`. :func:`discover` picks
+the source from what ``data`` is.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,14 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from diffprobe.errors import DataError
+from diffprobe.extract.sources.options import DataOptions
+from diffprobe.extract.sources.read import open_item
 
 log = logging.getLogger(__name__)
 
@@ -22,19 +30,34 @@ DEFAULT_SPLIT = "train"
 
 @dataclass(frozen=True)
 class Item:
-    """One image: a stable id (its relative path), where it is, and its class index (-1: none)."""
+    """One image: a stable id, where it is, and its class index (-1: none).
+
+    ``kind`` says how ``path`` holds it: ``file`` (an image file), ``tar`` (the member ``member``
+    of the tar ``path``: its data's byte ``offset`` and ``size``), ``arrow`` / ``parquet`` (row
+    ``offset`` of that table file, column ``member``; see :mod:`diffprobe.extract.sources.read`).
+    """
 
     id: str
     path: str
     label: int
+    kind: str = "file"
+    offset: int = 0
+    size: int = 0
+    member: str = ""
 
 
 @dataclass
 class DataSpec:
-    """Items of every split (each sorted by id) and the shared class names."""
+    """Items of every split and the shared class names.
+
+    Items are in a fixed order: sorted by id for folders and manifests; the order of the data for
+    tar shards and tables (so that reading them is sequential). ``source`` records what they come
+    from and how ids were made.
+    """
 
     class_names: list[str]
     splits: dict[str, list[Item]] = field(default_factory=dict)
+    source: dict[str, str] = field(default_factory=dict)
 
     def fingerprint(self, split: str) -> str:
         """Hash of a split's ids and labels: stores refuse to mix data sets."""
@@ -126,12 +149,24 @@ def manifest(path: Path) -> DataSpec:
     return spec
 
 
-def discover(data: str | Path, splits: tuple[str, ...] = ()) -> DataSpec:
-    """The items of ``data`` (a folder or a manifest), restricted to ``splits`` when given."""
-    p = Path(data).expanduser()
-    if not p.exists():
-        raise DataError(f"data not found: {p}")
-    spec = image_folder(p) if p.is_dir() else manifest(p)
+def discover(data: str | Path, splits: tuple[str, ...] = (), options: DataOptions | None = None, index: Path | None = None,
+             write_index: bool = True) -> DataSpec:
+    """The items of ``data``, restricted to ``splits`` when given.
+
+    ``data`` is an ImageFolder tree, a CSV/TSV manifest, WebDataset tar shards (a ``.tar``, a brace
+    pattern ``shard-{000..009}.tar``, a glob, several joined by ``::``, fsspec URLs, or a folder of
+    tars), or a Hugging Face dataset on disk (a ``save_to_disk`` folder, or Parquet files). ``index``:
+    where a tar index is cached (beside the store; read but not written when ``write_index`` is False).
+    """
+    from diffprobe.extract.sources.detect import open_source
+
+    opts = options or DataOptions()
+    spec = open_source(str(data), opts, index, write_index)
+    if spec is None:
+        p = Path(data).expanduser()
+        if not p.exists():
+            raise DataError(f"data not found: {p}")
+        spec = image_folder(p) if p.is_dir() else manifest(p)
     if splits:
         missing = [s for s in splits if s not in spec.splits]
         if missing:
@@ -140,7 +175,7 @@ def discover(data: str | Path, splits: tuple[str, ...] = ()) -> DataSpec:
     return spec
 
 
-def load_image(path: str | Path, size: int) -> np.ndarray:
+def load_image(path: str | Path | BinaryIO, size: int) -> np.ndarray:
     """Decode, convert to RGB, resize the short side to ``size`` (bicubic), centre-crop, scale to [-1, 1].
 
     This is the paper's evaluation transform (Resize(size) + CenterCrop(size)).
@@ -198,6 +233,6 @@ class ImageDataset:
 
             eps = np.stack([item_noise(self.items[i].id, t, self.seed, d, self.noise_shape).numpy() for t, d in self.noise])
         try:
-            return i, load_image(self.items[i].path, self.size), True, "", eps
+            return i, load_image(open_item(self.items[i]), self.size), True, "", eps
         except DECODE_ERRORS as e:
             return i, np.zeros((3, self.size, self.size), np.float32), False, f"{type(e).__name__}: {e}", eps

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from diffprobe.extract.data import DECODE_ERRORS, Item, load_image
 from diffprobe.extract.noise import NoiseSchedule, item_noise, q_sample
+from diffprobe.extract.sources.read import open_item
 from diffprobe.probes.errors import ProbeError
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.store import FeatureStore
@@ -87,7 +88,7 @@ def noisy_batch(items: Sequence[Item], size: int, t: int, seed: int, draw: int, 
     eps = torch.empty((len(items), 3, size, size), dtype=torch.float32)
     for i, it in enumerate(items):
         try:
-            x0[i] = load_image(it.path, size)
+            x0[i] = load_image(open_item(it), size)
         except DECODE_ERRORS as e:
             raise ProbeError(f"cannot decode {it.path} ({type(e).__name__}: {e}); remove it from the data") from None
         item_noise(it.id, t, seed, draw, (3, size, size), out=eps[i])

@@ -86,20 +86,24 @@ def read_subset_file(path: str | Path) -> list[str]:
 def match_subset(entries: Sequence[str], ids: np.ndarray, paths: np.ndarray | None = None) -> np.ndarray:
     """Sorted rows whose id, path or file name equals one of ``entries``.
 
-    Matching tries, in order, the item id (e.g. ``3_dress/t10k_00013.png``), the source path and the
-    bare file name (the form of the ImageNet 1%/10% lists, e.g. ``n01440764_10026.JPEG``).
+    Matching tries, in order, the item id (e.g. ``3_dress/t10k_00013.png``), the source path, the
+    bare file name (the form of the ImageNet 1%/10% lists, e.g. ``n01440764_10026.JPEG``) and the
+    file name without its extension (a tar shard's key, ``n01440764_10026``, against that list).
     """
     wanted = set(entries)
-    columns = [np.asarray(ids, dtype=str)]
+    names = np.array([PurePosixPath(str(i).replace("\\", "/")).name for i in np.asarray(ids, dtype=str)])
+    stem_of = {PurePosixPath(e.replace("\\", "/")).name.split(".")[0]: e for e in entries}
+    columns: list[tuple[np.ndarray, dict[str, str] | None]] = [(np.asarray(ids, dtype=str), None)]
     if paths is not None:
-        columns.append(np.asarray(paths, dtype=str))
-    columns.append(np.array([PurePosixPath(str(i).replace("\\", "/")).name for i in columns[0]]))
+        columns.append((np.asarray(paths, dtype=str), None))
+    columns += [(names, None), (np.array([n.split(".")[0] for n in names]), stem_of)]
     hit = np.zeros(len(ids), dtype=bool)
     found: set[str] = set()
-    for col in columns:
-        m = np.fromiter((c in wanted for c in col), dtype=bool, count=len(col))
+    for col, via in columns:
+        keys = wanted if via is None else via
+        m = np.fromiter((c in keys for c in col), dtype=bool, count=len(col))
         hit |= m
-        found.update(col[m].tolist())
+        found.update(col[m].tolist() if via is None else (via[c] for c in col[m]))
     if not hit.any():
         example = ", ".join(map(str, list(entries)[:3]))
         raise ProbeError(

@@ -64,7 +64,7 @@ def extract_features(config: ExtractConfig, *, dry_run: bool = False, progress: 
         ConfigError / DataError / CheckpointError: bad options, data or checkpoint.
     """
     device = resolve_device(config.device)
-    plan = make_plan(config, device)
+    plan = make_plan(config, device, cache_index=not dry_run)
     if dry_run:
         return _dry_run_summary(plan)
     return run_plan(plan, device, progress)

@@ -59,9 +59,11 @@ def report_bad(items: Sequence[Item] | Mapping[int, Item], idx: np.ndarray, ok: 
     """Warn about (or, with ``strict``, stop at) images that could not be decoded."""
     for i, good, e in zip(idx, ok, errs):
         if not good:
+            it = items[i]
+            where = it.path if it.kind == "file" else f"{it.id} in {it.path}" + (f" (byte {it.offset})" if it.kind == "tar" else f" (row {it.offset})")
             if strict:
-                raise DataError(f"cannot decode {items[i].path}: {e} (--strict stops at the first bad image)")
-            log.warning("cannot decode %s (%s); recorded as failed", items[i].path, e)
+                raise DataError(f"cannot decode {where}: {e} (--strict stops at the first bad image)")
+            log.warning("cannot decode %s (%s); recorded as failed", where, e)
 
 
 @dataclass

@@ -97,10 +97,17 @@ def stored_identity(config: ExtractConfig) -> dict[str, Any] | None:
         return None  # prepare_store reports it
 
 
-def make_plan(config: ExtractConfig, device: torch.device) -> ExtractPlan:
+def index_path(out: str) -> Path:
+    """Where a tar source's index is cached: beside the store (``STORE.tar-index.json``)."""
+    p = Path(out)
+    return p.with_name(p.name + ".tar-index.json")
+
+
+def make_plan(config: ExtractConfig, device: torch.device, cache_index: bool = True) -> ExtractPlan:
     """Resolve ``config`` for ``device`` and check everything that can be checked before anything is
     written: the model, its checkpoint (read memory-mapped) and class label, blocks, timesteps,
-    pools and the data. No weights are loaded; blocks are measured on the meta device."""
+    pools and the data. No weights are loaded; blocks are measured on the meta device. A tar
+    source's index is cached beside the store unless ``cache_index`` is False (a dry run writes nothing)."""
     model, checkpoint = check_model(config.model, config.flag_dict, config.checkpoint, config.random_weights, config.conditioning)
     infos = model.blocks
     numbers = resolve_blocks(config.blocks, infos)
@@ -120,7 +127,7 @@ def make_plan(config: ExtractConfig, device: torch.device) -> ExtractPlan:
                 )
     compute = ComputeSpec.resolve(config, device, model.noise_shape[1], stored_identity(config))
     keys = tuple(FeatureKey(t, n, p) for t in config.timesteps for n in numbers for p in config.pools)
-    data = discover(config.data, config.splits)
+    data = discover(config.data, config.splits, config.data_options, index_path(config.out), write_index=cache_index)
     identity = {
         **store_identity(model, checkpoint, config.conditioning),
         **compute.identity(),

@@ -15,6 +15,7 @@ from typing import Any
 from diffprobe.errors import StoreError
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.data import discover
+from diffprobe.pipelines.extraction.plan import index_path
 from diffprobe.pipelines.extraction.prepare import identity_diff, refused
 from diffprobe.pipelines.extraction.safety import writer_lock
 from diffprobe.pipelines.extraction.summary import ExtractSummary
@@ -127,7 +128,7 @@ def _repair(p: Path, overrides: dict[str, Any], progress: bool | None) -> Repair
 
 def _rewrite_item_table(store: FeatureStore, split: str, config: ExtractConfig) -> None:
     """Write a split's item table again from the data, which must be the data the store was made from."""
-    spec = discover(config.data, (split,))
+    spec = discover(config.data, (split,), config.data_options, index_path(config.out))
     if spec.fingerprint(split) != store.attrs.get("identity", {}).get("data", {}).get(split):
         raise StoreError(f"the item table of split {split!r} is damaged and {config.data} is not the data it was made from; "
                          "pass --data with the original images")  # fmt: skip
