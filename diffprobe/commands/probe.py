@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from diffprobe.commands.dense import dense
 from diffprobe.commands.difffeed import difffeed
 from diffprobe.commands.options import (
     Decorator,
@@ -163,3 +164,4 @@ def predict_cmd(saved: str, source: str, split: str, out: str | None, overwrite:
 
 
 probe_group.add_command(difffeed)
+probe_group.add_command(dense)

@@ -44,6 +44,7 @@ class Item:
     offset: int = 0
     size: int = 0
     member: str = ""
+    mask: str = ""  # the segmentation mask's file ("" = none)
 
 
 @dataclass
@@ -81,14 +82,35 @@ def _scan_classes(root: Path) -> dict[str, list[Path]]:
     return out
 
 
+def _segmentation_items(base: Path) -> list[Item] | None:
+    """``base/images/*`` with ``base/masks/<same stem>.*``: unlabelled items with masks; None when
+    ``base`` is not laid out so."""
+    images, masks = base / "images", base / "masks"
+    if not (images.is_dir() and masks.is_dir()):
+        return None
+    by_stem = {f.relative_to(masks).with_suffix("").as_posix(): f for f in masks.rglob("*") if _is_image(f)}
+    items = []
+    for f in sorted(f for f in images.rglob("*") if _is_image(f)):
+        rel = f.relative_to(images)
+        mask = by_stem.get(rel.with_suffix("").as_posix())
+        if mask is None:
+            raise DataError(f"image {f} has no mask in {masks} (expected {masks / rel.with_suffix('.png')})")
+        items.append(Item(rel.as_posix(), str(f), -1, mask=str(mask)))
+    return items
+
+
 def image_folder(root: Path) -> DataSpec:
-    """An ImageFolder tree: ``root/<class>/<img>``, or ``root/<split>/<class>/<img>`` for split folders.
+    """An ImageFolder tree: ``root/<class>/<img>``, or ``root/<split>/<class>/<img>`` for split folders;
+    or a segmentation tree: ``[<split>/]images/<img>`` with ``[<split>/]masks/<same stem>.png``.
 
     Classes are the sorted union of class folder names over splits, so labels agree across splits.
     Item ids are paths relative to the split folder (posix separators).
     """
     subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     split_dirs = {p.name: p for p in subdirs if p.name.lower() in SPLIT_NAMES}
+    seg = {name: _segmentation_items(d) for name, d in (split_dirs or {DEFAULT_SPLIT: root}).items()}
+    if any(v is not None for v in seg.values()):  # a segmentation layout: images/ + masks/
+        return DataSpec([], {s: v for s, v in sorted(seg.items()) if v}, {"kind": "segmentation folder"})
     scanned = {name: _scan_classes(d) for name, d in split_dirs.items()} if split_dirs else {DEFAULT_SPLIT: _scan_classes(root)}
     classes = sorted({c for per in scanned.values() for c in per})
     if not classes:
@@ -106,7 +128,7 @@ def image_folder(root: Path) -> DataSpec:
 
 
 def manifest(path: Path) -> DataSpec:
-    """A CSV/TSV manifest with a header ``path,label[,split][,id]``; relative paths are relative to it.
+    """A CSV/TSV manifest with a header ``path,label[,split][,id][,mask]``; relative paths are relative to it.
 
     Labels are class names (or integers); an empty label means unlabelled (-1). The item id is the
     ``id`` column when there is one, else the path as written. Ids seed the noise, so they should
@@ -138,7 +160,9 @@ def manifest(path: Path) -> DataSpec:
         if item_id in seen.setdefault(split, set()):
             raise DataError(f"manifest {path}: id {item_id!r} is listed twice in split {split!r}")
         seen[split].add(item_id)
-        spec.splits.setdefault(split, []).append(Item(item_id, str(p), index.get(r.get("label", ""), -1)))
+        mask = r.get("mask", "")
+        mask_path = "" if not mask else str(Path(mask) if Path(mask).is_absolute() else path.parent / mask)
+        spec.splits.setdefault(split, []).append(Item(item_id, str(p), index.get(r.get("label", ""), -1), mask=mask_path))
     if not has_ids and any(Path(r["path"]).is_absolute() for r in rows):
         log.warning(
             "manifest %s lists absolute paths and no 'id' column: item ids (which seed the noise) are those paths, "

@@ -18,6 +18,10 @@ from diffprobe.errors import ConfigError, StoreKeyError
 SCHEMA_VERSION = 1
 ROOT_ATTR = "diffprobe"
 ITEM_ARRAYS = ("item_id", "path", "label", "valid")
+#: the item-aligned (N, S, S) uint8 segmentation masks of a split, when its data has them
+MASK_ARRAY = "mask"
+#: the mask value that no loss or metric counts
+IGNORE_INDEX = 255
 PROGRESS_GROUP = "_progress"
 _KEY_RE = re.compile(r"^t(\d+)_b(\d+)_(?:p(\d+)|full)$")
 #: How the full native map is written wherever a pool size is expected (options, names, tables).

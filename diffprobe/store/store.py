@@ -14,7 +14,7 @@ from diffprobe.store import hdf5_backend as _h5  # noqa: F401  (registers the ba
 from diffprobe.store import zarr_backend as _zarr  # noqa: F401
 from diffprobe.store.backend import BACKENDS, Backend, format_for_path
 from diffprobe.store.digests import DIGEST, digest, unit_digests
-from diffprobe.store.layout import ITEM_ARRAYS, SCHEMA_VERSION, FeatureKey, chunk_items, plan_units
+from diffprobe.store.layout import IGNORE_INDEX, ITEM_ARRAYS, MASK_ARRAY, SCHEMA_VERSION, FeatureKey, chunk_items, plan_units
 from diffprobe.store.reader import StoreReader
 
 
@@ -97,7 +97,7 @@ class FeatureStore(StoreReader):
 
     def keys(self, split: str) -> list[str]:
         """Names of the feature (and imported) arrays of a split, sorted."""
-        return [a for a in self.backend.arrays(self._split(split)) if a not in ITEM_ARRAYS]
+        return [a for a in self.backend.arrays(self._split(split)) if a not in ITEM_ARRAYS and a != MASK_ARRAY]
 
     def feature_keys(self, split: str) -> list[FeatureKey]:
         """The extracted (t, block, pool) keys of a split, sorted by t, block, pool."""
@@ -134,6 +134,27 @@ class FeatureStore(StoreReader):
     def valid(self, split: str) -> np.ndarray:
         """(N,) False for items whose image could not be decoded (their feature rows are NaN)."""
         return self.backend.read_rows(self._split(split), "valid").astype(bool)
+
+    def has_masks(self, split: str) -> bool:
+        return MASK_ARRAY in self.backend.arrays(self._split(split))
+
+    def masks(self, split: str, items: slice | np.ndarray | None = None) -> np.ndarray:
+        """(n, S, S) uint8 segmentation masks (class per pixel, ``IGNORE_INDEX`` where none)."""
+        if not self.has_masks(split):
+            raise StoreKeyError(f"split {split!r} of {self.path} has no masks: extract from data with masks (a 'mask' column, or images/ + masks/)")
+        return self.backend.read_rows(self._split(split), MASK_ARRAY, items)
+
+    def write_masks(self, split: str, masks: np.ndarray) -> None:
+        """Store a split's (N, S, S) uint8 masks (once, when the split is made)."""
+        n = self.n_items(split)
+        if masks.shape[0] != n or masks.ndim != 3 or masks.dtype != np.uint8:
+            raise StoreError(f"masks of split {split!r} must be ({n}, S, S) uint8, got {masks.shape} {masks.dtype}")
+        row = int(np.prod(masks.shape[1:]))
+        unit = self.unit_size(split)
+        self.backend.create_array(split, MASK_ARRAY, tuple(masks.shape), "uint8", chunk_items(unit, row), unit,
+                                  ("item", "mask_h", "mask_w"), {"kind": "mask", "ignore_index": IGNORE_INDEX})  # fmt: skip
+        self.backend.write_rows(split, MASK_ARRAY, 0, masks)
+        self.backend.flush()
 
     # --- progress --------------------------------------------------------------------------
     def markers(self, split: str) -> dict[int, dict[str, Any]]:

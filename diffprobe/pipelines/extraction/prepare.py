@@ -19,6 +19,7 @@ from typing import Any
 
 from diffprobe.errors import ConfigError, StoreError
 from diffprobe.extract.config import ExtractConfig
+from diffprobe.extract.masks import split_masks
 from diffprobe.pipelines.extraction.plan import IDENTITY_DEFAULTS, ExtractPlan
 from diffprobe.store.backend import format_for_path
 from diffprobe.store.layout import ITEM_ARRAYS, FeatureKey, auto_unit_size
@@ -139,6 +140,8 @@ def _prepare_store(plan: ExtractPlan, out: Path) -> tuple[FeatureStore, ExtractP
         if split not in store.splits or half_made:  # new, or its creation was cut short
             ids, paths, labels = [it.id for it in items], [it.path for it in items], [it.label for it in items]
             store.create_split(split, ids, paths, labels, unit_size_for(plan, len(items)))
+        if any(it.mask for it in items) and not store.has_masks(split):
+            store.write_masks(split, split_masks(items, plan.model.image_size))
         have = set(store.keys(split))
         for k in plan.keys:
             if str(k) not in have:

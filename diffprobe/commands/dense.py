@@ -1,0 +1,65 @@
+"""``diffprobe probe dense``: a segmentation head trained on a store's feature maps and masks."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from diffprobe.commands.options import (
+    blocks_option,
+    claim_outputs,
+    device_option,
+    flatten,
+    overwrite_option,
+    pools_option,
+    timesteps_option,
+)
+
+
+@click.command("dense")
+@click.argument("store", type=click.Path(exists=True))
+@timesteps_option("Timesteps, e.g. 90 or 50,150 (concatenated) [default: the only one stored].")
+@blocks_option("Blocks, e.g. 12 or 8,12,16 (concatenated per pixel) [default: the only one stored].", aliases=("--block",))
+@pools_option("Map size: 'full' (the native map) or a pool p > 1 [default: full].", default=("full",), show_default=False)
+@click.option("--pixels", is_flag=True, help="The baseline: a per-pixel probe on the raw RGB pixels instead of stored features.")
+@click.option("--head", type=click.Choice(["linear"]), default="linear", show_default=True,
+              help="linear: BatchNorm + 1×1 conv over the upsampled maps (the linear-segmentation protocol).")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--lr", type=float, default=1e-2, show_default=True, help="AdamW learning rate (cosine schedule).")
+@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Items per step.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--train-split", default="train", show_default=True)
+@click.option("--eval-split", default="val", show_default=True)
+@device_option("cpu", "cpu, cuda, cuda:K or auto.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the result (metrics, per-class IoU, confusion) as JSON.")
+@overwrite_option("--out")
+def dense(store: str, timesteps: tuple, blocks: tuple, pools: tuple, pixels: bool, head: str, epochs: int, lr: float,
+          weight_decay: float, batch_size: int, seed: int, train_split: str, eval_split: str, device: str, out: str | None,
+          overwrite: bool) -> None:  # fmt: skip
+    """Train a dense (per-pixel) probe on STORE's feature maps and masks; report mIoU, per-class IoU
+    and pixel accuracy on the eval split. The store must come from data with masks."""
+    from diffprobe.device import resolve_device
+    from diffprobe.probes.data import resolve_keys
+    from diffprobe.probes.dense.run import dense_probe
+    from diffprobe.probes.dense.source import PIXELS
+    from diffprobe.probes.dense.train import DenseTraining
+    from diffprobe.store import open_store
+
+    claim_outputs({"--out": out}, overwrite)
+    with open_store(store) as s:
+        if pixels:
+            names = [PIXELS]
+        else:
+            names = [k.name for k in resolve_keys(s, train_split, flatten(timesteps), flatten(blocks), flatten(pools), ())]
+        cfg = DenseTraining(epochs, batch_size, lr, weight_decay, seed, str(resolve_device(device)))
+        res = dense_probe(s, names, head=head, train_split=train_split, eval_split=eval_split, training=cfg)
+    m = res["metrics"]
+    click.echo(f"dense {head} probe on {' + '.join(names)}: train {train_split} ({res['train']['items']}) → eval {eval_split} "
+               f"({res['eval']['items']})")  # fmt: skip
+    click.echo(f"mIoU {100 * m['miou']:.2f}%  pixel accuracy {100 * m['pixel_accuracy']:.2f}%  ({res['seconds']:.1f} s)")
+    click.echo("IoU per class: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in m["iou"].items() if v is not None))
+    if out:
+        with open(out, "w") as f:
+            json.dump(res, f, indent=1)

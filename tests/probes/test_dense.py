@@ -1,0 +1,109 @@
+"""Dense probes: masks as data (folders, manifests, the image transform's geometry), masks in the
+store, segmentation metrics, streamed training, and a real offline task — Fashion-MNIST garments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import diffprobe
+from diffprobe.cli import main
+from diffprobe.errors import DataError
+from diffprobe.extract.data import discover, load_image
+from diffprobe.extract.masks import load_mask
+from diffprobe.extract.sources.fmnist_masks import write_fmnist_masks
+from diffprobe.probes.dense.metrics import confusion, segmentation_metrics
+from diffprobe.probes.dense.source import DenseSource
+from tests.helpers import extract_config
+
+
+def test_masks_follow_the_image_geometry_with_nearest_neighbour(tmp_path):
+    h, w = 40, 64  # landscape: the short side is resized to 32, then the centre 32×32 is cropped
+    cls = np.zeros((h, w), np.uint8)
+    cls[:, 40:] = 7
+    cls[0:4, 0:4] = 255  # ignored pixels stay ignored
+    img = np.stack([cls * 30] * 3, -1).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(cls, mode="L").save(tmp_path / "m.png")
+    m, x = load_mask(tmp_path / "m.png", 32), load_image(tmp_path / "a.png", 32)
+    assert m.shape == (32, 32) and m.dtype == np.uint8 and set(np.unique(m)) <= {0, 7, 255}  # nearest: no blended classes
+    bright = x[0] > 0  # where the (bicubic) image is the class-7 region, the mask is 7 — the same crop
+    assert (m[:, -5:] == 7).all() and (m[:, :5] != 7).all() and bright[:, -5:].all()
+
+
+def test_segmentation_folders_and_manifests_carry_masks(tmp_path):
+    for split in ("train", "val"):
+        for d in ("images", "masks"):
+            (tmp_path / "seg" / split / d).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8)).save(tmp_path / "seg" / split / "images" / f"x{i}.jpg")
+            Image.new("L", (8, 8), i).save(tmp_path / "seg" / split / "masks" / f"x{i}.png")
+    spec = discover(tmp_path / "seg")
+    assert sorted(spec.splits) == ["train", "val"] and [it.id for it in spec.splits["val"]] == ["x0.jpg", "x1.jpg", "x2.jpg"]
+    assert spec.splits["val"][1].mask.endswith("val/masks/x1.png") and spec.splits["val"][1].label == -1
+    (tmp_path / "seg" / "val" / "masks" / "x2.png").unlink()
+    with pytest.raises(DataError, match="has no mask"):
+        discover(tmp_path / "seg")
+    manifest = write_fmnist_masks(tmp_path / "fm", per_class_train=1, per_class_val=1)
+    items = discover(manifest).splits["val"]
+    assert len(items) == 10 and all(Path(it.mask).is_file() for it in items)
+
+
+@pytest.fixture(scope="module")
+def seg_store(tmp_path_factory) -> Path:
+    """Fashion-MNIST with garment masks: 30 train + 20 val images per class... fewer: 20 and 10."""
+    root = tmp_path_factory.mktemp("seg")
+    manifest = write_fmnist_masks(root / "data", per_class_train=20, per_class_val=10)
+    out = root / "seg.zarr"
+    diffprobe.extract_features(extract_config(manifest, out, timesteps=(90,), blocks=(12,), pools=(None,), unit_size=64), progress=False)
+    return out
+
+
+def test_masks_are_stored_item_aligned_and_are_not_feature_keys(seg_store):
+    with diffprobe.open_store(seg_store) as s:
+        m = s.masks("val")
+        assert m.shape == (100, 32, 32) and m.dtype == np.uint8 and s.keys("val") == ["t0090_b12_full"]
+        label = s.labels("val")
+        for i in (0, 55, 99):  # every garment pixel carries its image's class + 1, the background 0
+            assert set(np.unique(m[i])) == {0, label[i] + 1}
+
+
+def test_metrics_on_a_known_confusion():
+    truth = torch.tensor([[[0, 0, 1, 1], [2, 2, 255, 255]]])
+    pred = torch.tensor([[[0, 1, 1, 1], [2, 0, 2, 0]]])
+    conf = confusion(pred, truth, 3, 255)
+    assert conf.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    m = segmentation_metrics(conf, ["bg", "a", "b"])
+    assert m["iou"] == {"bg": pytest.approx(1 / 3), "a": pytest.approx(2 / 3), "b": pytest.approx(1 / 2)}
+    assert m["miou"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3) and m["pixel_accuracy"] == pytest.approx(4 / 6) and m["pixels"] == 6
+
+
+def test_batches_stream_every_row_once_in_bounded_windows(seg_store):
+    with diffprobe.open_store(seg_store) as s:
+        src = DenseSource.of(s, "train", ["t0090_b12_full"])
+        small = src.row_bytes() * 64  # windows of 64 rows
+        seen, masks = [], s.masks("train")
+        for maps, m in src.batches(16, np.random.default_rng(0), max_memory=small):
+            assert maps[0].shape[1:] == (128, 8, 8) and len(m) <= 16
+            seen += [int(np.flatnonzero((masks == m[i].numpy().astype(np.uint8)).all(axis=(1, 2)))[0]) for i in range(len(m))]
+    assert sorted(seen) == list(range(200)) and seen != list(range(200))
+
+
+def test_diffusion_features_segment_garments_far_better_than_pixels(seg_store, tmp_path):
+    runs = {}
+    for name, extra in (("features", ["--blocks", "12"]), ("pixels", ["--pixels"])):
+        out = tmp_path / f"{name}.json"
+        r = CliRunner().invoke(main, ["probe", "dense", str(seg_store), *extra, "--epochs", "15", "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        assert "mIoU" in r.output and "IoU per class" in r.output
+        runs[name] = json.loads(out.read_text())
+    f, p = runs["features"]["metrics"], runs["pixels"]["metrics"]
+    assert runs["features"]["n_classes"] == 11 and f["pixels"] == 100 * 32 * 32
+    # 100 val images × 1,024 pixels: a point of mIoU is many pixels; the measured gap is ~40 points
+    assert f["miou"] > p["miou"] + 0.2 and f["pixel_accuracy"] > p["pixel_accuracy"]
