@@ -55,3 +55,12 @@ def test_decode_speed_benchmark_runs():
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "60 JPEG images of 64×64" in r.stdout and re.search(r"\n\s+0\s+\d+ /s\s+\d+ /s\s+[\d.]+×", r.stdout), r.stdout
+
+
+@pytest.mark.slow
+def test_dense_memory_benchmark_runs():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "dense_memory.py"), "--n", "20", "--epochs", "1", "--max-memory", "1MiB"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert re.search(r"\n\s+20\s+\d+ MiB\s+\d+ MiB\s+\d+ MiB\s+\d+ MiB\s+[\d.]+ s\s+[\d.]+%", r.stdout), r.stdout
+    assert re.search(r"\n\s+80\s+\d+ MiB", r.stdout), r.stdout

@@ -137,7 +137,7 @@ def _bars(ax: Axes, lines: dict[Any, Line], label: Callable[[Any], str], xlabel:
 
 
 def _figure(lines: dict[Any, Line], xlabel: str, label: Callable[[Any], str], title: str, path: Path,
-            categorical: bool = False, baseline: Baseline | None = None) -> Path:  # fmt: skip
+            categorical: bool = False, baseline: Baseline | None = None, metric: str = "top-1 accuracy (%)") -> Path:  # fmt: skip
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -162,7 +162,7 @@ def _figure(lines: dict[Any, Line], xlabel: str, label: Callable[[Any], str], ti
         ax.set_ylim(*y_limits(ys_all + ([100 * baseline.top1] if baseline else [])))
     if baseline is not None:
         _draw_baseline(ax, baseline)
-    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_ylabel(metric)
     ax.set_title(title)
     ax.grid(alpha=0.3, zorder=0)
     if not single or baseline is not None:
@@ -174,13 +174,14 @@ def _figure(lines: dict[Any, Line], xlabel: str, label: Callable[[Any], str], ti
 
 
 def plot_sweep(rows: Sequence[Row], out_dir: str | Path, probe: str = "", baseline: float | None = None,
-               baseline_label: str = "raw pixels") -> dict[str, Path]:  # fmt: skip
+               baseline_label: str = "raw pixels", metric: str = "top-1 accuracy (%)") -> dict[str, Path]:  # fmt: skip
     """Write ``acc_vs_t.png``, ``acc_vs_block.png`` and ``acc_vs_pool.png`` into ``out_dir``.
 
     Each figure holds the other fields fixed at the value measured most along its x axis (the best
     key's on a full grid): accuracy vs t and vs block at one pool size, accuracy vs pool at one t.
     ``baseline`` (a top-1 fraction, e.g. a probe on the raw pixels of the same items) is drawn as a
-    dashed reference line labelled ``baseline_label`` on every figure.
+    dashed reference line labelled ``baseline_label`` on every figure. ``metric`` names the y axis
+    (the rows' ``top1`` holds it: a dense sweep puts mIoU there).
     Returns {figure name: path}; figures with no data are skipped.
     """
     ext = _extracted(rows)
@@ -195,15 +196,15 @@ def plot_sweep(rows: Sequence[Row], out_dir: str | Path, probe: str = "", baseli
     files = {
         "acc_vs_t": _figure(
             _lines(ext, "t", "block", {"pool": pool_t}), "timestep t", lambda b: f"block {b}",
-            f"{tag}pool {pool_t}", out / "acc_vs_t.png", baseline=ref,
+            f"{tag}pool {pool_t}", out / "acc_vs_t.png", baseline=ref, metric=metric,
         ),
         "acc_vs_block": _figure(
             _lines(ext, "block", "t", {"pool": pool_block}), "block", lambda t: f"t = {t}",
-            f"{tag}pool {pool_block}", out / "acc_vs_block.png", baseline=ref,
+            f"{tag}pool {pool_block}", out / "acc_vs_block.png", baseline=ref, metric=metric,
         ),
         "acc_vs_pool": _figure(
             _lines(ext, "pool", "block", {"t": t_pool}, _pool_order), "pool size p (p × p)", lambda b: f"block {b}",
-            f"{tag}t = {t_pool}", out / "acc_vs_pool.png", categorical=True, baseline=ref,
+            f"{tag}t = {t_pool}", out / "acc_vs_pool.png", categorical=True, baseline=ref, metric=metric,
         ),
     }
     log.info("wrote %s", ", ".join(str(p) for p in files.values()))

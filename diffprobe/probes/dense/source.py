@@ -59,28 +59,30 @@ class DenseSource:
     def sizes(self) -> list[int]:
         return [self.mask_size if n == PIXELS else int(self.store.array_info(self.split, n)[0][-1]) for n in self.names]
 
-    def _read(self, name: str, lo: int, hi: int, keep: np.ndarray) -> Tensor:
-        """Rows ``keep`` (absolute, within [lo, hi)) of one array, read as the slice lo:hi."""
+    def _read(self, name: str, lo: int, hi: int, keep: np.ndarray) -> np.ndarray:
+        """Rows ``keep`` (absolute, within [lo, hi)) of one array, as stored (float16 stays float16),
+        read as the slice lo:hi."""
         if name == PIXELS:
             if self._paths is None:
                 self._paths = self.store.paths(self.split)
-            return torch.from_numpy(np.stack([load_image(str(p), self.mask_size) for p in self._paths[keep]]))
-        block = np.asarray(self.store.read_array(self.split, name, items=slice(lo, hi)), dtype=np.float32)
-        return torch.from_numpy(block[keep - lo])
+            return np.stack([load_image(str(p), self.mask_size) for p in self._paths[keep]])
+        block = np.asarray(self.store.read_array(self.split, name, items=slice(lo, hi)))
+        return block if len(keep) == hi - lo else block[keep - lo]
 
     def row_bytes(self) -> int:
-        """Bytes one item takes in memory (float32 maps + int64 mask)."""
-        per = [c * z * z for c, z in zip(self.channels(), self.sizes())]
-        return 4 * sum(per) + 8 * self.mask_size**2
+        """Bytes one item takes in a window (maps as stored, uint8 mask)."""
+        size = [4 if n == PIXELS else self.store.array_info(self.split, n)[1].itemsize for n in self.names]
+        return sum(b * c * z * z for b, c, z in zip(size, self.channels(), self.sizes())) + self.mask_size**2
 
     def batches(self, batch_size: int, rng: np.random.Generator | None = None,
                 max_memory: int = 512 << 20) -> Iterator[tuple[list[Tensor], Tensor]]:  # fmt: skip
         """([(B, C_i, h_i, w_i) float32], (B, S, S) int64 masks).
 
         The rows are read in windows of consecutive rows that fit in ``max_memory`` (each array read
-        as one slice); with ``rng``, the windows come in random order and the rows of a window are
-        shuffled before they are cut into batches — a full shuffle when the split fits in one window,
-        a windowed one (bounded memory, whatever the number of items) when it does not.
+        as one slice, held as stored; a batch is converted to float32 when it is cut); with ``rng``,
+        the windows come in random order and the rows of a window are shuffled before they are cut
+        into batches — a full shuffle when the split fits in one window, a windowed one (bounded
+        memory, whatever the number of items) when it does not.
         """
         window = max(batch_size, (max_memory // max(1, self.row_bytes())) // batch_size * batch_size)
         starts = list(range(0, len(self.rows), window))
@@ -90,8 +92,10 @@ class DenseSource:
             keep = self.rows[s : s + window]
             lo, hi = int(keep[0]), int(keep[-1]) + 1
             maps = [self._read(n, lo, hi, keep) for n in self.names]
-            masks = torch.from_numpy(self.store.masks(self.split, slice(lo, hi))[keep - lo].astype(np.int64))
-            order = torch.from_numpy(rng.permutation(len(keep))) if rng is not None else torch.arange(len(keep))
+            masks = self.store.masks(self.split, slice(lo, hi))
+            masks = masks if len(keep) == hi - lo else masks[keep - lo]
+            order = rng.permutation(len(keep)) if rng is not None else np.arange(len(keep))
             for b in range(0, len(keep), batch_size):
-                idx = order[b : b + batch_size]
-                yield [m[idx] for m in maps], masks[idx]
+                idx = np.sort(order[b : b + batch_size])
+                yield [torch.from_numpy(m[idx].astype(np.float32)) for m in maps], torch.from_numpy(masks[idx].astype(np.int64))
+            del maps, masks

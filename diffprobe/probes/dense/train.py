@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from diffprobe.errors import ConfigError
+from diffprobe.probes.dense.heads import DenseHead
 from diffprobe.probes.dense.metrics import confusion
 from diffprobe.probes.dense.source import DenseSource
 from diffprobe.store.layout import IGNORE_INDEX
@@ -23,7 +24,10 @@ class DenseTraining:
 
     Attributes:
         epochs: passes over the training items; batch_size: items per step; lr, weight_decay: AdamW's;
-        seed: initialisation and shuffling; device: where the head runs.
+        seed: initialisation and shuffling; device: where the head runs; max_memory: bytes of
+            items held at once (the streaming window, see :meth:`DenseSource.batches`);
+        optimizer: ``adamw`` or ``sgd`` (momentum 0.9, as segmentation heads are often trained);
+        schedule: ``cosine`` (to 0 over all steps), ``poly`` (power 0.9, as mmseg) or ``constant``.
     """
 
     epochs: int = 30
@@ -32,24 +36,47 @@ class DenseTraining:
     weight_decay: float = 1e-4
     seed: int = 0
     device: str = "cpu"
+    max_memory: int = 512 << 20
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
 
 
-def fit_head(head: nn.Module, source: DenseSource, cfg: DenseTraining) -> list[float]:
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "poly", "constant")
+
+
+def make_optimizer(head: nn.Module, cfg: DenseTraining) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(head.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+
+
+def make_schedule(opt: torch.optim.Optimizer, name: str, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    if name == "poly":
+        return torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=steps, power=0.9)
+    if name == "constant":
+        return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+    raise ConfigError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULES)}")
+
+
+def fit_head(head: DenseHead, source: DenseSource, cfg: DenseTraining) -> list[float]:
     """Train ``head`` on ``source``'s batches; returns the mean loss of each epoch."""
     dev = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     head.to(dev).train()
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * -(-len(source.rows) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+    opt = make_optimizer(head, cfg)
+    steps = max(1, cfg.epochs * -(-len(source.rows) // cfg.batch_size))
+    sched = make_schedule(opt, cfg.schedule, steps)
     rng = np.random.default_rng(cfg.seed)
-    size = source.mask_size
     losses = []
     for epoch in range(cfg.epochs):
         total, n = 0.0, 0
-        for maps, masks in source.batches(cfg.batch_size, rng):
-            logits = head([m.to(dev) for m in maps], size)
-            loss = F.cross_entropy(logits, masks.to(dev), ignore_index=IGNORE_INDEX)
+        for maps, masks in source.batches(cfg.batch_size, rng, cfg.max_memory):
+            loss = head.loss([m.to(dev) for m in maps], masks.to(dev))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -61,11 +88,12 @@ def fit_head(head: nn.Module, source: DenseSource, cfg: DenseTraining) -> list[f
 
 
 @torch.no_grad()
-def evaluate(head: nn.Module, source: DenseSource, n_classes: int, device: str, batch_size: int = 64) -> np.ndarray:
+def evaluate(head: nn.Module, source: DenseSource, n_classes: int, device: str, batch_size: int = 64,
+             max_memory: int = 512 << 20) -> np.ndarray:  # fmt: skip
     """The (K, K) confusion matrix of ``head`` over ``source``."""
     head.to(torch.device(device)).eval()
     conf = np.zeros((n_classes, n_classes), np.int64)
-    for maps, masks in source.batches(batch_size):
+    for maps, masks in source.batches(batch_size, None, max_memory):
         pred = head([m.to(device) for m in maps], source.mask_size).argmax(1).cpu()
         conf += confusion(pred, masks, n_classes, IGNORE_INDEX)
     return conf

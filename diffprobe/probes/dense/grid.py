@@ -1,0 +1,48 @@
+"""A PNG grid of a few evaluation items: image, true mask, predicted mask."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from diffprobe.extract.data import load_image
+from diffprobe.probes.dense.source import DenseSource
+from diffprobe.store.layout import IGNORE_INDEX
+
+
+@torch.no_grad()
+def write_grid(head: nn.Module, source: DenseSource, path: str | Path, n_classes: int, device: str, items: int = 8) -> Path:
+    """Rows: ``items`` items spread evenly over ``source``; columns: the image (from the store's recorded
+    path, blank where it cannot be read), the truth, the prediction (ignored pixels white)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = source.rows[np.linspace(0, len(source.rows) - 1, min(items, len(source.rows))).astype(int)]  # spread over the split
+    maps, masks = next(replace(source, rows=rows).batches(len(rows)))
+    pred = head.to(device).eval()([m.to(device) for m in maps], source.mask_size).argmax(1).cpu().numpy()
+    paths = source.store.paths(source.split)[rows]
+    cmap = plt.get_cmap("tab20", max(n_classes, 2))
+    fig, axes = plt.subplots(len(masks), 3, figsize=(6, 2 * len(masks)), squeeze=False)
+    for i, ax in enumerate(axes):
+        try:
+            img = (load_image(str(paths[i]), source.mask_size).transpose(1, 2, 0) + 1) / 2
+        except OSError:
+            img = np.ones((source.mask_size, source.mask_size, 3))
+        truth = np.ma.masked_equal(masks[i].numpy(), IGNORE_INDEX)
+        for a, what, title in ((ax[0], img, "image"), (ax[1], truth, "truth"), (ax[2], pred[i], "prediction")):
+            a.imshow(what, cmap=None if what is img else cmap, vmin=0, vmax=n_classes - 1, interpolation="nearest")
+            a.set_xticks([])
+            a.set_yticks([])
+            if i == 0:
+                a.set_title(title, fontsize=10)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
