@@ -161,3 +161,21 @@ def test_the_optimiser_and_schedule_are_options(seg_store):
             assert losses[-1] < losses[0], (opt, sched, losses)
         with pytest.raises(ConfigError, match="unknown optimizer 'adam'"):
             fit_head(LinearDenseHead([128], 11, 8), src, DenseTraining(epochs=1, optimizer="adam"))
+
+
+def test_dense_probe_is_an_estimator_on_arrays_too(seg_store):
+    from sklearn.base import clone
+
+    from diffprobe.probes.dense.estimator import DenseProbe
+
+    with diffprobe.open_store(seg_store) as s:
+        X, y = s.read("train", 90, 12, None), s.masks("train")
+        Xv, yv = s.read("val", 90, 12, None), s.masks("val")
+    est = DenseProbe(epochs=5, max_memory=1 << 20)  # windows of ~60 items: streamed, as from a store
+    assert clone(est).get_params()["epochs"] == 5
+    est.fit(X, y)
+    pred = est.predict(Xv)
+    assert pred.shape == (100, 32, 32) and est.n_classes_ == 11 and est.losses_[-1] < est.losses_[0]
+    assert est.score(Xv, yv) > 0.2
+    with pytest.raises(Exception, match=r"expected maps of shape \(N=200"):
+        DenseProbe().fit(X[:10], y)

@@ -7,13 +7,9 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-import torch
-
-from diffprobe.errors import ConfigError
-from diffprobe.probes.dense.heads import HEADS, DenseHead, MLPDenseHead
-from diffprobe.probes.dense.metrics import segmentation_metrics
+from diffprobe.probes.dense.estimator import DenseProbe
 from diffprobe.probes.dense.source import DenseSource
-from diffprobe.probes.dense.train import DenseTraining, evaluate, fit_head
+from diffprobe.probes.dense.train import DenseTraining
 from diffprobe.store.layout import IGNORE_INDEX
 from diffprobe.store.store import FeatureStore
 
@@ -41,25 +37,21 @@ def dense_probe(store: FeatureStore, names: list[str], *, head: str = "linear", 
     Returns:
         {"probe", "keys", "train", "eval", "metrics": {miou, pixel_accuracy, iou, pixels}, "losses", "seconds", "training"}.
     """
-    if head not in HEADS:
-        raise ConfigError(f"unknown dense head {head!r}; valid: {', '.join(HEADS)}")
     cfg = training or DenseTraining()
     train, test = DenseSource.of(store, train_split, names), DenseSource.of(store, eval_split, names)
     k = max(mask_classes(store, train_split), mask_classes(store, eval_split))
-    torch.manual_seed(cfg.seed)  # the head's initialisation
-    net: DenseHead = (MLPDenseHead(train.channels(), k, max(train.sizes()), members=members) if head == "mlp"
-                      else HEADS[head](train.channels(), k, max(train.sizes())))  # fmt: skip
+    est = DenseProbe(head, members, cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.optimizer, cfg.schedule, cfg.seed,
+                     cfg.device, cfg.max_memory)  # fmt: skip
     t0 = time.perf_counter()
-    losses = fit_head(net, train, cfg)
-    conf = evaluate(net, test, k, cfg.device, max_memory=cfg.max_memory)
+    est.fit_source(train, k)
+    scored = est.evaluate(test, class_names)
     if grid:
         from diffprobe.probes.dense.grid import write_grid
 
-        write_grid(net, test, grid, k, cfg.device)
-    names_k = class_names if class_names and len(class_names) == k else [str(i) for i in range(k)]
-    metrics = segmentation_metrics(conf, names_k)
-    log.info("dense %s probe on %s: mIoU %.2f%%", head, "+".join(names), 100 * metrics["miou"])
-    return {"probe": f"dense-{head}", "members": members if head == "mlp" else None, "keys": names, "train": {"split": train_split, "items": int(len(train.rows))},
-            "eval": {"split": eval_split, "items": int(len(test.rows))}, "metrics": metrics, "confusion": conf.tolist(),
-            "losses": [float(v) for v in losses], "seconds": round(time.perf_counter() - t0, 2), "training": asdict(cfg),
-            "n_classes": k}  # fmt: skip
+        write_grid(est.head_, test, grid, k, cfg.device)
+    conf = scored.pop("confusion")
+    log.info("dense %s probe on %s: mIoU %.2f%%", head, "+".join(names), 100 * scored["miou"])
+    return {"probe": f"dense-{head}", "members": members if head == "mlp" else None, "keys": names,
+            "train": {"split": train_split, "items": int(len(train.rows))}, "eval": {"split": eval_split, "items": int(len(test.rows))},
+            "metrics": scored, "confusion": conf, "losses": [float(v) for v in est.losses_],
+            "seconds": round(time.perf_counter() - t0, 2), "training": asdict(cfg), "n_classes": k}  # fmt: skip

@@ -3,8 +3,9 @@ number of items — or of raw pixels, the per-pixel baseline."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ from torch import Tensor
 
 from diffprobe.errors import StoreKeyError
 from diffprobe.extract.data import load_image
+from diffprobe.probes.errors import ProbeError
 from diffprobe.store.store import FeatureStore
 
 #: the name that stands for raw pixels instead of stored arrays
@@ -76,26 +78,77 @@ class DenseSource:
 
     def batches(self, batch_size: int, rng: np.random.Generator | None = None,
                 max_memory: int = 512 << 20) -> Iterator[tuple[list[Tensor], Tensor]]:  # fmt: skip
-        """([(B, C_i, h_i, w_i) float32], (B, S, S) int64 masks).
+        """([(B, C_i, h_i, w_i) float32], (B, S, S) int64 masks), in windows (see :func:`windowed_batches`)."""
 
-        The rows are read in windows of consecutive rows that fit in ``max_memory`` (each array read
-        as one slice, held as stored; a batch is converted to float32 when it is cut); with ``rng``,
-        the windows come in random order and the rows of a window are shuffled before they are cut
-        into batches — a full shuffle when the split fits in one window, a windowed one (bounded
-        memory, whatever the number of items) when it does not.
-        """
-        window = max(batch_size, (max_memory // max(1, self.row_bytes())) // batch_size * batch_size)
-        starts = list(range(0, len(self.rows), window))
-        if rng is not None:
-            starts = [int(v) for v in rng.permutation(starts)]
-        for s in starts:
-            keep = self.rows[s : s + window]
-            lo, hi = int(keep[0]), int(keep[-1]) + 1
-            maps = [self._read(n, lo, hi, keep) for n in self.names]
+        def read(lo: int, hi: int, keep: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
             masks = self.store.masks(self.split, slice(lo, hi))
-            masks = masks if len(keep) == hi - lo else masks[keep - lo]
-            order = rng.permutation(len(keep)) if rng is not None else np.arange(len(keep))
-            for b in range(0, len(keep), batch_size):
-                idx = np.sort(order[b : b + batch_size])
-                yield [torch.from_numpy(m[idx].astype(np.float32)) for m in maps], torch.from_numpy(masks[idx].astype(np.int64))
-            del maps, masks
+            return [self._read(n, lo, hi, keep) for n in self.names], masks if len(keep) == hi - lo else masks[keep - lo]
+
+        return windowed_batches(read, self.rows, self.row_bytes(), batch_size, rng, max_memory)
+
+
+def windowed_batches(read: Callable[[int, int, np.ndarray], tuple[list[np.ndarray], np.ndarray]], rows: np.ndarray, row_bytes: int,
+                     batch_size: int, rng: np.random.Generator | None, max_memory: int) -> Iterator[tuple[list[Tensor], Tensor]]:  # fmt: skip
+    """Batches of ``rows`` read in windows of consecutive rows that fit in ``max_memory``.
+
+    ``read(lo, hi, keep)`` returns the maps (as stored) and the masks of rows ``keep`` ⊂ [lo, hi),
+    each array read as one slice. With ``rng``, the windows come in random order and the rows of a
+    window are shuffled before they are cut into batches — a full shuffle when all rows fit in one
+    window, a windowed one (bounded memory, whatever the number of rows) when they do not. A batch is
+    converted to float32 (maps) and int64 (masks) only when it is cut.
+    """
+    window = max(batch_size, (max_memory // max(1, row_bytes)) // batch_size * batch_size)
+    starts = list(range(0, len(rows), window))
+    if rng is not None:
+        starts = [int(v) for v in rng.permutation(starts)]
+    for s in starts:
+        keep = rows[s : s + window]
+        maps, masks = read(int(keep[0]), int(keep[-1]) + 1, keep)
+        order = rng.permutation(len(keep)) if rng is not None else np.arange(len(keep))
+        for b in range(0, len(keep), batch_size):
+            idx = np.sort(order[b : b + batch_size])
+            yield [torch.from_numpy(m[idx].astype(np.float32)) for m in maps], torch.from_numpy(masks[idx].astype(np.int64))
+        del maps, masks
+
+
+@dataclass
+class ArraySource:
+    """(N, C_i, h_i, w_i) arrays and (N, S, S) masks given directly: numpy, or anything sliceable
+    along rows (dask, zarr, h5py), read a window at a time."""
+
+    arrays: list[Any]
+    masks: Any
+    rows: np.ndarray
+
+    @classmethod
+    def of(cls, X: Any, y: Any) -> ArraySource:
+        arrays = list(X) if isinstance(X, (list, tuple)) else [X]
+        n = len(y)
+        for a in arrays:
+            if len(a.shape) != 4 or a.shape[0] != n:
+                raise ProbeError(f"expected maps of shape (N={n}, C, h, w) for masks {tuple(y.shape)}, got {tuple(a.shape)}")
+        if len(y.shape) != 3 or y.shape[1] != y.shape[2]:
+            raise ProbeError(f"expected masks of shape (N, S, S), got {tuple(y.shape)}")
+        return cls(arrays, y, np.arange(n))
+
+    @property
+    def mask_size(self) -> int:
+        return int(self.masks.shape[-1])
+
+    def channels(self) -> list[int]:
+        return [int(a.shape[1]) for a in self.arrays]
+
+    def sizes(self) -> list[int]:
+        return [int(a.shape[-1]) for a in self.arrays]
+
+    def batches(self, batch_size: int, rng: np.random.Generator | None = None,
+                max_memory: int = 512 << 20) -> Iterator[tuple[list[Tensor], Tensor]]:  # fmt: skip
+        def read(lo: int, hi: int, keep: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+            return [np.asarray(a[lo:hi]) for a in self.arrays], np.asarray(self.masks[lo:hi])
+
+        row = sum(int(np.prod(a.shape[1:])) * np.dtype(a.dtype).itemsize for a in self.arrays) + self.mask_size**2
+        return windowed_batches(read, self.rows, row, batch_size, rng, max_memory)
+
+
+#: what a dense head trains on: maps and masks in windowed batches
+Source = DenseSource | ArraySource

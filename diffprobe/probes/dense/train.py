@@ -12,7 +12,7 @@ from torch import nn
 from diffprobe.errors import ConfigError
 from diffprobe.probes.dense.heads import DenseHead
 from diffprobe.probes.dense.metrics import confusion
-from diffprobe.probes.dense.source import DenseSource
+from diffprobe.probes.dense.source import Source
 from diffprobe.store.layout import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def make_schedule(opt: torch.optim.Optimizer, name: str, steps: int) -> torch.op
     raise ConfigError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULES)}")
 
 
-def fit_head(head: DenseHead, source: DenseSource, cfg: DenseTraining) -> list[float]:
+def fit_head(head: DenseHead, source: Source, cfg: DenseTraining) -> list[float]:
     """Train ``head`` on ``source``'s batches; returns the mean loss of each epoch."""
     dev = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -88,7 +88,7 @@ def fit_head(head: DenseHead, source: DenseSource, cfg: DenseTraining) -> list[f
 
 
 @torch.no_grad()
-def evaluate(head: nn.Module, source: DenseSource, n_classes: int, device: str, batch_size: int = 64,
+def evaluate(head: nn.Module, source: Source, n_classes: int, device: str, batch_size: int = 64,
              max_memory: int = 512 << 20) -> np.ndarray:  # fmt: skip
     """The (K, K) confusion matrix of ``head`` over ``source``."""
     head.to(torch.device(device)).eval()
