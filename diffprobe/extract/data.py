@@ -12,7 +12,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -66,6 +66,15 @@ class DataSpec:
         for it in self.splits[split]:
             h.update(f"{it.id}\t{it.label}\n".encode())
         return h.hexdigest()[:16]
+
+
+def name_labels(labels: set[Any]) -> tuple[list[str], dict[Any, int]]:
+    """(class names, value → class index) for the label values of a tar or table source: strings are
+    sorted by name; integers name themselves (0..max)."""
+    if any(isinstance(v, str) for v in labels):
+        names = sorted(map(str, labels))
+        return names, {v: names.index(str(v)) for v in labels}
+    return ([str(i) for i in range(max(labels) + 1)] if labels else []), {v: int(v) for v in labels}
 
 
 def _is_image(p: Path) -> bool:

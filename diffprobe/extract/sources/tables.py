@@ -9,13 +9,12 @@ of a split in order).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from diffprobe.errors import DataError
-from diffprobe.extract.data import DataSpec, Item
+from diffprobe.extract.data import DataSpec, Item, name_labels
 from diffprobe.extract.sources.options import DataOptions, split_of
 from diffprobe.extract.sources.read import _cached
 
@@ -41,13 +40,17 @@ def _arrow_table(path: str) -> pa.Table:
         return pa.ipc.open_file(pa.memory_map(path)).read_all()
 
 
-def _schema(path: str, kind: str) -> pa.Schema:
+def _open_table(path: str, kind: str) -> tuple[pa.Schema, int, Any]:
+    """(schema, rows, columns(names) → {name: values}) of one file, reading it once (Arrow: the
+    memory-mapped table; Parquet: its footer, then only the columns asked for)."""
     if kind == "arrow":
-        return _arrow_table(path).schema
+        t = _arrow_table(path)
+        return t.schema, int(t.num_rows), lambda names: {n: t.column(n).to_pylist() for n in names}
     import_pyarrow()
     import pyarrow.parquet as pq
 
-    return pq.ParquetFile(path).schema_arrow
+    pf = pq.ParquetFile(path)
+    return pf.schema_arrow, int(pf.metadata.num_rows), lambda names: {n: c.to_pylist() for n, c in zip(names, pf.read(columns=list(names)).columns)}
 
 
 def _class_names(schema: pa.Schema, column: str) -> list[str] | None:
@@ -58,38 +61,26 @@ def _class_names(schema: pa.Schema, column: str) -> list[str] | None:
     return list(feat["names"]) if feat.get("_type") == "ClassLabel" and "names" in feat else None
 
 
-def _columns(path: str, kind: str, names: Sequence[str]) -> dict[str, list[Any]]:
-    if kind == "arrow":
-        t = _arrow_table(path)
-    else:
-        import pyarrow.parquet as pq
-
-        t = pq.read_table(path, columns=list(names))
-    return {n: t.column(n).to_pylist() for n in names}
-
-
 def _table_items(files: list[tuple[str, str, str]], options: DataOptions, where: str) -> DataSpec:
     """files: (split, path, kind) in order."""
     want = [options.image_column, *(c for c in (options.label_column, options.id_column) if c)]
     names: list[str] | None = None
     rows: list[tuple[str, str, str, int, Any, Any]] = []
     for split, path, kind in files:
-        schema = _schema(path, kind)
+        schema, n, columns = _open_table(path, kind)
         missing = [c for c in want if c not in schema.names]
         if missing:
             raise DataError(f"{path} has no column(s) {missing}; it has {schema.names} (name them with --image-column, "
                             "--label-column, --id-column)")  # fmt: skip
         if options.label_column:
             names = names or _class_names(schema, options.label_column)
-        cols = _columns(path, kind, [c for c in want if c != options.image_column])
-        n = schema_rows(path, kind)
+        cols = columns([c for c in want if c != options.image_column])
         for r in range(n):
             label = cols[options.label_column][r] if options.label_column else None
             rid = cols[options.id_column][r] if options.id_column else None
             rows.append((split, path, kind, r, label, rid))
-    labels = {r[4] for r in rows if r[4] is not None}
     if names is None:
-        names = sorted(map(str, labels)) if any(isinstance(v, str) for v in labels) else [str(i) for i in range(max(labels) + 1)] if labels else []
+        names, _ = name_labels({r[4] for r in rows if r[4] is not None})
     spec = DataSpec(names, source={"kind": "table", "ids": f"column {options.id_column}" if options.id_column else "row index"})
     counters: dict[str, int] = {}
     seen: dict[str, set[str]] = {}
@@ -105,14 +96,6 @@ def _table_items(files: list[tuple[str, str, str]], options: DataOptions, where:
     if not rows:
         raise DataError(f"{where} holds no rows")
     return spec
-
-
-def schema_rows(path: str, kind: str) -> int:
-    if kind == "arrow":
-        return int(_arrow_table(path).num_rows)
-    import pyarrow.parquet as pq
-
-    return int(pq.ParquetFile(path).metadata.num_rows)
 
 
 def saved_dataset(root: Path, options: DataOptions) -> DataSpec:

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from diffprobe.errors import DataError
-from diffprobe.extract.data import IMAGE_EXTENSIONS, DataSpec, Item
+from diffprobe.extract.data import IMAGE_EXTENSIONS, DataSpec, Item, name_labels
 from diffprobe.extract.sources.options import DataOptions, split_of
 from diffprobe.extract.sources.read import is_url, open_binary
 
@@ -152,13 +152,7 @@ def load_index(files: list[str], options: DataOptions, index: Path | None, write
 def tar_shards(files: list[str], options: DataOptions, index: Path | None, write_index: bool = True) -> DataSpec:
     """The items of WebDataset shards ``files`` (in that order, members in tar order)."""
     per_tar = load_index(files, options, index, write_index)
-    labels = {s[4] for samples in per_tar.values() for s in samples if s[4] is not None}
-    if any(isinstance(v, str) for v in labels):
-        names = sorted(str(v) for v in labels)
-        to_index = {v: names.index(str(v)) for v in labels}
-    else:
-        names = [str(i) for i in range(max(labels) + 1)] if labels else []
-        to_index = {v: int(v) for v in labels}
+    names, to_index = name_labels({s[4] for samples in per_tar.values() for s in samples if s[4] is not None})
     count: dict[tuple[str, str], int] = {}
     for path, samples in per_tar.items():
         split = split_of(Path(path).name, options)
