@@ -33,7 +33,11 @@ from diffprobe.extract.config import PRECISIONS, REDUCTIONS, STORAGE_DTYPES
 @click.option("--out", "-o", required=True, type=click.Path(), help="Store: a directory (Zarr) or a .h5 file (HDF5).")
 @click.option("--draws", type=click.IntRange(min=1), default=1, show_default=True, help="Noise draws K per (image, t).")
 @click.option("--reduce", type=click.Choice(REDUCTIONS), default="mean", show_default=True, help="Average the K draws, or keep them.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Noise seed.")
+@click.option("--views", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Views V per image: view 0 is the evaluation centre crop, views 1..V-1 augmented (--augment); V× the forwards and bytes.")
+@click.option("--augment", default="paper", show_default=True,
+              help="Augmentation of views 1..V-1: paper (guided-diffusion's random crop + flip), rrc (RandomResizedCrop + flip), flip, none.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Noise (and view) seed.")
 @click.option("--dtype", type=click.Choice(STORAGE_DTYPES), default="float16", show_default=True, help="Storage dtype.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True, help="Compute precision (auto: bf16 on GPU, fp32 on CPU, or the existing store's).")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True, help="Images decoded per step.")

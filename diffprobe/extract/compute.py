@@ -1,4 +1,4 @@
-"""The per-batch computation: noise, truncated forwards over fused (t, draw) passes, pooling on the device."""
+"""The per-batch computation: noise, truncated forwards over fused (view, t, draw) passes, pooling on the device."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from diffprobe.device import autocast, device_name
 from diffprobe.extract.backbone import Backbone, Timesteps
 from diffprobe.extract.config import ComputeSpec, ExtractConfig
-from diffprobe.extract.noise import noise_like, q_sample
+from diffprobe.extract.noise import Pass, noise_like, q_sample
 from diffprobe.store.layout import FeatureKey
 
 log = logging.getLogger(__name__)
@@ -92,63 +92,62 @@ class FeatureComputer:
 
         return call
 
-    def _noisy(
-        self, x0: torch.Tensor, ids: Sequence[str], t: int, draw: int, noise: Mapping[tuple[int, int], torch.Tensor]
-    ) -> torch.Tensor:
+    def _noisy(self, x0: torch.Tensor, ids: Sequence[str], p: Pass, noise: Mapping[Pass, torch.Tensor]) -> torch.Tensor:
         if self.backbone.schedule.noiseless:
             return x0  # an image model: q_sample would return x0 exactly, so no noise is drawn
-        if (t, draw) in noise:
-            eps = noise[(t, draw)].to(self.device, non_blocking=True)
+        view, t, draw = p
+        if p in noise:
+            eps = noise[p].to(self.device, non_blocking=True)
         else:
-            eps = noise_like(x0, ids, t, self.spec.seed, draw)
+            eps = noise_like(x0, ids, t, self.spec.seed, draw, view)
         return q_sample(x0, t, eps, self.backbone.schedule)
 
     def _forward(
         self,
         x0: torch.Tensor,
         ids: Sequence[str],
-        passes: Sequence[tuple[int, int]],
+        passes: Sequence[Pass],
         by_t: Mapping[int, list[FeatureKey]],
-        noise: Mapping[tuple[int, int], torch.Tensor],
-    ) -> dict[tuple[int, int], dict[FeatureKey, torch.Tensor]]:
-        """One U-Net forward for up to ``fuse`` (t, draw) passes stacked along the batch.
+        noise: Mapping[Pass, torch.Tensor],
+    ) -> dict[Pass, dict[FeatureKey, torch.Tensor]]:
+        """One U-Net forward for up to ``fuse`` (view, t, draw) passes of one view stacked along the batch.
 
         The forward always has ``fuse × forward_batch`` rows: a short group is filled with zero
         rows at the first pass's t. Each pass's rows therefore see the same shape, and the same
         timestep embeddings, whatever passes share its forward.
 
+        Args:
+            x0: (m, C, H, W) the view's clean inputs.
         Returns:
-            {(t, draw): {key: (m, C, p, p) float32 pooled features of that pass}}.
+            {(view, t, draw): {key: (m, C, p, p) float32 pooled features of that pass}}.
         """
         m = x0.shape[0]
         fill = self.spec.fuse - len(passes)
-        parts = [self._noisy(x0, ids, t, d, noise) for t, d in passes]
+        parts = [self._noisy(x0, ids, p, noise) for p in passes]
         if fill:
             parts.append(x0.new_zeros((fill * m, *x0.shape[1:])))
         x_t = torch.cat(parts) if len(parts) > 1 else parts[0]
-        tt = Timesteps.blocks_of([t for t, _ in passes] + [passes[0][0]] * fill, m, self.device)
-        wanted = {(k.block, k.pool) for t, _ in passes for k in by_t[t]}
+        tt = Timesteps.blocks_of([t for _, t, _ in passes] + [passes[0][1]] * fill, m, self.device)
+        wanted = {(k.block, k.pool) for _, t, _ in passes for k in by_t[t]}
         with autocast(self.spec.precision, self.device):
             feats = self._features(x_t, tt, tuple(sorted({b for b, _ in wanted})))
         pooled = {}
         for b, p in wanted:
             f = feats[b][: len(passes) * m].float()
             pooled[(b, p)] = f if p is None else F.adaptive_avg_pool2d(f, p)
-        return {
-            (t, d): {k: pooled[(k.block, k.pool)][j * m : (j + 1) * m] for k in by_t[t]} for j, (t, d) in enumerate(passes)
-        }
+        return {p: {k: pooled[(k.block, k.pool)][j * m : (j + 1) * m] for k in by_t[p[1]]} for j, p in enumerate(passes)}
 
     def compute(
         self,
         x0: torch.Tensor,
         ids: Sequence[str],
         keys: Sequence[FeatureKey],
-        noise: Mapping[tuple[int, int], torch.Tensor] | None = None,
+        noise: Mapping[Pass, torch.Tensor] | None = None,
     ) -> dict[FeatureKey, np.ndarray]:
         """Pooled features of every key for one forward batch: :meth:`launch` and wait for it.
 
         Returns:
-            {key: (B, C, p, p) — or (B, K, C, p, p) with reduce="none" — in the storage dtype}.
+            {key: (B, [V,] [K,] C, p, p) in the storage dtype} (see :meth:`launch`).
         """
         return self.launch(x0, ids, keys, noise).result()
 
@@ -158,7 +157,7 @@ class FeatureComputer:
         x0: torch.Tensor,
         ids: Sequence[str],
         keys: Sequence[FeatureKey],
-        noise: Mapping[tuple[int, int], torch.Tensor] | None = None,
+        noise: Mapping[Pass, torch.Tensor] | None = None,
     ) -> Pending:
         """Start computing the pooled features of every key for one forward batch.
 
@@ -169,55 +168,70 @@ class FeatureComputer:
         Every forward runs on exactly ``fuse × forward_batch`` rows (a short batch is zero-padded,
         a short group of passes is zero-filled): kernels may pick other algorithms, and round
         differently, for other batch shapes, so a fixed shape keeps stored bytes independent of how
-        items were batched and of which other timesteps were computed alongside.
+        items were batched and of which other timesteps were computed alongside. Views never share
+        a forward: view 0's forwards are exactly those of an extraction without views.
 
         Args:
-            x0: (B, 3, S, S) clean images in [-1, 1], B ≤ forward_batch (any device; moved here);
-                the backbone's :meth:`~Backbone.encode` takes them to the space noise is added in.
+            x0: (B, 3, S, S) clean images in [-1, 1] — (B, V, 3, S, S) with the spec's V > 1 views —
+                B ≤ forward_batch (any device; moved here); the backbone's :meth:`~Backbone.encode`
+                takes them to the space noise is added in.
             ids: B item ids (they seed the noise).
             keys: the (t, block, pool) keys to compute.
-            noise: precomputed noise {(t, draw): (B, *noise_shape)} (from the data loader); pairs not
-                given are generated here with :func:`noise_like` — the same values either way.
+            noise: precomputed noise {(view, t, draw): (B, *noise_shape)} (from the data loader);
+                passes not given are generated here with :func:`noise_like` — the same values either way.
+        Returns:
+            pending {key: (B, C, p, p)}, with a (V,) view axis after B when V > 1 and a (K,) draw
+            axis after that with reduce="none" and K > 1.
         """
         n = x0.shape[0]
         m = self.spec.forward_batch
+        nv = self.spec.views
         if n > m:
             raise ValueError(f"batch of {n} rows exceeds forward_batch={m}")
+        if x0.dim() == 4:
+            x0 = x0[:, None]
+        if x0.shape[1] != nv:
+            raise ValueError(f"expected {nv} view(s) per item, got x0 of shape {tuple(x0.shape)}")
         noise = dict(noise or {})
         if n < m:
             x0 = torch.cat([x0, x0.new_zeros((m - n, *x0.shape[1:]))])
             ids = [*ids, *(f"\0pad{i}" for i in range(m - n))]
             noise = {k: torch.cat([v, v.new_zeros((m - n, *v.shape[1:]))]) for k, v in noise.items()}
         # One memory layout too: conv kernels differ between NCHW and channels-last inputs.
-        x0 = x0.to(self.device, non_blocking=True).contiguous()
-        with autocast(self.spec.precision, self.device):
-            x0 = self.backbone.encode(x0)  # the input transform (the identity, or pixels → VAE latents)
-        x0 = x0.float().contiguous()
+        x0 = x0.to(self.device, non_blocking=True)
         by_t = group_by_t(keys)
-        passes = [(t, d) for t in by_t for d in range(self.spec.draws)]
-        per_pass: dict[tuple[int, int], dict[FeatureKey, torch.Tensor]] = {}
-        for g in range(0, len(passes), self.spec.fuse):
-            per_pass.update(self._forward(x0, ids, passes[g : g + self.spec.fuse], by_t, noise))
+        per_pass: dict[Pass, dict[FeatureKey, torch.Tensor]] = {}
+        for v in range(nv):
+            xv = x0[:, v].contiguous()
+            with autocast(self.spec.precision, self.device):
+                xv = self.backbone.encode(xv)  # the input transform (the identity, or pixels → VAE latents)
+            xv = xv.float().contiguous()
+            passes = [(v, t, d) for t in by_t for d in range(self.spec.draws)]
+            for g in range(0, len(passes), self.spec.fuse):
+                per_pass.update(self._forward(xv, ids, passes[g : g + self.spec.fuse], by_t, noise))
         out: dict[FeatureKey, torch.Tensor] = {}
         cuda = self.device.type == "cuda"
         for t, tkeys in by_t.items():
-            draws = [per_pass[(t, d)] for d in range(self.spec.draws)]
             for k in tkeys:
-                if self.spec.reduce == "none" and self.spec.draws > 1:
-                    v = torch.stack([d[k] for d in draws], dim=1)
-                else:
-                    v = draws[0][k] if len(draws) == 1 else torch.stack([d[k] for d in draws]).mean(0)
-                v = v[:n].to(getattr(torch, self.spec.out_dtype))
+                per_view = [self._reduce([per_pass[(v, t, d)][k] for d in range(self.spec.draws)]) for v in range(nv)]
+                val = per_view[0] if nv == 1 else torch.stack(per_view, dim=1)
+                val = val[:n].to(getattr(torch, self.spec.out_dtype))
                 if cuda:
-                    host = torch.empty(v.shape, dtype=v.dtype, pin_memory=True)
-                    host.copy_(v, non_blocking=True)
-                    v = host
-                out[k] = v.cpu()
+                    host = torch.empty(val.shape, dtype=val.dtype, pin_memory=True)
+                    host.copy_(val, non_blocking=True)
+                    val = host
+                out[k] = val.cpu()
         event = None
         if cuda:
             event = torch.cuda.Event()
             event.record()
         return Pending(out, event)
+
+    def _reduce(self, draws: list[torch.Tensor]) -> torch.Tensor:
+        """One view's K draws (each (m, C, p, p)): kept as (m, K, C, p, p) with reduce="none", else their mean."""
+        if self.spec.reduce == "none" and len(draws) > 1:
+            return torch.stack(draws, dim=1)
+        return draws[0] if len(draws) == 1 else torch.stack(draws).mean(0)
 
 
 @dataclass

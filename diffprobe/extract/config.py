@@ -4,17 +4,20 @@ the :class:`ComputeSpec` it resolves to on a device (the settings that define th
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from diffprobe.errors import ConfigError
 from diffprobe.extract.family import Conditioning
 from diffprobe.extract.sources.options import DataOptions
+from diffprobe.extract.views import ViewSpec
 from diffprobe.store.layout import parse_pool
 
 if TYPE_CHECKING:
     import torch
+
+    from diffprobe.extract.noise import Pass
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +41,12 @@ class ExtractConfig:
         random_weights: no checkpoint at all: a seeded random initialisation (tests, benchmarks).
         timesteps: integer diffusion steps t. blocks: paper numbers or module paths.
         pools: adaptive-average-pool sizes p (None = the native map, "full" on the CLI).
-        draws: noise draws K per (image, t); reduce: "mean" averages the K pooled features,
+        draws: noise draws K per (image, view, t); reduce: "mean" averages the K pooled features,
             "none" keeps them as an extra axis (N, K, C, p, p).
+        views: V views per image: view 0 is the evaluation transform (the centre crop), views
+            1..V−1 the ``augment`` augmentation (see :mod:`diffprobe.extract.augment`), with
+            parameters a pure function of (seed, item id, view). With V > 1 arrays get a view axis
+            before the draw axis: (N, V, C, p, p), or (N, V, K, C, p, p) with K draws kept.
         seed: noise seed (noise is a function of seed, item id, t and draw only).
         dtype: storage dtype. precision: compute precision ("auto" = bf16 on GPU, fp32 on CPU).
         forward_batch: rows per U-Net forward (None: 16 on CPU, 64 on GPU). Every forward has exactly
@@ -72,6 +79,8 @@ class ExtractConfig:
     pools: tuple[int | None, ...] = (1,)
     draws: int = 1
     reduce: str = "mean"
+    views: int = 1
+    augment: str = "paper"
     seed: int = 0
     dtype: str = "float16"
     precision: str = "auto"
@@ -120,6 +129,7 @@ class ExtractConfig:
         norm("splits", (self.splits,) if isinstance(self.splits, str) else tuple(self.splits))
         checks = [
             (self.draws >= 1, f"draws must be >= 1, got {self.draws}"),
+            (self.views >= 1, f"views must be >= 1, got {self.views}"),
             (self.reduce in REDUCTIONS, f"reduce must be one of {REDUCTIONS}, got {self.reduce!r}"),
             (self.dtype in STORAGE_DTYPES, f"dtype must be one of {STORAGE_DTYPES}, got {self.dtype!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
@@ -140,6 +150,9 @@ class ExtractConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        from diffprobe.extract.augment import get_augmentation
+
+        get_augmentation(self.augment)  # unknown names raise with the valid ones
 
     @property
     def flag_dict(self) -> dict[str, Any]:
@@ -192,7 +205,8 @@ FUSE_TARGET_PIXELS = {"cuda": 64 * 256 * 256, "cpu": 16 * 32 * 32}
 
 
 def default_fuse(passes: int, forward_batch: int, image_size: int, device: torch.device) -> int:
-    """(t, draw) passes stacked into one forward when not set.
+    """(t, draw) passes stacked into one forward when not set (``passes`` of one view: views never
+    share a forward, so view 0's forwards are those of an extraction without views).
 
     Enough passes that a forward holds about :data:`FUSE_TARGET_PIXELS` for the device — so small
     models and small forward batches fill it, and big ones run one pass per forward — balanced so
@@ -211,7 +225,7 @@ class ComputeSpec:
     """The settings that define the stored values, resolved for one device.
 
     Attributes:
-        seed, draws, reduce: the noise (see :class:`ExtractConfig`).
+        seed, draws, reduce: the noise (see :class:`ExtractConfig`). views, augment: the views.
         precision: fp32, bf16 or fp16 (resolved: never "auto"). out_dtype: the storage dtype.
         forward_batch: rows per U-Net forward; every forward has exactly ``fuse × forward_batch`` rows.
         compile: the forward runs through torch.compile. fuse: (t, draw) passes per forward.
@@ -225,6 +239,8 @@ class ComputeSpec:
     forward_batch: int
     compile: bool = False
     fuse: int = 1
+    views: int = 1
+    augment: str = "none"
 
     @classmethod
     def resolve(cls, config: ExtractConfig, device: torch.device, image_size: int, stored: Mapping[str, Any] | None = None) -> ComputeSpec:
@@ -256,7 +272,18 @@ class ComputeSpec:
         forward_batch = pick("forward_batch", config.forward_batch, default_forward_batch(device))
         passes = len(config.timesteps) * config.draws
         fuse = pick("fuse_timesteps", config.fuse_timesteps, default_fuse(passes, forward_batch, image_size, device))
-        return cls(config.seed, config.draws, config.reduce, precision, config.dtype, forward_batch, config.compile, fuse)
+        augment = config.augment if config.views > 1 else "none"
+        return cls(config.seed, config.draws, config.reduce, precision, config.dtype, forward_batch, config.compile, fuse,
+                   config.views, augment)  # fmt: skip
+
+    def view_spec(self, image_size: int) -> ViewSpec:
+        """How the views of each item are made, for a model taking ``image_size`` pixels."""
+        return ViewSpec(self.views, self.augment, self.seed, image_size)
+
+    def passes(self, timesteps: Iterable[int]) -> tuple[Pass, ...]:
+        """Every (view, t, draw) pass for ``timesteps``, in a fixed order (view-major, t sorted)."""
+        ts = sorted(set(timesteps))
+        return tuple((v, t, d) for v in range(self.views) for t in ts for d in range(self.draws))
 
     def identity(self) -> dict[str, Any]:
         """The spec's part of a store's identity (field names as stores record them)."""
@@ -264,4 +291,6 @@ class ComputeSpec:
             "seed": self.seed, "draws": self.draws, "reduce": self.reduce, "dtype": self.out_dtype,
             "precision": self.precision, "forward_batch": self.forward_batch, "fuse_timesteps": self.fuse,
             "compile": self.compile,
+            # Stores without views keep the identity (and hash) they always had.
+            **({"views": self.views, "augment": self.augment} if self.views > 1 else {}),
         }  # fmt: skip

@@ -12,14 +12,19 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from diffprobe.errors import DataError
+from diffprobe.extract.augment import centre_crop
 from diffprobe.extract.sources.options import DataOptions
 from diffprobe.extract.sources.read import open_item
+from diffprobe.extract.views import ViewSpec, to_array
+
+if TYPE_CHECKING:
+    from diffprobe.extract.noise import Pass
 
 log = logging.getLogger(__name__)
 
@@ -208,64 +213,70 @@ def discover(data: str | Path, splits: tuple[str, ...] = (), options: DataOption
     return spec
 
 
+def decode_image(path: str | Path | BinaryIO) -> Image.Image:
+    """Decode an image file (or file object) fully, as RGB.
+
+    Raises:
+        OSError / ValueError / UnidentifiedImageError for unreadable, empty or truncated files.
+    """
+    with Image.open(path) as im:
+        im.load()  # decode now: truncated files raise here
+        return im.convert("RGB")
+
+
 def load_image(path: str | Path | BinaryIO, size: int) -> np.ndarray:
     """Decode, convert to RGB, resize the short side to ``size`` (bicubic), centre-crop, scale to [-1, 1].
 
-    This is the paper's evaluation transform (Resize(size) + CenterCrop(size)).
+    This is the paper's evaluation transform (Resize(size) + CenterCrop(size)): view 0 of every item.
 
     Returns:
         (3, size, size) float32 array.
     Raises:
         OSError / ValueError / UnidentifiedImageError for unreadable, empty or truncated files.
     """
-    with Image.open(path) as im:
-        im.load()  # decode now: truncated files raise here
-        img = im.convert("RGB")
-    w, h = img.size
-    if min(w, h) != size:
-        if w <= h:
-            nw, nh = size, int(size * h / w)
-        else:
-            nw, nh = int(size * w / h), size
-        img = img.resize((nw, nh), Image.Resampling.BICUBIC)
-        w, h = nw, nh
-    left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
-    if (w, h) != (size, size):
-        img = img.crop((left, top, left + size, top + size))
-    arr = np.ascontiguousarray(np.asarray(img, dtype=np.float32).transpose(2, 0, 1))
-    return arr / 127.5 - 1.0
+    return to_array(centre_crop(decode_image(path), size, Image.Resampling.BICUBIC))
 
 
 DECODE_ERRORS = (OSError, ValueError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError)
 
 
 class ImageDataset:
-    """Map-style dataset of (index, image, ok, error, noise) for a DataLoader; bad images never raise.
+    """Map-style dataset of (index, images, ok, error, noise) for a DataLoader; bad images never raise.
 
-    With ``noise`` = ((t, draw), …) and a seed, each item also carries its diffusion noise for those
-    pairs, (P, *noise_shape) float32 (default (3, S, S); a latent model's latent shape) — generated
-    here, in the loader's worker processes, so that the device never waits for it. Without (an image
-    model, which adds no noise), it is an empty (0, *noise_shape) array.
+    Images are (3, S, S) float32 — or (V, 3, S, S) with ``views`` of V > 1 (view 0 the evaluation
+    transform, the others its augmentation). With ``noise`` = ((view, t, draw), …) and a seed, each
+    item also carries its diffusion noise for those passes, (P, *noise_shape) float32 (default
+    (3, S, S); a latent model's latent shape) — generated here, in the loader's worker processes, so
+    that the device never waits for it. Without (an image model, which adds no noise), it is an
+    empty (0, *noise_shape) array.
     """
 
-    def __init__(self, items: list[Item], size: int, noise: tuple[tuple[int, int], ...] = (), seed: int = 0,
-                 noise_shape: tuple[int, int, int] | None = None) -> None:  # fmt: skip
+    def __init__(self, items: list[Item], size: int, noise: tuple[Pass, ...] = (), seed: int = 0,
+                 noise_shape: tuple[int, int, int] | None = None, views: ViewSpec | None = None) -> None:  # fmt: skip
         self.items = items
         self.size = size
         self.noise = noise
         self.seed = seed
         self.noise_shape = noise_shape or (3, size, size)
+        self.views = views if views is not None and views.views > 1 else None
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def _images(self, item: Item) -> np.ndarray:
+        if self.views is None:
+            return load_image(open_item(item), self.size)
+        return self.views.images(decode_image(open_item(item)), item.id)
+
     def __getitem__(self, i: int) -> tuple[int, np.ndarray, bool, str, np.ndarray]:
         eps = np.zeros((0, *self.noise_shape), np.float32)
+        it = self.items[i]
         if self.noise:
             from diffprobe.extract.noise import item_noise
 
-            eps = np.stack([item_noise(self.items[i].id, t, self.seed, d, self.noise_shape).numpy() for t, d in self.noise])
+            eps = np.stack([item_noise(it.id, t, self.seed, d, self.noise_shape, view=v).numpy() for v, t, d in self.noise])
         try:
-            return i, load_image(open_item(self.items[i]), self.size), True, "", eps
+            return i, self._images(it), True, "", eps
         except DECODE_ERRORS as e:
-            return i, np.zeros((3, self.size, self.size), np.float32), False, f"{type(e).__name__}: {e}", eps
+            shape = (3, self.size, self.size) if self.views is None else (self.views.views, 3, self.size, self.size)
+            return i, np.zeros(shape, np.float32), False, f"{type(e).__name__}: {e}", eps

@@ -13,6 +13,9 @@ from torch import Tensor
 
 from diffprobe.errors import ConfigError
 
+#: One noise pass of an item: (view, t, draw) — its noise is a pure function of these, the seed and the item id.
+Pass = tuple[int, int, int]
+
 _SCHEDULES: dict[str, Callable[[int], np.ndarray]] = {}
 
 
@@ -98,9 +101,12 @@ def q_sample(x0: Tensor, t: Tensor | int, eps: Tensor, schedule: NoiseSchedule) 
     return (a * x0.to(work) + s * eps.to(work)).to(x0.dtype)
 
 
-def item_seed(seed: int, item_id: int | str, t: int, draw: int = 0) -> int:
-    """A 63-bit generator seed that is a pure function of (seed, item id, t, draw)."""
-    key = f"diffprobe-noise:{int(seed)}:{item_id}:{int(t)}:{int(draw)}".encode()
+def item_seed(seed: int, item_id: int | str, t: int, draw: int = 0, view: int = 0) -> int:
+    """A 63-bit generator seed that is a pure function of (seed, item id, t, draw, view).
+
+    View 0 (the evaluation transform) keeps the seed of a store without views, so its noise — and
+    its features — are those of a single-view extraction."""
+    key = f"diffprobe-noise:{int(seed)}:{item_id}:{int(t)}:{int(draw)}{f':v{int(view)}' if view else ''}".encode()
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
 
 
@@ -110,10 +116,11 @@ def noise_like(
     t: int | Sequence[int] | Tensor,
     seed: int,
     draw: int = 0,
+    view: int = 0,
 ) -> Tensor:
     """Standard normal noise for each item, independent of batch composition.
 
-    Item i's noise depends only on (seed, item_ids[i], t_i, draw): the same item gets the same noise
+    Item i's noise depends only on (seed, item_ids[i], t_i, draw, view): the same item gets the same noise
     whatever batch, worker or shard it is processed in.
 
     Args:
@@ -135,17 +142,17 @@ def noise_like(
     # Generated on the CPU (one generator per item); pinned so that the copy to a GPU is async.
     out = torch.empty((n, *x0.shape[1:]), dtype=torch.float32, pin_memory=x0.is_cuda)
     for i, (item, ti) in enumerate(zip(ids, ts)):
-        item_noise(item, int(ti), seed, draw, tuple(x0.shape[1:]), out=out[i])
+        item_noise(item, int(ti), seed, draw, tuple(x0.shape[1:]), out=out[i], view=view)
     return out.to(device=x0.device, dtype=x0.dtype, non_blocking=True)
 
 
 def item_noise(
-    item_id: int | str, t: int, seed: int, draw: int, shape: tuple[int, ...], out: Tensor | None = None
+    item_id: int | str, t: int, seed: int, draw: int, shape: tuple[int, ...], out: Tensor | None = None, view: int = 0
 ) -> Tensor:
     """The standard normal noise of one item: (C, H, W) float32 on the CPU, a pure function of
-    (seed, item id, t, draw). DataLoader workers call this to make noise off the critical path."""
+    (seed, item id, t, draw, view). DataLoader workers call this to make noise off the critical path."""
     gen = torch.Generator(device="cpu")
-    gen.manual_seed(item_seed(seed, item_id, t, draw))
+    gen.manual_seed(item_seed(seed, item_id, t, draw, view))
     if out is None:
         return torch.randn(shape, generator=gen)
     return torch.randn(shape, generator=gen, out=out)

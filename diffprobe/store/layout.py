@@ -2,7 +2,8 @@
 
 A store holds one group per split. Each group has the item table (``item_id``, ``path``, ``label``,
 ``valid``; all (N,)) and one array per feature key, named ``t{t:04d}_b{block:02d}_p{pool}`` (or
-``…_full`` for the native map), shaped (N, C, p, p) — or (N, K, C, p, p) with K noise draws kept.
+``…_full`` for the native map), shaped (N, C, p, p) — with a (V,) view axis after N when V > 1
+views were extracted, then a (K,) draw axis when K > 1 noise draws were kept: (N, V, K, C, p, p).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ ROOT_ATTR = "diffprobe"
 ITEM_ARRAYS = ("item_id", "path", "label", "valid")
 #: the item-aligned (N, S, S) uint8 segmentation masks of a split, when its data has them
 MASK_ARRAY = "mask"
+#: the (N, V, P) float64 parameters of each item's views, when V > 1 views were extracted
+VIEW_PARAMS_ARRAY = "view_params"
+#: per-split arrays that are neither the item table nor features
+SIDE_ARRAYS = (MASK_ARRAY, VIEW_PARAMS_ARRAY)
 #: the mask value that no loss or metric counts
 IGNORE_INDEX = 255
 PROGRESS_GROUP = "_progress"

@@ -38,6 +38,11 @@ class StoreReader(Protocol):
     @property
     def splits(self) -> list[str]: ...
 
+    @property
+    def views(self) -> int:
+        """V views per item: extracted arrays are (N, V, …) when V > 1, view 0 the evaluation transform."""
+        return 1
+
     def keys(self, split: str) -> list[str]:
         """Names of the split's feature and imported arrays (not the item table), sorted."""
 
@@ -68,7 +73,7 @@ class StoreReader(Protocol):
             lazy: return a dask array chunked along N instead of loading.
             items: a slice or index array of rows to read (ignored when lazy).
         Returns:
-            (N, C, p, p) array — (N, K, C, p, p) when K noise draws were kept — float16/float32,
+            (N, C, p, p) array — (N, [V,] [K,] C, p, p) with V views, K noise draws kept — float16/float32,
             with NaN rows for items whose image failed.
         """
         return self.read_array(split, array_name(key, block, pool), lazy=lazy, items=items)

@@ -14,11 +14,12 @@ from diffprobe.store import hdf5_backend as _h5  # noqa: F401  (registers the ba
 from diffprobe.store import zarr_backend as _zarr  # noqa: F401
 from diffprobe.store.backend import BACKENDS, Backend, format_for_path
 from diffprobe.store.digests import DIGEST, digest, unit_digests
-from diffprobe.store.layout import IGNORE_INDEX, ITEM_ARRAYS, MASK_ARRAY, SCHEMA_VERSION, FeatureKey, chunk_items, plan_units
+from diffprobe.store.layout import ITEM_ARRAYS, SCHEMA_VERSION, SIDE_ARRAYS, FeatureKey, chunk_items, plan_units
 from diffprobe.store.reader import StoreReader
+from diffprobe.store.side import SideArrays
 
 
-class FeatureStore(StoreReader):
+class FeatureStore(SideArrays, StoreReader):
     """A feature store: splits of items, and per split one array per (t, block, pool) key.
 
     Open one with :func:`open_store`. Use as a context manager (or call :meth:`close`) to release
@@ -80,6 +81,11 @@ class FeatureStore(StoreReader):
     def splits(self) -> list[str]:
         return self.backend.groups()
 
+    @property
+    def views(self) -> int:
+        """V views per item (view 0 the evaluation transform); 1: the arrays have no view axis."""
+        return int(self.attrs.get("identity", {}).get("views", 1))
+
     def _split(self, split: str) -> str:
         if split not in self.splits:
             raise StoreKeyError(f"no split {split!r} in {self.path}; splits: {', '.join(self.splits) or 'none'}")
@@ -97,7 +103,7 @@ class FeatureStore(StoreReader):
 
     def keys(self, split: str) -> list[str]:
         """Names of the feature (and imported) arrays of a split, sorted."""
-        return [a for a in self.backend.arrays(self._split(split)) if a not in ITEM_ARRAYS and a != MASK_ARRAY]
+        return [a for a in self.backend.arrays(self._split(split)) if a not in ITEM_ARRAYS and a not in SIDE_ARRAYS]
 
     def feature_keys(self, split: str) -> list[FeatureKey]:
         """The extracted (t, block, pool) keys of a split, sorted by t, block, pool."""
@@ -134,27 +140,6 @@ class FeatureStore(StoreReader):
     def valid(self, split: str) -> np.ndarray:
         """(N,) False for items whose image could not be decoded (their feature rows are NaN)."""
         return self.backend.read_rows(self._split(split), "valid").astype(bool)
-
-    def has_masks(self, split: str) -> bool:
-        return MASK_ARRAY in self.backend.arrays(self._split(split))
-
-    def masks(self, split: str, items: slice | np.ndarray | None = None) -> np.ndarray:
-        """(n, S, S) uint8 segmentation masks (class per pixel, ``IGNORE_INDEX`` where none)."""
-        if not self.has_masks(split):
-            raise StoreKeyError(f"split {split!r} of {self.path} has no masks: extract from data with masks (a 'mask' column, or images/ + masks/)")
-        return self.backend.read_rows(self._split(split), MASK_ARRAY, items)
-
-    def write_masks(self, split: str, masks: np.ndarray) -> None:
-        """Store a split's (N, S, S) uint8 masks (once, when the split is made)."""
-        n = self.n_items(split)
-        if masks.shape[0] != n or masks.ndim != 3 or masks.dtype != np.uint8:
-            raise StoreError(f"masks of split {split!r} must be ({n}, S, S) uint8, got {masks.shape} {masks.dtype}")
-        row = int(np.prod(masks.shape[1:]))
-        unit = self.unit_size(split)
-        self.backend.create_array(split, MASK_ARRAY, tuple(masks.shape), "uint8", chunk_items(unit, row), unit,
-                                  ("item", "mask_h", "mask_w"), {"kind": "mask", "ignore_index": IGNORE_INDEX})  # fmt: skip
-        self.backend.write_rows(split, MASK_ARRAY, 0, masks)
-        self.backend.flush()
 
     # --- progress --------------------------------------------------------------------------
     def markers(self, split: str) -> dict[int, dict[str, Any]]:
@@ -203,13 +188,16 @@ class FeatureStore(StoreReader):
                 self.backend.write_rows(split, name, 0, values.astype(object) if values.dtype.kind == "U" else values)
         self.backend.update_group_attrs(split, {"digest": DIGEST, "digests": unit_digests(table)})
 
-    def create_feature_array(self, split: str, key: FeatureKey, item_shape: tuple[int, ...], dtype: str, module: str) -> None:
+    def create_feature_array(self, split: str, key: FeatureKey, item_shape: tuple[int, ...], dtype: str, module: str,
+                             views: int = 1) -> None:  # fmt: skip
         """Create the NaN-filled array of ``key`` in ``split``: (N, *item_shape), chunked along N and
-        sharded by work unit; item_shape is (C, p, p), or (K, C, p, p) with K draws kept."""
+        sharded by work unit; item_shape is (C, p, p), led by (V,) with V > 1 ``views`` and then (K,)
+        with K draws kept."""
         n, unit = self.n_items(split), self.unit_size(split)
         pool = key.pool_label
-        dims = ("item", *(["draw"] if len(item_shape) == 4 else []), f"c{item_shape[-3]}",
-                f"h{pool}_{item_shape[-2]}", f"w{pool}_{item_shape[-1]}")  # fmt: skip
+        lead = ["view"] if views > 1 else []
+        lead += ["draw"] if len(item_shape) - 3 > len(lead) else []
+        dims = ("item", *lead, f"c{item_shape[-3]}", f"h{pool}_{item_shape[-2]}", f"w{pool}_{item_shape[-1]}")
         row = int(np.prod(item_shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         attrs = {"kind": "feature", "t": key.t, "block": key.block, "pool": key.pool, "module": module}
         self.backend.create_array(split, str(key), (n, *item_shape), dtype, chunk_items(unit, row), unit, dims, attrs)

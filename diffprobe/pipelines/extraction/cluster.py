@@ -22,7 +22,7 @@ from diffprobe.device import resolve_device
 from diffprobe.extract.compute import FeatureComputer
 from diffprobe.extract.config import ComputeSpec, ExtractConfig
 from diffprobe.extract.data import ImageDataset, Item
-from diffprobe.pipelines.extraction.local import RunStats, compute_chunk, noise_pairs, report_bad
+from diffprobe.pipelines.extraction.local import RunStats, compute_chunk, noise_passes, report_bad
 from diffprobe.pipelines.extraction.plan import ExtractPlan
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.progress import UnitBuffer, UnitTask, write_unit
@@ -84,8 +84,8 @@ def run_unit(spec: WorkerSpec, task: UnitTask, items: list[Item]) -> dict[str, A
     """
     computer = _computer(spec)
     buf = UnitBuffer(task, dict(spec.shapes), spec.compute.out_dtype)
-    pairs = noise_pairs([task], spec.compute.draws) if spec.noisy else ()
-    ds = ImageDataset(items, spec.image_size, pairs, spec.compute.seed, spec.noise_shape)
+    passes = noise_passes([task], spec.compute) if spec.noisy else ()
+    ds = ImageDataset(items, spec.image_size, passes, spec.compute.seed, spec.noise_shape, spec.compute.view_spec(spec.image_size))
     by_row = {task.start + j: it for j, it in enumerate(items)}  # global row → item
     m = spec.compute.forward_batch
     forwards = 0
@@ -98,7 +98,7 @@ def run_unit(spec: WorkerSpec, task: UnitTask, items: list[Item]) -> dict[str, A
             report_bad(by_row, idx, ok, errs, spec.config.strict)
             x0 = torch.from_numpy(np.stack([r[1] for r in rows]))
             eps = torch.from_numpy(np.stack([r[4] for r in rows]))
-            forwards += compute_chunk(computer, buf, by_row, (idx, x0, ok, errs, eps), pairs)
+            forwards += compute_chunk(computer, buf, by_row, (idx, x0, ok, errs, eps), passes)
     nbytes = write_unit(_store(spec.config.out), buf)
     return {"split": task.split, "unit": task.unit, "items": task.size, "forwards": forwards,
             "failures": [(task.split, i, e) for i, e in buf.failures], "bytes": nbytes}  # fmt: skip

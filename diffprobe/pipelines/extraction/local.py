@@ -16,16 +16,17 @@ from tqdm import tqdm
 
 from diffprobe.errors import DataError
 from diffprobe.extract.compute import FeatureComputer, Pending
-from diffprobe.extract.config import ExtractConfig
+from diffprobe.extract.config import ComputeSpec, ExtractConfig
 from diffprobe.extract.data import ImageDataset, Item
+from diffprobe.extract.noise import Pass
 from diffprobe.pipelines.extraction.plan import ExtractPlan
 from diffprobe.store.progress import BackgroundWriter, UnitBuffer, UnitTask
 from diffprobe.store.store import FeatureStore
 
 log = logging.getLogger(__name__)
 
-#: (global item indices (B,), clean images (B, 3, S, S), decoded ok (B,), decode errors,
-#:  noise (B, P, 3, S, S) for the run's P (t, draw) pairs)
+#: (global item indices (B,), clean images (B, 3, S, S) or (B, V, 3, S, S), decoded ok (B,), decode
+#:  errors, noise (B, P, *noise_shape) for the run's P (view, t, draw) passes)
 Chunk = tuple[np.ndarray, torch.Tensor, np.ndarray, list[str], torch.Tensor]
 
 
@@ -84,26 +85,26 @@ class InFlight:
 
 def launch_chunk(
     computer: FeatureComputer, buf: UnitBuffer, items: Sequence[Item] | Mapping[int, Item], chunk: Chunk,
-    pairs: tuple[tuple[int, int], ...],
+    passes: tuple[Pass, ...],
 ) -> InFlight:  # fmt: skip
-    """Start one forward batch of a unit; ``pairs`` are the (t, draw) pairs along the chunk's noise axis."""
+    """Start one forward batch of a unit; ``passes`` are the (view, t, draw) passes along the chunk's noise axis."""
     idx, x0, ok, errs, eps = chunk
-    # One (pinned, asynchronous) copy of all the chunk's noise; the per-pair slices are then views
+    # One (pinned, asynchronous) copy of all the chunk's noise; the per-pass slices are then views
     # on the device, not strided host tensors that would need a synchronous staging copy each.
     eps = eps.to(computer.device, non_blocking=True)
-    noise = {p: eps[:, j] for j, p in enumerate(pairs)}
+    noise = {p: eps[:, j] for j, p in enumerate(passes)}
     pending = computer.launch(x0, [items[i].id for i in idx], buf.task.keys, noise)
     bad = [(items[i].id, e) for i, good, e in zip(idx, ok, errs) if not good]
-    passes = len({k.t for k in buf.task.keys}) * computer.spec.draws
-    return InFlight(buf, idx, ok, bad, pending, len(idx) * passes)
+    n_passes = len(computer.spec.passes(k.t for k in buf.task.keys))
+    return InFlight(buf, idx, ok, bad, pending, len(idx) * n_passes)
 
 
 def compute_chunk(
     computer: FeatureComputer, buf: UnitBuffer, items: Sequence[Item] | Mapping[int, Item], chunk: Chunk,
-    pairs: tuple[tuple[int, int], ...],
+    passes: tuple[Pass, ...],
 ) -> int:  # fmt: skip
     """Run one forward batch of a unit into its buffer, waiting for it. Returns rows × U-Net passes."""
-    f = launch_chunk(computer, buf, items, chunk, pairs)
+    f = launch_chunk(computer, buf, items, chunk, passes)
     f.finish(computer)
     return f.forwards
 
@@ -147,9 +148,9 @@ def collate(batch: list[tuple[int, np.ndarray, bool, str, np.ndarray]]) -> Chunk
     return idx, x, ok, [b[3] for b in batch], eps
 
 
-def noise_pairs(tasks: list[UnitTask], draws: int) -> tuple[tuple[int, int], ...]:
-    """Every (t, draw) the tasks need noise for, in a fixed order."""
-    return tuple((t, d) for t in sorted({k.t for task in tasks for k in task.keys}) for d in range(draws))
+def noise_passes(tasks: list[UnitTask], spec: ComputeSpec) -> tuple[Pass, ...]:
+    """Every (view, t, draw) the tasks need noise for, in a fixed order."""
+    return spec.passes(k.t for task in tasks for k in task.keys)
 
 
 def loader_workers(config: ExtractConfig, device: torch.device) -> int:
@@ -211,9 +212,11 @@ def run_tasks(
         for split in dict.fromkeys(t.split for t in tasks):
             split_tasks = [t for t in tasks if t.split == split]
             split_items: list[Item] = plan.data.splits[split]
-            pairs = noise_pairs(split_tasks, spec.draws) if plan.model.noised else ()
+            passes = noise_passes(split_tasks, spec) if plan.model.noised else ()
+            dataset = ImageDataset(split_items, plan.model.image_size, passes, spec.seed, plan.model.noise_shape,
+                                   spec.view_spec(plan.model.image_size))  # fmt: skip
             loader: DataLoader = DataLoader(
-                ImageDataset(split_items, plan.model.image_size, pairs, spec.seed, plan.model.noise_shape),  # type: ignore[arg-type]
+                dataset,  # type: ignore[arg-type]
                 batch_sampler=batches_of(split_tasks, cfg.batch_size),
                 num_workers=workers,
                 pin_memory=computer.device.type == "cuda",
@@ -237,7 +240,7 @@ def run_tasks(
                 # depend on the loader batch size.
                 unit_end = stage.end >= task.stop
                 while stage.n >= spec.forward_batch or (unit_end and stage.n):
-                    inflight.append(launch_chunk(computer, buf, split_items, stage.take(spec.forward_batch), pairs))
+                    inflight.append(launch_chunk(computer, buf, split_items, stage.take(spec.forward_batch), passes))
                     settle(keep=1)
                 t_wait = time.perf_counter()
             settle(keep=0)

@@ -18,12 +18,13 @@ from diffprobe.extract.config import ComputeSpec, ExtractConfig
 from diffprobe.extract.data import DataSpec, discover
 from diffprobe.extract.family import ModelSpec
 from diffprobe.extract.registry import check_model, store_identity
+from diffprobe.extract.views import ViewSpec
 from diffprobe.store.backend import format_for_path
 from diffprobe.store.layout import FeatureKey, config_hash
 from diffprobe.store.store import open_store
 
 #: Identity fields added after stores were first written, with the value older stores imply.
-IDENTITY_DEFAULTS: dict[str, Any] = {"fuse_timesteps": 1}
+IDENTITY_DEFAULTS: dict[str, Any] = {"fuse_timesteps": 1, "views": 1, "augment": "none"}
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ class ExtractPlan:
     weights file or directory the run loads (a preset's bundled one when none was given; None:
     random weights).
 
-    ``shapes`` gives each key's per-item shape: (C, p, p), or (K, C, p, p) with K draws kept.
+    ``shapes`` gives each key's per-item shape: (C, p, p), with a leading (V,) view axis when V > 1
+    views are made and then a (K,) draw axis when K > 1 draws are kept.
     """
 
     config: ExtractConfig
@@ -60,6 +62,14 @@ class ExtractPlan:
         """Uncompressed size of every feature array of this run."""
         return sum(len(items) for items in self.data.splits.values()) * self.item_bytes()
 
+    def forwards_per_image(self) -> int:
+        """Model passes per image: views × timesteps × draws (the cost of an extraction, per image)."""
+        return len(self.compute.passes(self.config.timesteps))
+
+    @property
+    def views(self) -> ViewSpec:
+        return self.compute.view_spec(self.model.image_size)
+
     def summary(self) -> dict[str, Any]:
         return {
             "store": self.config.out,
@@ -71,6 +81,9 @@ class ExtractPlan:
             "precision": self.compute.precision,
             "forward_batch": self.compute.forward_batch,
             "fuse_timesteps": self.compute.fuse,
+            **({"views": f"{self.compute.views} (view 0 the centre crop, 1..{self.compute.views - 1} {self.compute.augment!r})"}
+               if self.compute.views > 1 else {}),
+            "forwards_per_image": self.forwards_per_image(),
             "splits": {s: len(v) for s, v in self.data.splits.items()},
             "classes": len(self.data.class_names),
             "arrays": [f"{k} {list(self.shapes[k])}" for k in self.keys],
@@ -134,10 +147,10 @@ def make_plan(config: ExtractConfig, device: torch.device, cache_index: bool = T
         "class_names": data.class_names,
         "data": {s: data.fingerprint(s) for s in sorted(data.splits)},
     }
-    draws = (config.draws,) if config.reduce == "none" and config.draws > 1 else ()
+    lead = (*((config.views,) if config.views > 1 else ()), *((config.draws,) if config.reduce == "none" and config.draws > 1 else ()))
     shapes = {}
     for k in keys:
         b = blocks[k.block]
         side = (b.height, b.width) if k.pool is None else (k.pool, k.pool)
-        shapes[k] = (*draws, b.channels, *side)
+        shapes[k] = (*lead, b.channels, *side)
     return ExtractPlan(config, model, blocks, keys, data, compute, identity, checkpoint, identity["checkpoint_sha256"], shapes)

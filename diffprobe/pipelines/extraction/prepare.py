@@ -17,6 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from diffprobe.errors import ConfigError, StoreError
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.masks import split_masks
@@ -34,7 +36,7 @@ KEY_FIELDS = ("timesteps", "blocks", "pools")
 
 def identity_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What differs between a store's identity and a run's, one line per field."""
-    old = {**IDENTITY_DEFAULTS, **old}
+    old, new = {**IDENTITY_DEFAULTS, **old}, {**IDENTITY_DEFAULTS, **new}
     diffs = []
     for k in sorted(set(old) | set(new)):
         if k == "data":
@@ -140,12 +142,15 @@ def _prepare_store(plan: ExtractPlan, out: Path) -> tuple[FeatureStore, ExtractP
         if split not in store.splits or half_made:  # new, or its creation was cut short
             ids, paths, labels = [it.id for it in items], [it.path for it in items], [it.label for it in items]
             store.create_split(split, ids, paths, labels, unit_size_for(plan, len(items)))
+        if plan.compute.views > 1 and not store.has_view_params(split):
+            vs = plan.views
+            store.write_view_params(split, vs.augment, vs.augmentation.fields, vs.size, vs.seed, np.stack([vs.params(it.id) for it in items]))
         if any(it.mask for it in items) and not store.has_masks(split):
-            store.write_masks(split, split_masks(items, plan.model.image_size))
+            store.write_masks(split, split_masks(items, plan.model.image_size, plan.views))
         have = set(store.keys(split))
         for k in plan.keys:
             if str(k) not in have:
-                store.create_feature_array(split, k, plan.shapes[k], plan.compute.out_dtype, plan.blocks[k.block].path)
+                store.create_feature_array(split, k, plan.shapes[k], plan.compute.out_dtype, plan.blocks[k.block].path, plan.compute.views)
     store.commit()
     if building is not None:  # the whole schema is written: put the new store in place
         store.close()
