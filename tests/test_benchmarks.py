@@ -64,3 +64,14 @@ def test_dense_memory_benchmark_runs():
     assert r.returncode == 0, r.stderr[-2000:]
     assert re.search(r"\n\s+20\s+\d+ MiB\s+\d+ MiB\s+\d+ MiB\s+\d+ MiB\s+[\d.]+ s\s+[\d.]+%", r.stdout), r.stdout
     assert re.search(r"\n\s+80\s+\d+ MiB", r.stdout), r.stdout
+
+
+@pytest.mark.slow
+def test_augment_views_benchmark_runs(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "augment_views.py"), "--workdir", str(tmp_path), "--limit", "2",
+           "--views", "1,2", "--draws", "1", "--attention-epochs", "1"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    assert re.search(r"\| 1 \| 1 \| 1 \| [\d.]+ s \| 1\.0 \|", out), out
+    assert re.search(r"\| 2 \| 1 \| 2 \| [\d.]+ s \| [\d.]+ \| [\d.]+ MiB \| [\d.]+% \([\d.]+ s\) \| [\d.]+% \|", out), out

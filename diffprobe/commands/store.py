@@ -1,4 +1,4 @@
-"""``diffprobe store info|verify|export|finalize|import``."""
+"""``diffprobe store info|show|verify|repair|export|finalize|import``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,23 @@ def info(store: str, as_json: bool) -> None:
     with open_store(store) as s:
         data = store_info(s)
     click.echo(json.dumps(data, indent=1) if as_json else "\n".join(info_lines(data)))
+
+
+@store_group.command("show")
+@click.argument("store", type=click.Path(exists=True))
+@click.argument("item")
+@click.option("--split", default=None, help="The item's split [default: the store's only split].")
+@click.option("--views", "views", is_flag=True,
+              help="Re-create the item's views from the recorded parameters, as extraction fed them, and write them as a PNG grid.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="The grid's PNG [default: <store>-<item>-views.png in the current directory].")
+@click.option("--data", default=None, help="The images, if they moved since the store was made [default: as recorded].")
+def show(store: str, item: str, split: str | None, views: bool, out: str | None, data: str | None) -> None:
+    """What STORE holds for ITEM (an item id, a row such as #12, or the unique id ending in /ITEM):
+    label, path, stored shapes and view parameters; with --views, a PNG grid of its views (and masks)."""
+    from diffprobe.pipelines.extraction.view_grid import show_item
+
+    click.echo("\n".join(show_item(store, item, split=split, views=views, data=data, out=out).lines()))
 
 
 @store_group.command("verify")

@@ -73,7 +73,8 @@ def register_augmentation(name: str, fields: tuple[str, ...], help: str = "") ->
     """Class decorator: register an augmentation (a class with ``draw`` and ``apply``) under ``name``."""
 
     def deco(cls: type) -> type:
-        AUGMENTATIONS[name] = Augmentation(name, tuple(fields), cls(), help or (cls.__doc__ or "").strip().splitlines()[0])
+        doc = (cls.__doc__ or "").strip().splitlines()
+        AUGMENTATIONS[name] = Augmentation(name, tuple(fields), cls(), help or (doc[0] if doc else ""))
         return cls
 
     return deco

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 from diffprobe.errors import ConfigError
 from diffprobe.extract.family import Conditioning
 from diffprobe.extract.sources.options import DataOptions
-from diffprobe.extract.views import ViewSpec
 from diffprobe.store.layout import parse_pool
 
 if TYPE_CHECKING:
     import torch
 
     from diffprobe.extract.noise import Pass
+    from diffprobe.extract.views import ViewSpec
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class ExtractConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
-        from diffprobe.extract.augment import get_augmentation
+        from diffprobe.extract.augment import get_augmentation  # numpy and PIL: not at import (instant --help)
 
         get_augmentation(self.augment)  # unknown names raise with the valid ones
 
@@ -278,6 +278,8 @@ class ComputeSpec:
 
     def view_spec(self, image_size: int) -> ViewSpec:
         """How the views of each item are made, for a model taking ``image_size`` pixels."""
+        from diffprobe.extract.views import ViewSpec
+
         return ViewSpec(self.views, self.augment, self.seed, image_size)
 
     def passes(self, timesteps: Iterable[int]) -> tuple[Pass, ...]:

@@ -1,10 +1,12 @@
 """From a feature store to probe inputs: keys, splits, label subsets, concatenation, streaming.
 
 A :class:`Features` holds one split's rows for one or more store keys, concatenated column-wise as
-float32 (N·K, D), item-major over the K noise draws (K = 1 unless extraction kept several draws):
-training uses every draw as an extra sample, evaluation averages the predicted probabilities over
-draws. Arrays larger than ``max_memory`` bytes stay lazy (dask, chunked along N) and the probes stream
-them.
+float32 (N·V·K, D), item-major over the V views (V > 1 when extraction cached augmented views, see
+``StoreReader.views``) and, within a view, over the K noise draws (K > 1 when extraction kept several
+draws): row (i·V + v)·K + k is item i, view v, draw k. Training uses every (view, draw) row of an item
+as a sample (:meth:`Features.rows`); evaluation uses view 0 — the evaluation transform — only, and
+averages the predicted probabilities over its draws (:meth:`Features.eval_rows`). Arrays larger than
+``max_memory`` bytes stay lazy (dask, chunked along N) and the probes stream them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from diffprobe.errors import StoreKeyError
 from diffprobe.probes.errors import LabelError, ProbeError
 from diffprobe.store.layout import FeatureKey, parse_pool, pool_label, pool_order
-from diffprobe.store.reader import StoreReader
+from diffprobe.store.reader import StoreReader, views_of
 from diffprobe.store.select import BlockSpec, axes_summary, preview, resolve_block_specs
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,11 @@ class KeyInfo:
 
 @dataclass
 class Features:
-    """One split's features for ``keys``: X (N·K, D) float32 (numpy or dask), labels and item metadata."""
+    """One split's features for ``keys``: X (N·V·K, D) float32 (numpy or dask), labels and item metadata.
+
+    ``views`` V and ``draws`` K: rows per item, view-major (see the module docstring); ``shapes``: each
+    key's (C, H, W).
+    """
 
     split: str
     keys: tuple[KeyInfo, ...]
@@ -64,19 +70,30 @@ class Features:
     valid: np.ndarray
     draws: int
     shapes: tuple[Shape, ...]
+    views: int = 1
 
     @property
     def n_items(self) -> int:
         return int(self.y.shape[0])
 
     @property
+    def per_item(self) -> int:
+        """Rows per item: V·K."""
+        return self.views * self.draws
+
+    @property
     def lazy(self) -> bool:
         return not isinstance(self.X, np.ndarray)
 
     def rows(self, items: np.ndarray) -> np.ndarray:
-        """Row indices of X for item indices ``items`` (every draw of each item, item-major)."""
+        """(len(items)·V·K,) rows of X of ``items``: every (view, draw) of each item, item-major — what training samples."""
         items = np.asarray(items, dtype=np.int64)
-        return (items[:, None] * self.draws + np.arange(self.draws)).ravel()
+        return (items[:, None] * self.per_item + np.arange(self.per_item)).ravel()
+
+    def eval_rows(self, items: np.ndarray) -> np.ndarray:
+        """(len(items)·K,) rows of X of ``items``: view 0's K draws of each item, item-major — what evaluation reads."""
+        items = np.asarray(items, dtype=np.int64)
+        return (items[:, None] * self.per_item + np.arange(self.draws)).ravel()
 
     def labelled(self) -> np.ndarray:
         """Items that decoded and carry a label."""
@@ -157,15 +174,16 @@ def _check_split(store: StoreReader, split: str) -> None:
 # -- loading ---------------------------------------------------------------------------------------
 def load_features(
     store: StoreReader, split: str, keys: Sequence[KeyInfo | str], *, lazy: bool | None = None,
-    max_memory: int = DEFAULT_MAX_MEMORY,
+    max_memory: int = DEFAULT_MAX_MEMORY, first_view: bool = False,
 ) -> Features:
     """Read and concatenate ``keys`` of ``split``.
 
     Args:
         keys: :class:`KeyInfo` or array names (all of one split, same N and number of draws).
         lazy: True keeps X as a dask array; None decides by size (float32 bytes > ``max_memory``).
+        first_view: read view 0 only (all that evaluation uses); the result then has ``views`` 1.
     Returns:
-        :class:`Features` with X (N·K, Σ C·p·p).
+        :class:`Features` with X (N·V·K, Σ C·p·p), V = ``store.views`` (1 with ``first_view``).
     """
     infos = key_infos(store, split)
     ks = []
@@ -177,22 +195,28 @@ def load_features(
     if not ks:
         raise ProbeError("expected at least one key to load, got none")
     y = np.asarray(store.labels(split), dtype=np.int64)
-    views = [store.read(split, k.name, lazy=True) for k in ks]
-    n, draws, shapes = _layout(ks, views, y.shape[0])
+    arrays = [store.read(split, k.name, lazy=True) for k in ks]
+    n, views, draws, shapes = _layout(ks, arrays, y.shape[0], views_of(store))
+    axis = [_has_view_axis(k, views_of(store)) for k in ks]
+    sliced = any(axis) and (first_view or views == 1)  # views == 1 here: imported keys combined with extracted ones
+    if sliced:
+        arrays, views = [a[:, 0] if v else a for a, v in zip(arrays, axis)], 1
+    per_item = views * draws
     total = sum(int(np.prod(s)) for s in shapes)
-    nbytes = n * draws * total * 4
+    nbytes = n * per_item * total * 4
     if lazy is None:
         lazy = nbytes > max_memory
     if lazy:
         import dask.array as da
 
-        X = da.concatenate([v.reshape(n * draws, -1).astype(np.float32) for v in views], axis=1)
+        X = da.concatenate([a.reshape(n * per_item, -1).astype(np.float32) for a in arrays], axis=1)
     else:
-        X = np.empty((n * draws, total), dtype=np.float32)
+        X = np.empty((n * per_item, total), dtype=np.float32)
         col = 0
-        for k, s in zip(ks, shapes):
+        for k, a, s in zip(ks, arrays, shapes):
             width = int(np.prod(s))
-            X[:, col : col + width] = np.asarray(store.read(split, k.name)).reshape(n * draws, width)
+            # a view slice is read through dask, chunk by chunk: the other views are never held whole
+            X[:, col : col + width] = np.asarray(a if sliced else store.read(split, k.name)).reshape(n * per_item, width)
             col += width
     valid = np.asarray(store.valid(split), dtype=bool).copy()
     if not lazy:
@@ -200,31 +224,45 @@ def load_features(
         if bad.any():
             log.warning("split %r: %d items have NaN features although marked valid; they are skipped", split, bad.sum())
             valid &= ~bad
-    return Features(split, tuple(ks), X, y, np.asarray(store.ids(split)), np.asarray(store.paths(split)), valid, draws, shapes)
+    return Features(split, tuple(ks), X, y, np.asarray(store.ids(split)), np.asarray(store.paths(split)), valid, draws, shapes, views)
 
 
-def _layout(ks: Sequence[KeyInfo], views: Sequence[Any], n_labels: int) -> tuple[int, int, tuple[Shape, ...]]:
-    """(N, K draws, per-key (C, H, W)) after checking that all keys agree with each other and the labels."""
-    ns, ds, shapes = [], [], []
-    for k, v in zip(ks, views):
-        sh = tuple(int(s) for s in v.shape)
-        if len(sh) == 4:
-            ns.append(sh[0])
-            ds.append(1)
-            shapes.append(sh[1:])
-        elif len(sh) == 5:
-            ns.append(sh[0])
-            ds.append(sh[1])
-            shapes.append(sh[2:])
-        else:
-            raise ProbeError(f"expected key {k.name!r} to be (N, C, H, W) or (N, K, C, H, W), got shape {sh}")
+def _has_view_axis(k: KeyInfo, views: int) -> bool:
+    """Extracted arrays of a store with V > 1 views lead with (N, V, …); imported ones have one row per item."""
+    return views > 1 and k.key is not None
+
+
+def _layout(ks: Sequence[KeyInfo], arrays: Sequence[Any], n_labels: int, views: int) -> tuple[int, int, int, tuple[Shape, ...]]:
+    """(N, V views, K draws, per-key (C, H, W)) after checking that all keys agree with each other,
+    the labels and the store's ``views``.
+
+    A store with V > 1 views holds extracted arrays as (N, V, C, H, W) or (N, V, K, C, H, W); imported
+    arrays, and every array of a store without views, are (N, C, H, W) or (N, K, C, H, W). When
+    imported and extracted keys of a views store are combined, V is 1: view 0 of the extracted ones.
+    """
+    ns, vs, ds, shapes = [], [], [], []
+    for k, a in zip(ks, arrays):
+        sh = tuple(int(s) for s in a.shape)
+        lead = 1 if _has_view_axis(k, views) else 0
+        if len(sh) not in (4 + lead, 5 + lead):
+            want = "(N, V, C, H, W) or (N, V, K, C, H, W)" if lead else "(N, C, H, W) or (N, K, C, H, W)"
+            why = f" (the store has V={views} views)" if lead else ""
+            raise ProbeError(f"expected key {k.name!r} to be {want}{why}, got shape {sh}")
+        if lead and sh[1] != views:
+            raise ProbeError(f"expected key {k.name!r} to hold the store's {views} views on axis 1, got shape {sh}")
+        ns.append(sh[0])
+        vs.append(sh[1] if lead else 1)
+        ds.append(sh[1 + lead] if len(sh) == 5 + lead else 1)
+        shapes.append(sh[-3:])
     if len(set(ns)) > 1 or ns[0] != n_labels:
         counts = ", ".join(f"{k.name}: {n}" for k, n in zip(ks, ns))
         raise ProbeError(f"mismatched item counts: expected every key to have {n_labels} items (as the labels), got {counts}")
     if len(set(ds)) > 1:
         counts = ", ".join(f"{k.name}: {d}" for k, d in zip(ks, ds))
         raise ProbeError(f"expected every key to have the same number of noise draws, got {counts}")
-    return ns[0], ds[0], tuple(shapes)  # type: ignore[return-value]
+    if len(set(vs)) > 1:
+        log.warning("combining imported arrays (one row per item) with extracted arrays of %d views: using view 0 only", views)
+    return ns[0], min(vs), ds[0], tuple(shapes)  # type: ignore[arg-type]
 
 
 # -- splits ----------------------------------------------------------------------------------------

@@ -100,6 +100,8 @@ def stored_pass1(store: FeatureStore, split: str, items: Sequence[Item], t: int,
     """The first-pass maps of ``blocks`` at ``t`` from ``store`` when they are what an online pass
     would compute — the same model, class label and noise (seed, ``draws`` draws, each kept), the
     native maps of every block, every item present and valid — else None, with the reason logged.
+    A store with V > 1 views serves its view 0: the evaluation transform with the noise of a store
+    without views, which is what DifFeed feeds the U-Net.
 
     Returns:
         ({block: lazy (N0, [K,] C, H, W) array}, each item's row) or None.
@@ -133,5 +135,7 @@ def stored_pass1(store: FeatureStore, split: str, items: Sequence[Item], t: int,
     if why is not None or rows is None:
         log.info("first pass computed online: the store at %s cannot serve it (%s)", store.path, why)
         return None
-    log.info("first pass read from %s (%s)", store.path, ", ".join(names))
-    return {b: store.read(split, n, lazy=True) for b, n in zip(blocks, names)}, rows
+    views = store.views
+    log.info("first pass read from %s (%s%s)", store.path, ", ".join(names), f"; view 0 of {views}" if views > 1 else "")
+    arrays = {b: store.read(split, n, lazy=True) for b, n in zip(blocks, names)}
+    return {b: a[:, 0] if views > 1 else a for b, a in arrays.items()}, rows

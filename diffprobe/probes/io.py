@@ -56,30 +56,36 @@ class TrainedProbe:
         return probe_name_of(self.estimator)
 
     def predict_proba(self, features: Features, items: np.ndarray | None = None) -> np.ndarray:
-        """Probabilities (n_items, n_classes) for ``items`` (default: all), averaged over noise draws."""
-        if tuple(features.shapes) != tuple(self.shapes):
-            raise ProbeError(
-                f"expected features of shapes {list(self.shapes)} (as in training), got {list(features.shapes)}"
-            )
-        items = np.arange(features.n_items) if items is None else np.asarray(items)
-        X = features.X[features.rows(items)] if items.size != features.n_items else features.X
+        """Probabilities (n_items, n_classes) for ``items`` (default: all): view 0 of each item (the
+        evaluation transform), averaged over its noise draws."""
+        items, X = self._eval_input(features, items)
         proba = self.estimator.predict_proba(X)
         proba = expand_proba(proba, self.estimator.classes_, len(self.class_names))
         return proba.reshape(items.size, features.draws, -1).mean(axis=1)
 
     def predict_proba_groups(self, features: Features, items: np.ndarray | None = None) -> np.ndarray:
-        """Per-group probabilities (G, n_items, n_classes) of a probe with one head per column group."""
+        """Per-group probabilities (G, n_items, n_classes) of a probe with one head per column group
+        (view 0, averaged over draws, as :meth:`predict_proba`)."""
         if not hasattr(self.estimator, "predict_proba_groups"):
             raise ProbeError(f"the {self.probe} probe has no per-group heads")
-        items = np.arange(features.n_items) if items is None else np.asarray(items)
-        X = features.X[features.rows(items)] if items.size != features.n_items else features.X
+        items, X = self._eval_input(features, items)
         proba = self.estimator.predict_proba_groups(X)
         out = np.stack([expand_proba(p, self.estimator.classes_, len(self.class_names)) for p in proba])
         return out.reshape(out.shape[0], items.size, features.draws, -1).mean(axis=2)
 
+    def _eval_input(self, features: Features, items: np.ndarray | None) -> tuple[np.ndarray, Any]:
+        """(items, X (n_items·K, D)): the rows of view 0 of ``items`` (default: all)."""
+        if tuple(features.shapes) != tuple(self.shapes):
+            raise ProbeError(
+                f"expected features of shapes {list(self.shapes)} (as in training), got {list(features.shapes)}"
+            )
+        items = np.arange(features.n_items) if items is None else np.asarray(items)
+        whole = items.size == features.n_items and features.views == 1
+        return items, features.X if whole else features.X[features.eval_rows(items)]
+
     def predict_store(self, store: StoreReader, split: str, **load: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(item ids, probabilities) of every decodable item of ``split`` in ``store``."""
-        feats = load_features(store, split, [k.name for k in self.keys], **load)
+        """(item ids, probabilities) of every decodable item of ``split`` in ``store`` (view 0 of a views store)."""
+        feats = load_features(store, split, [k.name for k in self.keys], first_view=True, **load)
         items = np.flatnonzero(feats.valid)
         return feats.ids[items], self.predict_proba(feats, items)
 

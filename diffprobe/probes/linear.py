@@ -84,6 +84,8 @@ class LinearProbe(ProbeBase):
             best training accuracy.
         device: "cpu", "cuda" or "auto". amp: bfloat16 autocast on CUDA.
         num_threads: CPU threads while training (None: one for small heads).
+        rows_per_item: consecutive rows that are one item (its views × draws; the runner sets it):
+            the hold-out keeps an item's rows together, so no item is both fitted and validated.
         standardize: map every feature to zero mean and unit variance with training statistics
             first (what the CLI does unless --no-standardize).
 
@@ -109,6 +111,7 @@ class LinearProbe(ProbeBase):
         num_threads: int | None = None,
         random_state: int | None = 0,
         standardize: bool = True,
+        rows_per_item: int = 1,
     ) -> None:
         self._keep(locals())
 
@@ -155,7 +158,7 @@ class LinearProbe(ProbeBase):
                 proba = predict_module(net, X, 4096, resolve_device(self.device), self.amp)
                 self.best_group_ = int(np.argmax((proba.argmax(-1) == y[:, None]).mean(axis=0)))
         else:
-            fit_rows, val_rows = stratified_holdout(y, self.val_fraction, rng_seed(self.random_state))
+            fit_rows, val_rows = stratified_holdout(y, self.val_fraction, rng_seed(self.random_state), self.rows_per_item)
             net = self._train(X[fit_rows], y[fit_rows], heads)
             proba = predict_module(net, X[val_rows], 4096, resolve_device(self.device), self.amp)  # (Nv, H, K)
             acc = (proba.argmax(-1) == y[val_rows][:, None]).mean(axis=0)

@@ -52,6 +52,8 @@ class LogisticProbe(ProbeBase):
         num_threads: CPU threads during the iterations; None = one for small problems (where thread
             wake-ups cost more than they save), torch's setting otherwise.
         random_state: seed of the hold-out split.
+        rows_per_item: consecutive rows that are one item (its views × draws; the runner sets it):
+            the hold-out keeps an item's rows together, so no item is both fitted and validated.
         standardize: map every feature to zero mean and unit variance with training statistics
             first (what the CLI does unless --no-standardize); C then applies to standardised features.
 
@@ -72,6 +74,7 @@ class LogisticProbe(ProbeBase):
         num_threads: int | None = None,
         random_state: int | None = 0,
         standardize: bool = True,
+        rows_per_item: int = 1,
     ) -> None:
         self._keep(locals())
 
@@ -142,7 +145,7 @@ class LogisticProbe(ProbeBase):
         if not Cs or Cs[0] <= 0:
             raise ProbeError(f"expected a non-empty grid of positive Cs, got {list(self.Cs)}")
         k = self.classes_.size
-        fit_rows, val_rows = stratified_holdout(y, self.val_fraction, rng_seed(self.random_state))
+        fit_rows, val_rows = stratified_holdout(y, self.val_fraction, rng_seed(self.random_state), self.rows_per_item)
         prob = self._problem(X[fit_rows], y[fit_rows])
         Xv = to_tensor(X[val_rows], prob.device)
         Xv = prob.basis.project(Xv) if prob.basis is not None else Xv

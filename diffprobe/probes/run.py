@@ -144,10 +144,14 @@ def selected_params(est: Any) -> dict[str, Any]:
     return out
 
 
-def layout_params(probe: Any, keys: tuple[KeyInfo, ...], shapes: tuple[tuple[int, int, int], ...]) -> dict[str, Any]:
-    """Map-shape parameters a spatial probe needs, from its accepted parameter names."""
+def layout_params(probe: Any, keys: tuple[KeyInfo, ...], shapes: tuple[tuple[int, int, int], ...],
+                  rows_per_item: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """Layout parameters a probe accepts: map shapes for spatial probes, rows per item (views × draws)
+    for probes with an internal hold-out."""
     names = probe.get_params()
     out: dict[str, Any] = {}
+    if "rows_per_item" in names and rows_per_item is not None:
+        out["rows_per_item"] = rows_per_item
     if "input_shape" in names:
         if len(shapes) != 1:
             raise ProbeError(f"expected one key for the attention probe, got {len(shapes)}; use difformer to fuse several")
@@ -160,13 +164,16 @@ def layout_params(probe: Any, keys: tuple[KeyInfo, ...], shapes: tuple[tuple[int
 
 
 def fit_probe(config: ProbeConfig, train: Features, items: np.ndarray) -> tuple[Any, float]:
-    """Fit the configured probe on ``items`` of ``train`` (every noise draw a sample); returns (estimator, seconds).
+    """Fit the configured probe on ``items`` of ``train`` (every (view, draw) row a sample: V·K per
+    item); returns (estimator, seconds).
 
     The estimator standardises its input itself: it gets ``standardize=config.data.standardize``.
     """
     rows = train.rows(items)
     X = train.X[rows]
-    y = np.repeat(train.y[items], train.draws)
+    y = np.repeat(train.y[items], train.per_item)
+    if train.per_item > 1:
+        log.info("%s: %d items × %d views × %d draws = %d training rows", config.probe, len(items), train.views, train.draws, len(rows))
     est = create_probe(config.probe, **dict(config.params))
     if "standardize" in est.get_params():
         est.set_params(standardize=config.data.standardize)
@@ -175,7 +182,7 @@ def fit_probe(config: ProbeConfig, train: Features, items: np.ndarray) -> tuple[
             f"expected the {config.probe} probe to take a `standardize` parameter (add `standardize: bool = True` "
             "to its __init__); or run it with --no-standardize"
         )
-    est.set_params(**layout_params(est, train.keys, train.shapes))
+    est.set_params(**layout_params(est, train.keys, train.shapes, train.per_item))
     t0 = time.perf_counter()
     est.fit(X, y)
     return est, time.perf_counter() - t0
@@ -184,8 +191,9 @@ def fit_probe(config: ProbeConfig, train: Features, items: np.ndarray) -> tuple[
 def run_probe(store: StoreReader | str | Path, config: ProbeConfig, *, class_names: list[str] | None = None) -> ProbeResult:
     """Fit and evaluate ``config`` on ``store`` (a path, or an open store: ``diffprobe.store.open_store``).
 
-    Several keys are concatenated into one feature vector. Metrics are computed on the eval split,
-    or on the held-out items (all folds' out-of-fold predictions for k-fold).
+    Several keys are concatenated into one feature vector. Training uses every (view, draw) row of
+    its items; metrics are computed on view 0 (averaged over draws) of the eval split, or of the
+    held-out items (all folds' out-of-fold predictions for k-fold).
     """
     return _run(store, config, class_names, per_key=False)[0]
 
@@ -215,7 +223,7 @@ def _run(store: StoreReader | str | Path, config: ProbeConfig, class_names: list
     train_split, eval_split = _splits(store, config.data)
     lazy, limit = config.data.lazy, config.data.max_memory
     train = load_features(store, train_split, config.keys, lazy=lazy, max_memory=limit)
-    evaluation = load_features(store, eval_split, config.keys, lazy=lazy, max_memory=limit) if eval_split else None
+    evaluation = load_features(store, eval_split, config.keys, lazy=lazy, max_memory=limit, first_view=True) if eval_split else None
     folds = plan_folds(train, evaluation, config.data)
     target = evaluation if evaluation is not None else train
     names = class_names or list(store.class_names)

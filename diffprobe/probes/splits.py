@@ -22,16 +22,25 @@ def _per_class(y: np.ndarray, seed: int) -> list[np.ndarray]:
     return [rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)]
 
 
-def stratified_holdout(y: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def stratified_holdout(y: np.ndarray, fraction: float, seed: int = 0, group: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Split rows into (fit, held-out) keeping class proportions.
 
     Each class with at least 2 rows puts ``round(fraction · n_c)`` rows (at least 1, at most n_c − 1)
-    into the held-out part. Returns two sorted index arrays.
+    into the held-out part. With ``group`` > 1, every ``group`` consecutive rows are one item (its
+    views and noise draws, one label) and are split as one: no item is both fitted and held out.
+    Returns two sorted index arrays.
     """
     if not 0.0 < fraction < 1.0:
         raise ProbeError(f"expected a hold-out fraction in (0, 1), got {fraction}")
+    y = np.asarray(y)
+    if group > 1:
+        if y.size % group or not (y.reshape(-1, group) == y[::group, None]).all():
+            raise ProbeError(f"expected {y.size} rows to be whole items of {group} rows with one label each")
+        fit_items, held_items = stratified_holdout(y[::group], fraction, seed)
+        expand = np.arange(group)
+        return (fit_items[:, None] * group + expand).ravel(), (held_items[:, None] * group + expand).ravel()
     fit, held = [], []
-    for rows in _per_class(np.asarray(y), seed):
+    for rows in _per_class(y, seed):
         k = 0 if rows.size < 2 else min(max(1, round(fraction * rows.size)), rows.size - 1)
         held.append(rows[:k])
         fit.append(rows[k:])

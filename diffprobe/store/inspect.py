@@ -29,6 +29,8 @@ def store_info(store: FeatureStore) -> dict[str, Any]:
         "created": store.attrs.get("created"),
         "package_version": store.attrs.get("package_version"),
         "classes": len(store.class_names),
+        "views": store.views,
+        "augment": store.attrs.get("identity", {}).get("augment") if store.views > 1 else None,
         "bytes_on_disk": store.backend.nbytes_on_disk(),
         "complete": store.is_complete(),
         **checksum_summary(store),
@@ -154,6 +156,10 @@ def info_lines(info: dict[str, Any]) -> list[str]:
         if info["checksums"] else "  chunk checksums: NONE (a store written before diffprobe added them: corruption of a chunk goes unnoticed)",
         f"  {'complete' if info['complete'] else 'INCOMPLETE'}",
     ]
+    if info.get("views", 1) > 1:
+        v = info["views"]
+        out.insert(3, f"  views: {v} per item (view 0 the evaluation centre crop; {'view 1' if v == 2 else f'views 1..{v - 1}'} augment {info['augment']}); "
+                      "`diffprobe store show STORE ITEM --views` draws them")  # fmt: skip
     if info.get("noiseless"):
         out.insert(3, f"  timesteps: none (a {info['family']} image model: features of the clean image, stored as t = 0)")
     for split, sp in info["splits"].items():

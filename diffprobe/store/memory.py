@@ -3,7 +3,8 @@
 It lets anything that is not in a store on disk — raw pixels for a baseline, features computed by
 other code — go through exactly the same probe and CKA pipelines (splits, subsets,
 standardisation, metrics). Array names that look like feature keys (``t0090_b13_p2``) are extracted
-arrays; any other name is an imported one.
+arrays; any other name is an imported one. With ``views`` V > 1 the extracted arrays carry a view axis,
+(N, V, [K,] C, H, W), as in a store extracted with ``--views V``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from diffprobe.store.reader import StoreReader
 
 @dataclass
 class MemorySplit:
-    """One split: arrays (N, C, H, W) or (N, K, C, H, W) by name, and the item table."""
+    """One split: arrays (N, [V,] [K,] C, H, W) by name, and the item table."""
 
     arrays: dict[str, np.ndarray]
     labels: np.ndarray
@@ -35,12 +36,20 @@ class MemoryStore(StoreReader):
     """Splits of in-memory arrays, readable like a :class:`diffprobe.store.FeatureStore`."""
 
     def __init__(
-        self, data: dict[str, MemorySplit], class_names: Sequence[str] = (), config_hash: str = "", path: str | Path = "<memory>"
+        self, data: dict[str, MemorySplit], class_names: Sequence[str] = (), config_hash: str = "", path: str | Path = "<memory>",
+        views: int = 1,
     ) -> None:
+        if views < 1:
+            raise StoreError(f"expected views ≥ 1, got {views}")
         self.data = data
         self._class_names = list(class_names)
         self._config_hash = config_hash
         self._path = Path(path)
+        self._views = int(views)
+
+    @property
+    def views(self) -> int:
+        return self._views
 
     @property
     def path(self) -> Path:
@@ -61,8 +70,10 @@ class MemoryStore(StoreReader):
         labels: Mapping[str, Sequence[int] | np.ndarray],
         class_names: Sequence[str] = (),
         ids: Mapping[str, Sequence[str]] | None = None,
+        views: int = 1,
     ) -> MemoryStore:
-        """``arrays[split][name]`` and ``labels[split]`` → a store; ids default to ``"<split>/<row>"``."""
+        """``arrays[split][name]`` and ``labels[split]`` → a store; ids default to ``"<split>/<row>"``;
+        ``views``: V of the extracted arrays (N, V, …) (1: no view axis)."""
         data = {}
         for split, named in arrays.items():
             if split not in labels:
@@ -70,7 +81,7 @@ class MemoryStore(StoreReader):
             y = np.asarray(labels[split], dtype=np.int64)
             item_ids = np.asarray(ids[split] if ids and split in ids else [f"{split}/{i}" for i in range(len(y))])
             data[split] = MemorySplit({k: np.asarray(v) for k, v in named.items()}, y, item_ids)
-        return cls(data, list(class_names))
+        return cls(data, list(class_names), views=views)
 
     @property
     def splits(self) -> list[str]:

@@ -89,3 +89,8 @@ class StoreReader(Protocol):
 
     def valid(self, split: str) -> np.ndarray:
         """(N,) bool: False for items whose features are missing (NaN rows)."""
+
+
+def views_of(store: StoreReader) -> int:
+    """V of a store: its ``views``, or 1 for a duck-typed reader written before stores had views (without the property)."""
+    return int(getattr(store, "views", 1))

@@ -2,7 +2,8 @@
 
 Each analysis selects arrays from a store (``store.read(split, name, lazy=True)``, streamed in row
 chunks, never loaded whole), restricts them to the split's valid items (and, across two stores, to
-items matched by id), computes the CKA matrix (:func:`~diffprobe.pipelines.cka.matrix.cka_matrix`)
+items matched by id) — and, in a store with V > 1 views, to view 0 (the evaluation transform, the
+features of a store without views) — computes the CKA matrix (:func:`~diffprobe.pipelines.cka.matrix.cka_matrix`)
 and returns a :class:`CKAResult` (written by :func:`~diffprobe.pipelines.cka.outputs.write_outputs`).
 """
 
@@ -24,7 +25,7 @@ from diffprobe.pipelines.cka.config import PAIR_BY, CKAConfig
 from diffprobe.pipelines.cka.matrix import MatrixResult, cka_matrix
 from diffprobe.pipelines.cka.source import Source
 from diffprobe.store.layout import FeatureKey, pool_label, pool_order
-from diffprobe.store.reader import StoreReader
+from diffprobe.store.reader import StoreReader, views_of
 from diffprobe.store.select import BlockSpec, resolve_block_specs
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,9 @@ def _check_pool(store: StoreReader, split: str, pool: int | None) -> None:
 
 
 def _source(store: StoreReader, split: str, name: str, label: str, rows: np.ndarray) -> Source:
-    return Source(label, store.read(split, name, lazy=True), rows)
+    """Rows ``rows`` of one array; view 0 of an extracted array of a store with views ((N, V, …) → (N, …))."""
+    array = store.read(split, name, lazy=True)
+    return Source(label, array[:, 0] if views_of(store) > 1 and FeatureKey.maybe(name) is not None else array, rows)
 
 
 def _valid_rows(store: StoreReader, split: str) -> np.ndarray:

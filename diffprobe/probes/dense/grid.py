@@ -17,14 +17,15 @@ from diffprobe.store.layout import IGNORE_INDEX
 @torch.no_grad()
 def write_grid(head: nn.Module, source: DenseSource, path: str | Path, n_classes: int, device: str, items: int = 8) -> Path:
     """Rows: ``items`` items spread evenly over ``source``; columns: the image (from the store's recorded
-    path, blank where it cannot be read), the truth, the prediction (ignored pixels white)."""
+    path, blank where it cannot be read), the truth, the prediction (ignored pixels white) — of view 0
+    (the evaluation transform) in a store with views."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = source.rows[np.linspace(0, len(source.rows) - 1, min(items, len(source.rows))).astype(int)]  # spread over the split
-    maps, masks = next(replace(source, rows=rows).batches(len(rows)))
+    maps, masks = next(replace(source, rows=rows, every_view=False).batches(len(rows)))  # view 0: the image as shown
     pred = head.to(device).eval()([m.to(device) for m in maps], source.mask_size).argmax(1).cpu().numpy()
     paths = source.store.paths(source.split)[rows]
     cmap = plt.get_cmap("tab20", max(n_classes, 2))

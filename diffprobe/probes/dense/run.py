@@ -32,13 +32,14 @@ def dense_probe(store: FeatureStore, names: list[str], *, head: str = "linear", 
                 members: int = 1, grid: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Train ``head`` (``linear``, or ``mlp`` with ``members`` in its ensemble) on the arrays ``names``
     (or ``["pixels"]``) of ``train_split`` and score it on ``eval_split``; ``grid``: a PNG of a few
-    evaluation items (image, truth, prediction).
+    evaluation items (image, truth, prediction). A store with views trains on every view of its items,
+    each with its own mask, and scores view 0 (the evaluation transform) with view 0's masks.
 
     Returns:
         {"probe", "keys", "train", "eval", "metrics": {miou, pixel_accuracy, iou, pixels}, "losses", "seconds", "training"}.
     """
     cfg = training or DenseTraining()
-    train, test = DenseSource.of(store, train_split, names), DenseSource.of(store, eval_split, names)
+    train, test = DenseSource.of(store, train_split, names, every_view=True), DenseSource.of(store, eval_split, names)
     k = max(mask_classes(store, train_split), mask_classes(store, eval_split))
     est = DenseProbe(head, members, cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.optimizer, cfg.schedule, cfg.seed,
                      cfg.device, cfg.max_memory)  # fmt: skip
@@ -52,6 +53,7 @@ def dense_probe(store: FeatureStore, names: list[str], *, head: str = "linear", 
     conf = scored.pop("confusion")
     log.info("dense %s probe on %s: mIoU %.2f%%", head, "+".join(names), 100 * scored["miou"])
     return {"probe": f"dense-{head}", "members": members if head == "mlp" else None, "keys": names,
-            "train": {"split": train_split, "items": int(len(train.rows))}, "eval": {"split": eval_split, "items": int(len(test.rows))},
+            "train": {"split": train_split, "items": int(len(train.rows)), "views": train.views},
+            "eval": {"split": eval_split, "items": int(len(test.rows))},
             "metrics": scored, "confusion": conf, "losses": [float(v) for v in est.losses_],
             "seconds": round(time.perf_counter() - t0, 2), "training": asdict(cfg), "n_classes": k}  # fmt: skip

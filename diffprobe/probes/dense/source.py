@@ -1,5 +1,10 @@
 """Batches of (feature maps, masks) streamed from a store — memory bounded by one batch, whatever the
-number of items — or of raw pixels, the per-pixel baseline."""
+number of items — or of raw pixels, the per-pixel baseline.
+
+A store extracted with V > 1 views holds maps (N, V, C, h, w) and masks (N, V, S, S), each view's mask
+through that view's crop and flip. Training reads every view of an item as a sample with its own mask
+(``every_view``); evaluation reads view 0 — the evaluation transform — with view 0's mask.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ import torch
 from torch import Tensor
 
 from diffprobe.errors import StoreKeyError
-from diffprobe.extract.data import load_image
+from diffprobe.extract.data import decode_image, load_image
+from diffprobe.extract.views import ViewSpec
 from diffprobe.probes.errors import ProbeError
 from diffprobe.store.store import FeatureStore
 
@@ -25,29 +31,49 @@ class DenseSource:
     """The items of one split that have a valid image and a mask, and the arrays to read for them.
 
     Attributes:
-        names: stored array names (N, C, h, w), or ``[PIXELS]`` for the images at the mask size.
-        rows: the rows used (sorted).
+        names: stored array names (N, [V,] C, h, w), or ``[PIXELS]`` for the images at the mask size
+            (with every view: each view re-made from the store's recorded view parameters).
+        rows: the items used (sorted).
+        every_view: with a store of V > 1 views, yield every view of an item (V samples, for
+            training); else view 0 only (evaluation).
     """
 
     store: FeatureStore
     split: str
     names: list[str]
     rows: np.ndarray
+    every_view: bool = False
     _paths: np.ndarray | None = field(default=None, repr=False)
     _size: int | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, store: FeatureStore, split: str, names: list[str]) -> DenseSource:
+    def of(cls, store: FeatureStore, split: str, names: list[str], *, every_view: bool = False) -> DenseSource:
         if not store.has_masks(split):
             raise StoreKeyError(f"split {split!r} of {store.path} has no masks: a dense probe needs data with masks "
                                 "(a manifest 'mask' column, or images/ + masks/ folders) at extraction")  # fmt: skip
+        views = store.views
+        lead = "(V, C, h, w)" if views > 1 else "(C, h, w)"
         for n in names:
             if n != PIXELS:
                 shape = store.array_info(split, n)[0]
-                if len(shape) != 4:
-                    raise StoreKeyError(f"{n} holds {shape[1:]} per item; a dense probe reads (C, h, w) maps (extract with --pool full, "
+                if len(shape) != 4 + (views > 1) or (views > 1 and shape[1] != views):
+                    raise StoreKeyError(f"{n} holds {shape[1:]} per item; a dense probe reads {lead} maps (extract with --pool full, "
                                         "or a pool > 1, and one draw or --reduce mean)")  # fmt: skip
-        return cls(store, split, names, np.flatnonzero(store.valid(split)))
+        masks = store.masks(split, slice(0, 1)).shape
+        if views > 1 and (len(masks) != 4 or masks[1] != views):
+            raise StoreKeyError(f"split {split!r} has {views} views but masks of shape {masks[1:]} per item; expected (V={views}, S, S), "
+                                "one per view (re-extract the split with its masks)")  # fmt: skip
+        return cls(store, split, names, np.flatnonzero(store.valid(split)), every_view)
+
+    @property
+    def views(self) -> int:
+        """V views stored per item (1: no view axis)."""
+        return self.store.views
+
+    @property
+    def samples(self) -> int:
+        """Samples per pass: items × V when reading every view, else items."""
+        return len(self.rows) * (self.views if self.every_view else 1)
 
     @property
     def mask_size(self) -> int:
@@ -56,25 +82,35 @@ class DenseSource:
         return self._size
 
     def channels(self) -> list[int]:
-        return [3 if n == PIXELS else int(self.store.array_info(self.split, n)[0][1]) for n in self.names]
+        return [3 if n == PIXELS else int(self.store.array_info(self.split, n)[0][-3]) for n in self.names]
 
     def sizes(self) -> list[int]:
         return [self.mask_size if n == PIXELS else int(self.store.array_info(self.split, n)[0][-1]) for n in self.names]
 
     def _read(self, name: str, lo: int, hi: int, keep: np.ndarray) -> np.ndarray:
         """Rows ``keep`` (absolute, within [lo, hi)) of one array, as stored (float16 stays float16),
-        read as the slice lo:hi."""
+        read as the slice lo:hi: (n, C, h, w), or (n, V, C, h, w) with views."""
         if name == PIXELS:
             if self._paths is None:
                 self._paths = self.store.paths(self.split)
-            return np.stack([load_image(str(p), self.mask_size) for p in self._paths[keep]])
+            if self.views > 1 and self.every_view:
+                spec, ids = ViewSpec.of_store(self.store, self.split), self.store.ids(self.split)[keep]
+                return np.stack([spec.images(decode_image(str(p)), str(i)) for p, i in zip(self._paths[keep], ids)])
+            pixels = np.stack([load_image(str(p), self.mask_size) for p in self._paths[keep]])
+            return pixels[:, None] if self.views > 1 else pixels  # view 0 is the evaluation transform
         block = np.asarray(self.store.read_array(self.split, name, items=slice(lo, hi)))
         return block if len(keep) == hi - lo else block[keep - lo]
 
+    def _samples(self, a: np.ndarray) -> np.ndarray:
+        """(n, V, …) → the samples: (n·V, …) for every view, (n, …) for view 0; (n, …) without views."""
+        if self.views == 1:
+            return a
+        return a.reshape(-1, *a.shape[2:]) if self.every_view else a[:, 0]
+
     def row_bytes(self) -> int:
-        """Bytes one item takes in a window (maps as stored, uint8 mask)."""
+        """Bytes one item takes in a window (maps as stored, uint8 mask; every view, as read)."""
         size = [4 if n == PIXELS else self.store.array_info(self.split, n)[1].itemsize for n in self.names]
-        return sum(b * c * z * z for b, c, z in zip(size, self.channels(), self.sizes())) + self.mask_size**2
+        return self.views * (sum(b * c * z * z for b, c, z in zip(size, self.channels(), self.sizes())) + self.mask_size**2)
 
     def batches(self, batch_size: int, rng: np.random.Generator | None = None,
                 max_memory: int = 512 << 20) -> Iterator[tuple[list[Tensor], Tensor]]:  # fmt: skip
@@ -82,7 +118,8 @@ class DenseSource:
 
         def read(lo: int, hi: int, keep: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
             masks = self.store.masks(self.split, slice(lo, hi))
-            return [self._read(n, lo, hi, keep) for n in self.names], masks if len(keep) == hi - lo else masks[keep - lo]
+            masks = masks if len(keep) == hi - lo else masks[keep - lo]
+            return [self._samples(self._read(n, lo, hi, keep)) for n in self.names], self._samples(masks)
 
         return windowed_batches(read, self.rows, self.row_bytes(), batch_size, rng, max_memory)
 
@@ -91,11 +128,12 @@ def windowed_batches(read: Callable[[int, int, np.ndarray], tuple[list[np.ndarra
                      batch_size: int, rng: np.random.Generator | None, max_memory: int) -> Iterator[tuple[list[Tensor], Tensor]]:  # fmt: skip
     """Batches of ``rows`` read in windows of consecutive rows that fit in ``max_memory``.
 
-    ``read(lo, hi, keep)`` returns the maps (as stored) and the masks of rows ``keep`` ⊂ [lo, hi),
-    each array read as one slice. With ``rng``, the windows come in random order and the rows of a
-    window are shuffled before they are cut into batches — a full shuffle when all rows fit in one
-    window, a windowed one (bounded memory, whatever the number of rows) when they do not. A batch is
-    converted to float32 (maps) and int64 (masks) only when it is cut.
+    ``read(lo, hi, keep)`` returns the maps (as stored) and the masks of the samples of rows ``keep``
+    ⊂ [lo, hi) — one per row, or several (a row's views), item-major — each array read as one slice.
+    With ``rng``, the windows come in random order and the samples of a window are shuffled before
+    they are cut into batches — a full shuffle when all rows fit in one window, a windowed one
+    (bounded memory, whatever the number of rows) when they do not. A batch is converted to float32
+    (maps) and int64 (masks) only when it is cut.
     """
     window = max(batch_size, (max_memory // max(1, row_bytes)) // batch_size * batch_size)
     starts = list(range(0, len(rows), window))
@@ -104,8 +142,8 @@ def windowed_batches(read: Callable[[int, int, np.ndarray], tuple[list[np.ndarra
     for s in starts:
         keep = rows[s : s + window]
         maps, masks = read(int(keep[0]), int(keep[-1]) + 1, keep)
-        order = rng.permutation(len(keep)) if rng is not None else np.arange(len(keep))
-        for b in range(0, len(keep), batch_size):
+        order = rng.permutation(len(masks)) if rng is not None else np.arange(len(masks))
+        for b in range(0, len(masks), batch_size):
             idx = np.sort(order[b : b + batch_size])
             yield [torch.from_numpy(m[idx].astype(np.float32)) for m in maps], torch.from_numpy(masks[idx].astype(np.int64))
         del maps, masks
@@ -124,12 +162,18 @@ class ArraySource:
     def of(cls, X: Any, y: Any) -> ArraySource:
         arrays = list(X) if isinstance(X, (list, tuple)) else [X]
         n = len(y)
+        views = " (a store's views: train on X.reshape(N·V, C, h, w) with masks.reshape(N·V, S, S), evaluate on X[:, 0], masks[:, 0])"
         for a in arrays:
             if len(a.shape) != 4 or a.shape[0] != n:
-                raise ProbeError(f"expected maps of shape (N={n}, C, h, w) for masks {tuple(y.shape)}, got {tuple(a.shape)}")
+                hint = views if len(a.shape) == 5 else ""
+                raise ProbeError(f"expected maps of shape (N={n}, C, h, w) for masks {tuple(y.shape)}, got {tuple(a.shape)}{hint}")
         if len(y.shape) != 3 or y.shape[1] != y.shape[2]:
-            raise ProbeError(f"expected masks of shape (N, S, S), got {tuple(y.shape)}")
+            raise ProbeError(f"expected masks of shape (N, S, S), got {tuple(y.shape)}{views if len(y.shape) == 4 else ''}")
         return cls(arrays, y, np.arange(n))
+
+    @property
+    def samples(self) -> int:
+        return len(self.rows)
 
     @property
     def mask_size(self) -> int:

@@ -64,12 +64,12 @@ def make_schedule(opt: torch.optim.Optimizer, name: str, steps: int) -> torch.op
 
 
 def fit_head(head: DenseHead, source: Source, cfg: DenseTraining) -> list[float]:
-    """Train ``head`` on ``source``'s batches; returns the mean loss of each epoch."""
+    """Train ``head`` on ``source``'s batches (every view of an item when the source reads every view); returns the mean loss of each epoch."""
     dev = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     head.to(dev).train()
     opt = make_optimizer(head, cfg)
-    steps = max(1, cfg.epochs * -(-len(source.rows) // cfg.batch_size))
+    steps = max(1, cfg.epochs * -(-source.samples // cfg.batch_size))
     sched = make_schedule(opt, cfg.schedule, steps)
     rng = np.random.default_rng(cfg.seed)
     losses = []
