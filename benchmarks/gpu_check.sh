@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The prepared GPU check for a lent H100/H200 (the `device` tool), in one call of about 8 minutes:
+# The prepared GPU check for a lent H100/H200 (the `device` tool), in one call of about 9.5 minutes:
 # GPU-only tests, the extraction-speed benchmark for the 256 model at block 24 (reference style,
-# diffprobe eager and compiled, end to end), timestep fusion on the small model, and the time per
-# DifFeed training step for the 256 model at batch 4 and 32 (released style against diffprobe's).
+# diffprobe eager and compiled, end to end), a profile of that compiled forward by kernel group
+# (where the time per batch goes), timestep fusion on the small model, and the time per
+# DifFeed training step for the 256 model at batch 4 and 32 (released style against diffprobe's),
+# and the store writer alone (512 KB native maps, 1/2/4 writer threads, against raw writes).
+# $OUT comes back with at most 8 files: gpu.txt, 6 logs and the profile's Chrome trace.
 #
 # Prepare once, here (the device image has torch but not zarr or dask; Python 3.12 there):
 #   echo /.whl/ >> .git/info/exclude
@@ -34,11 +37,19 @@ echo "== $MODEL, block $BLOCK: reference vs diffprobe (eager, compiled), end to 
 timeout 330 $PY benchmarks/extract_speed.py --model "$MODEL" --block "$BLOCK" --batch "$BATCH" --iters 5 \
     --compile --channels-last --e2e --e2e-images "$IMAGES" 2>&1 | tee "$OUT/speed256.log" | grep -v Warning
 
+# Right after the speed run, so inductor's cache already holds the same compiled graph (about 1 min).
+echo "== $MODEL, block $BLOCK: profile of the compiled forward by kernel group (bf16 on the GPU)"
+timeout 150 $PY benchmarks/gpu_profile.py --model "$MODEL" --block "$BLOCK" --batch "$BATCH" --iters 3 --compile \
+    --trace "$OUT/profile256.json.gz" 2>&1 | tee "$OUT/profile256.log" | grep -v Warning
+
 echo "== timestep fusion on the 32x32 model"
 timeout 90 $PY benchmarks/extract_speed.py --model adm-32-fmnist --batch 64 --iters 10 \
     --fuse auto --timesteps 8 2>&1 | tee "$OUT/fuse32.log" | grep -v Warning
 
 echo "== DifFeed training step, $MODEL, batch 4 and 32"
 for B in 4 32; do
-    timeout 120 $PY benchmarks/difffeed_speed.py --model "$MODEL" --batch "$B" --iters 5 2>&1 | tee "$OUT/difffeed_b$B.log" | grep -v Warning
+    timeout 120 $PY benchmarks/difffeed_speed.py --model "$MODEL" --batch "$B" --iters 5 2>&1 | tee -a "$OUT/difffeed.log" | grep -v Warning
 done
+
+echo "== the store writer alone: native maps, 1/2/4 threads vs raw writes (target ~400 MB/s)"
+timeout 120 $PY benchmarks/writer_speed.py --threads 1,2,4 2>&1 | tee "$OUT/writer.log" | grep -v Warning

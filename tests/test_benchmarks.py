@@ -75,3 +75,41 @@ def test_augment_views_benchmark_runs(tmp_path):
     out = r.stdout
     assert re.search(r"\| 1 \| 1 \| 1 \| [\d.]+ s \| 1\.0 \|", out), out
     assert re.search(r"\| 2 \| 1 \| 2 \| [\d.]+ s \| [\d.]+ \| [\d.]+ MiB \| [\d.]+% \([\d.]+ s\) \| [\d.]+% \|", out), out
+
+
+@pytest.mark.slow
+def test_gpu_profile_benchmark_runs(tmp_path):
+    trace = tmp_path / "trace.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_profile.py"), "--device", "cpu", "--iters", "1", "--batch", "2",
+           "--trace", str(trace)]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    assert "model adm-32-fmnist (random weights), block 13" in out and "batch 2, fp32, eager" in out, out
+    assert re.search(r"wall: [\d.]+ ms per batch \(median of 1\), [\d.]+ img/s", out), out
+    groups = ("convolution", "matmul/attention", "norm+activation", "elementwise", "copies/layout", "pooling/reduction", "other")
+    shares = {}
+    for g in groups:
+        m = re.search(rf"^{re.escape(g)}\s+([\d.]+)\s+([\d.]+)%\s+(\d+)", out, re.M)
+        assert m, (g, out)
+        shares[g] = float(m.group(2))
+    assert sum(shares.values()) == pytest.approx(100, abs=0.5), out
+    assert shares["convolution"] > 10 and "aten::mkldnn_convolution" in out, out  # the conv's compute is found, not lost in a parent op
+    assert re.search(r"kernel time [\d.]+ ms of [\d.]+ ms wall per profiled batch", out), out
+    assert trace.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_writer_speed_benchmark_runs(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "writer_speed.py"), "--channels", "8", "--size", "4", "--unit-size", "16",
+           "--units", "3", "--keys", "2", "--threads", "1,2", "--repeats", "1", "--dir", str(tmp_path)]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    assert "3 units × 16 items × 2 key(s) of 8×4×4 float16" in out and re.search(r"load average before: [\d.]+ [\d.]+ [\d.]+", out), out
+    number = r"\s+[\d.]+\s+\d+\s+\d+\s+[\d.]+×\s+[\d.]+\s+[\d.]+"
+    for label in ("raw tofile \\(same bytes\\)", "before: 1 thread \\(the old writer\\)", "BackgroundWriter, 1 thread\\(s\\)", "BackgroundWriter, 2 thread\\(s\\)"):
+        assert re.search(label + number, out), (label, out)
+    for stage in ("encode \\+ write", "digests", "marker"):
+        assert re.search(rf"{stage}\s+[\d.]+ s\s+[\d.]+%", out), (stage, out)
+    assert list(tmp_path.iterdir()) == []  # the temporary folder is gone

@@ -103,21 +103,44 @@ def write_unit(store: FeatureStore, buf: UnitBuffer) -> int:
     return nbytes
 
 
-class BackgroundWriter:
-    """Writes finished units on a background thread so that compute overlaps storage.
+def writer_threads(store: FeatureStore) -> int:
+    """Threads that write finished units: min(4, CPU cores) for a Zarr store, 1 for any other.
 
-    ``submit`` blocks when ``depth`` units are already waiting (bounded memory). An error on the
-    writer thread is re-raised in the caller at the next ``submit`` or at ``close``.
+    Zarr units write in parallel safely: each unit owns whole shards (its feature rows and its
+    ``valid`` rows) and its own done marker, so two units never touch one file. Encoding (zstd,
+    crc32c), hashing (BLAKE2b) and file writes release the GIL, so threads use several cores. HDF5
+    (h5py) writes one call at a time, so it gets one thread.
+    """
+    return max(1, min(4, os.cpu_count() or 1)) if store.format == "zarr" else 1
+
+
+class BackgroundWriter:
+    """Writes finished units on background threads so that compute overlaps storage.
+
+    ``threads`` writer threads (default :func:`writer_threads`) each take a whole unit and write it
+    with :func:`write_unit` — data first, its done marker last — so units finish in any order but a
+    marker never precedes its unit's data. ``submit`` blocks when ``depth`` units are already
+    waiting, so at most ``depth + threads`` finished units are held in memory. The first error on a
+    writer thread is re-raised in the caller at the next ``submit`` or at ``close``; units not yet
+    started are then dropped (units already being written finish, marker included).
     """
 
-    def __init__(self, store: FeatureStore, depth: int = 2) -> None:
+    def __init__(self, store: FeatureStore, depth: int = 2, threads: int | None = None) -> None:
         self.store = store
+        n = writer_threads(store) if threads is None else threads
+        if n < 1:
+            raise ValueError(f"expected at least 1 writer thread, got {n}")
+        if n > 1 and store.format != "zarr":
+            log.debug("the %s backend writes from one thread; using 1 writer thread, not %d", store.format, n)
+            n = 1
         self.q: queue.Queue[UnitBuffer | None] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.bytes_written = 0
         self.units_written = 0
-        self.thread = threading.Thread(target=self._run, name="diffprobe-writer", daemon=True)
-        self.thread.start()
+        self._lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, name=f"diffprobe-writer-{i}", daemon=True) for i in range(n)]
+        for t in self.threads:
+            t.start()
 
     def _run(self) -> None:
         while True:
@@ -125,12 +148,16 @@ class BackgroundWriter:
             if buf is None:
                 return
             if self.error is not None:
-                continue
+                continue  # keep draining so that ``submit`` never blocks on a failed writer
             try:
-                self.bytes_written += write_unit(self.store, buf)
-                self.units_written += 1
+                nbytes = write_unit(self.store, buf)
             except BaseException as e:  # surfaced in the caller
-                self.error = e
+                with self._lock:
+                    self.error = self.error or e
+                continue
+            with self._lock:
+                self.bytes_written += nbytes
+                self.units_written += 1
 
     def _raise(self) -> None:
         if self.error is not None:
@@ -141,7 +168,9 @@ class BackgroundWriter:
         self.q.put(buf)
 
     def close(self) -> None:
-        """Finish every submitted unit, stop the thread, and raise any writer error."""
-        self.q.put(None)
-        self.thread.join()
+        """Finish every submitted unit, stop the threads, and raise any writer error."""
+        for _ in self.threads:
+            self.q.put(None)
+        for t in self.threads:
+            t.join()
         self._raise()
