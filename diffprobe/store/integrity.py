@@ -23,7 +23,7 @@ import numpy as np
 
 from diffprobe.errors import StoreCorruptError
 from diffprobe.store.digests import digest
-from diffprobe.store.layout import ITEM_ARRAYS, FeatureKey
+from diffprobe.store.layout import ITEM_ARRAYS, SIDE_ARRAYS, FeatureKey
 from diffprobe.store.store import FeatureStore
 
 #: Item-table arrays written once when the split is created (``valid`` is written by every unit).
@@ -105,15 +105,17 @@ def deep_verify(store: FeatureStore, splits: Iterable[str] | None = None) -> Dee
         if not table:
             rep.notes.append(f"{split}: the item table has no recorded digests (a store made before they were recorded)")
         undigested: set[str] = set()
-        for name in [*store.keys(split), "valid"]:
+        side = [a for a in SIDE_ARRAYS if a in store.backend.arrays(split)]  # masks, view parameters: written whole
+        for name in [*side, *store.keys(split), "valid"]:
             extracted = name == "valid" or FeatureKey.is_key(name)
-            if not extracted:  # an imported array: written whole, its digest in its attributes
+            if not extracted:  # an imported or side array: written whole, its digest in its attributes
                 values, err = _read(store, split, name, slice(None))
                 rep.chunks_read += 1
-                recorded = store.array_info(split, name)[2].get("digest")
+                recorded = store.backend.array_info(split, name)[2].get("digest")
                 if err or (recorded is not None and digest(values) != recorded):  # type: ignore[arg-type]
                     n = store.n_items(split)
-                    rep.damage.append(Damage(split, name, -1, 0, n, "checksum" if err else "digest", err or "imported array", tuple(ids[:3])))
+                    what = "imported array" if name not in SIDE_ARRAYS else f"{name}, written when the split was made"
+                    rep.damage.append(Damage(split, name, -1, 0, n, "checksum" if err else "digest", err or what, tuple(ids[:3])))
                 elif recorded is None:
                     undigested.add(name)
                 continue

@@ -9,6 +9,7 @@ import numpy as np
 
 from diffprobe.errors import StoreError, StoreKeyError
 from diffprobe.store.backend import Backend
+from diffprobe.store.digests import digest
 from diffprobe.store.layout import IGNORE_INDEX, MASK_ARRAY, VIEW_PARAMS_ARRAY, chunk_items
 
 
@@ -71,9 +72,20 @@ class SideArrays:
         self._write_side(split, VIEW_PARAMS_ARRAY, params.astype(np.float64), ("item", "view", "param"), attrs)
 
     def _write_side(self, split: str, name: str, data: np.ndarray, dims: tuple[str, ...], attrs: dict[str, Any]) -> None:
+        """Create and write a side array whole; its digest goes into its attributes (``store verify --deep``)."""
         row = int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize
         unit = self.unit_size(split)
+        attrs = {**attrs, "digest": digest(data)}
         self.backend.create_array(split, name, tuple(data.shape), str(data.dtype), chunk_items(unit, row), unit, dims, attrs)
+        self.backend.write_rows(split, name, 0, data)
+        self.backend.flush()
+
+    def rewrite_side(self, split: str, name: str, data: np.ndarray) -> None:
+        """Write a damaged side array's values again (``store repair``): they must be what was written."""
+        shape, dtype, attrs = self.backend.array_info(self._split(split), name)
+        if tuple(data.shape) != tuple(shape) or data.dtype != dtype or attrs.get("digest") not in (None, digest(data)):
+            raise StoreError(f"{split}/{name}: the values made again differ from what was written; "
+                             "pass --data with the data the store was made from")  # fmt: skip
         self.backend.write_rows(split, name, 0, data)
         self.backend.flush()
 

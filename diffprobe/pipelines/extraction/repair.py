@@ -12,14 +12,18 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from diffprobe.errors import StoreError
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.data import discover
-from diffprobe.pipelines.extraction.plan import index_path
+from diffprobe.extract.masks import split_masks
+from diffprobe.pipelines.extraction.plan import ExtractPlan, index_path
 from diffprobe.pipelines.extraction.prepare import identity_diff, refused
 from diffprobe.pipelines.extraction.safety import writer_lock
 from diffprobe.pipelines.extraction.summary import ExtractSummary
 from diffprobe.store.integrity import TABLE_ARRAYS, DeepReport, deep_verify
+from diffprobe.store.layout import SIDE_ARRAYS, VIEW_PARAMS_ARRAY
 from diffprobe.store.store import FeatureStore, open_store
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,7 @@ class RepairReport:
     found: DeepReport
     units: dict[str, list[int]] = field(default_factory=dict)
     rewrote_item_table: list[str] = field(default_factory=list)
+    rewrote_side: list[str] = field(default_factory=list)  # "split/array" of masks and view parameters
     extraction: ExtractSummary | None = None
     after: DeepReport | None = None
 
@@ -48,6 +53,7 @@ class RepairReport:
             return [*out, "nothing to repair: every chunk reads and every digest matches"]
         out += [f"recomputed {split}: {len(units)} unit(s) ({', '.join(map(str, units[:20]))})" for split, units in self.units.items()]
         out += [f"rewrote the item table of {split}" for split in self.rewrote_item_table]
+        out += [f"rewrote {name}" for name in self.rewrote_side]
         if self.after is not None:
             out += [d.line() for d in self.after.damage]
             out.append("repaired: every chunk reads and every digest matches" if self.ok else "the store is still damaged (see above)")
@@ -95,7 +101,8 @@ def _repair(p: Path, overrides: dict[str, Any], progress: bool | None) -> Repair
     rep = RepairReport(found)
     if not found.damage:
         return rep
-    imported = sorted({f"{d.split}/{d.array}" for d in found.damage if d.unit < 0 and d.array not in TABLE_ARRAYS})
+    rewritten = (*TABLE_ARRAYS, *SIDE_ARRAYS)  # made again from the data and the seed
+    imported = sorted({f"{d.split}/{d.array}" for d in found.damage if d.unit < 0 and d.array not in rewritten})
     if imported:
         raise StoreError(f"damaged imported array(s) {', '.join(imported)}: import them again with `diffprobe store import --overwrite`")
     config = recorded_config(p, overrides)
@@ -109,9 +116,12 @@ def _repair(p: Path, overrides: dict[str, Any], progress: bool | None) -> Repair
                              "pass --data/--checkpoint pointing to what made it")  # fmt: skip
         plans[split] = replace(plan, keys=tuple(k for k in plan.keys if str(k) in stored[split]))
     with open_store(p, mode="a") as s:
-        for split in sorted({d.split for d in found.damage if d.unit < 0}):
+        for split in sorted({d.split for d in found.damage if d.unit < 0 and d.array in TABLE_ARRAYS}):
             _rewrite_item_table(s, split, config)
             rep.rewrote_item_table.append(split)
+        for d in sorted({(d.split, d.array) for d in found.damage if d.array in SIDE_ARRAYS}):
+            _rewrite_side(s, *d, plans[d[0]])
+            rep.rewrote_side.append(f"{d[0]}/{d[1]}")
         for split, units in found.units().items():
             units.discard(-1)
             for u in sorted(units):
@@ -124,6 +134,15 @@ def _repair(p: Path, overrides: dict[str, Any], progress: bool | None) -> Repair
     with open_store(p) as s:
         rep.after = deep_verify(s)
     return rep
+
+
+def _rewrite_side(store: FeatureStore, split: str, name: str, plan: ExtractPlan) -> None:
+    """Write a split's masks or view parameters again: view parameters from the seed, masks from the data."""
+    items = plan.data.splits[split]
+    if name == VIEW_PARAMS_ARRAY:
+        store.rewrite_side(split, name, np.stack([plan.views.params(it.id) for it in items]))
+    else:
+        store.rewrite_side(split, name, split_masks(items, plan.model.image_size, plan.views))
 
 
 def _rewrite_item_table(store: FeatureStore, split: str, config: ExtractConfig) -> None:
