@@ -81,8 +81,8 @@ class ExtractPlan:
             "precision": self.compute.precision,
             "forward_batch": self.compute.forward_batch,
             "fuse_timesteps": self.compute.fuse,
-            **({"views": f"{self.compute.views} (view 0 the centre crop, 1..{self.compute.views - 1} {self.compute.augment!r})"}
-               if self.compute.views > 1 else {}),
+            "views": self.compute.views,
+            "augment": self.compute.augment,
             "forwards_per_image": self.forwards_per_image(),
             "splits": {s: len(v) for s, v in self.data.splits.items()},
             "classes": len(self.data.class_names),

@@ -216,8 +216,8 @@ def item_views(store: FeatureStore, split: str, index: int, data: str | None = N
     except DECODE_ERRORS as e:
         raise DataError(f"cannot decode the image of {item.id!r} ({item.path}): {type(e).__name__}: {e}") from None
     if store.has_view_params(split):
-        how, params = store.view_params(split, slice(index, index + 1))
-        views = ViewSpec(int(params.shape[1]), how["augment"], how["seed"], how["size"]).render(img, params[0])
+        _, params = store.view_params(split, slice(index, index + 1))
+        views = ViewSpec.of_store(store, split).render(img, params[0])
     else:
         views = [centre_crop(img, image_size(store, split), Image.Resampling.BICUBIC)]
     return np.stack([np.asarray(v, dtype=np.uint8) for v in views])

@@ -38,8 +38,9 @@ class ExtractSummary:
             out += [f"  model {p['model']}, weights {p['weights']}, precision {p['precision']}"]
             out += [f"  splits {p['splits']}, {p['classes']} classes"]
             out += [f"  forward: {p['forward_batch']} images × {p['fuse_timesteps']} fused (t, draw) passes"]
-            if "views" in p:
-                out += [f"  views: {p['views']}: {p['views'].split()[0]}× the model forwards and bytes of one view"]
+            if p["views"] > 1:
+                v = p["views"]
+                out += [f"  views: {v} (view 0 the centre crop, 1..{v - 1} {p['augment']!r}): {v}× the model forwards and bytes of one view"]
             out += [f"  cost: {p['forwards_per_image']} model passes per image (views × timesteps × draws), "
                     f"{p['forwards_per_image'] * sum(p['splits'].values())} in all"]  # fmt: skip
             out += [f"  block {b}" for b in p["blocks"]]
