@@ -46,8 +46,9 @@ print(json.dumps({"peak_mib": status("VmHWM"), "import_mib": before, "seconds": 
 """
 
 
-def make_store(root: Path, n_train: int, block: int) -> Path:
-    base = write_fmnist_masks(root / "masks", per_class_train=100, per_class_val=10)
+def make_store(root: Path, n_train: int, block: int, val_per_class: int) -> Path:
+    # Only the masks the store repeats: up to 100 training images per class (10 classes).
+    base = write_fmnist_masks(root / "masks", per_class_train=min(100, -(-n_train // 10)), per_class_val=val_per_class)
     rows = base.read_text().splitlines()
     train = [r for r in rows[1:] if ",train," in r]
     val = [r for r in rows[1:] if ",val," in r]
@@ -69,6 +70,7 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=12)
     ap.add_argument("--max-memory", default="4MiB")
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--val-per-class", type=int, default=10, help="validation images per class, the same in both stores")
     ap.add_argument("--no-trim", dest="trim", action="store_false",
                     help="keep glibc's default trimming (freed heap memory stays in the RSS, so the peak shows the allocator too)")
     args = ap.parse_args()
@@ -80,7 +82,7 @@ def main() -> None:
         print(f"{'train images':>12}  {'store':>9}  {'peak RSS':>9}  {'after imports':>13}  {'training adds':>13}  {'time':>7}  mIoU")
         for n in (args.n, 4 * args.n):
             t0 = time.perf_counter()
-            store = make_store(Path(tmp) / str(n), n, args.block)
+            store = make_store(Path(tmp) / str(n), n, args.block, args.val_per_class)
             size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 2**20
             env = {**os.environ, **({"MALLOC_TRIM_THRESHOLD_": "0"} if args.trim else {})}
             r = subprocess.run([sys.executable, "-c", TRAIN, str(store), key, args.max_memory, str(args.epochs)],

@@ -6,17 +6,22 @@
     workers make it (precomputed here, outside the timed loop, and passed in as the pipeline passes
     it), forward stopped after the block under autocast (bf16 on GPU), pooling on the device,
     features copied to the host — the extraction loop's own FeatureComputer; optionally through
-    torch.compile;
+    torch.compile, and with --levers the forward's further levers added one at a time on top of
+    it: CUDA graphs, channels-last, the fused Triton GroupNorm+SiLU kernel (the last needs CUDA),
+    and on a GPU the eager forward in exact fp32 (what deterministic fp32 costs against bf16);
 (c) with --fuse F: T timesteps (--timesteps, default 4) as T separate forwards vs F (t) passes
     stacked into each forward, in (image, t) pairs per second — where fusing pays;
 (d) with --e2e: the whole `diffprobe.extract_features` (decode PNGs, compute, write a Zarr store) for p=2
-    features and for the block's native map, against (b)'s compute-only rate.
+    features and for the block's native map, with the fastest of (b)'s settings, against that
+    setting's compute-only rate.
+
+--json FILE appends the figures as one line (see results.py).
 
 Utilisation = GFLOP per image (torch's FlopCounterMode) × img/s, against a dense matmul measured in
 the same run (bf16 on GPU, fp32 on CPU). Random weights by default; a small model on CPU.
 
     python benchmarks/extract_speed.py                       # CPU: adm-32-fmnist, block 13
-    python benchmarks/extract_speed.py --model adm-256-uncond --block 24 --batch 64 --compile --e2e   # GPU
+    python benchmarks/extract_speed.py --model adm-256-uncond --block 24 --batch 128 --compile --levers --e2e   # GPU
     python benchmarks/extract_speed.py --model adm-32-fmnist --batch 64 --fuse 4 --timesteps 8      # fusion
 """
 
@@ -26,7 +31,7 @@ import argparse
 import logging
 import os
 import tempfile
-import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,29 +40,13 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import diffprobe
-from diffprobe.device import autocast, resolve_device, resolve_precision
+from diffprobe.device import resolve_device, resolve_precision
 from diffprobe.extract.compute import FeatureComputer
-from diffprobe.extract.config import ComputeSpec, default_fuse
+from diffprobe.extract.compute_spec import ComputeSpec, default_fuse
 from diffprobe.store.layout import FeatureKey
 
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device, iters: int, warmup: int = 2) -> float:
-    """Median seconds per call."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+from results import Row, append
+from timing import median_seconds
 
 
 def matmul_tflops(device: torch.device) -> float:
@@ -65,7 +54,7 @@ def matmul_tflops(device: torch.device) -> float:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    s = timed(lambda: a @ b, device, iters=10)
+    s = median_seconds(lambda: a @ b, device, 10, warmup=2)
     return 2 * n**3 / s / 1e12
 
 
@@ -84,11 +73,14 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--compile", action="store_true", help="also time diffprobe's path through torch.compile")
-    ap.add_argument("--channels-last", action="store_true", help="also time the early-exit forward with a channels-last model and input (a layout diffprobe does not use yet)")
+    ap.add_argument("--levers", action="store_true",
+                    help="with --compile: add CUDA graphs, channels-last and the Triton norm kernel one at a time; "
+                         "also time exact fp32 where the default precision is another")
     ap.add_argument("--fuse", default=None, help="also time T timesteps unfused vs F passes per forward (an int, or auto)")
     ap.add_argument("--timesteps", type=int, default=4, help="timesteps T for --fuse")
     ap.add_argument("--e2e", action="store_true", help="also time the whole extraction (decode, compute, write)")
     ap.add_argument("--e2e-images", type=int, default=None)
+    ap.add_argument("--json", default=None, help="append the figures to this file as one JSON line")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -122,56 +114,63 @@ def main() -> None:
 
     precision = resolve_precision("auto", device)
     rows = []
-    s_ref = timed(reference, device, args.iters)
+    s_ref = median_seconds(reference, device, args.iters, warmup=2)
     rows.append(("reference: fp16 weights, full forward, hook" if gpu else "reference: fp32, full forward, hook", s_ref))
-    computer = FeatureComputer(bb, device, ComputeSpec(0, 1, "mean", precision, "float16", batch))
     key = [FeatureKey(90, block, 2)]
     # The pipeline's noise path: generated by the loader workers, handed to the computer on the
     # device; generating it per item inside the timed loop would time the CPU, not the forward.
     noise = {(0, 90, 0): diffprobe.noise_like(x0, ids, 90, seed=0)}
-    s_ours = timed(lambda: computer.compute(x0, ids, key, noise), device, args.iters)
-    rows.append((f"diffprobe: early exit, {precision}, pooled on device", s_ours))
+    base = ComputeSpec(0, 1, "mean", precision, "float16", batch)
+    first = f"diffprobe: early exit, {precision}, pooled on device"
+    specs = [(first, first, base)]  # (printed label, full name, spec)
+    if args.levers and precision != "fp32":  # what exact, reproducible fp32 costs against the default
+        exact = "diffprobe: early exit, fp32 (no TF32, deterministic cuDNN)"
+        specs.append((exact, exact, replace(base, precision="fp32")))
     if args.compile:
-        cc = FeatureComputer(bb, device, ComputeSpec(0, 1, "mean", precision, "float16", batch, compile=True))
-        s_c = timed(lambda: cc.compute(x0, ids, key, noise), device, args.iters, warmup=3)
-        rows.append((f"diffprobe: early exit, {precision}, torch.compile", s_c))
-
-    if args.channels_last:
-        rows.append((f"early exit, {precision}, channels-last (no noise)", channels_last(bb, block, x0, precision, device, args.iters)))
+        full = f"diffprobe: early exit, {precision}, torch.compile"
+        specs.append((full, full, replace(base, compile=True)))
+    if args.compile and args.levers:  # added one at a time: each row has the levers of the rows above it
+        levers = [("CUDA graphs", {"cuda_graphs": True}), ("channels-last", {"channels_last": True}),
+                  ("Triton GroupNorm+SiLU", {"norm_kernel": "triton"})]  # fmt: skip
+        _, full, spec = specs[-1]
+        for label, change in levers:
+            full, spec = f"{full} + {label}", replace(spec, **change)
+            specs.append((f"  + {label}", full, spec))
+    timings, names = [], {}
+    for label, full, spec in specs:
+        names[label] = full
+        if (spec.cuda_graphs or spec.norm_kernel == "triton") and not gpu:
+            print(f"{label.strip()}: needs CUDA (CUDA graphs; the Triton kernel runs only interpreted on a CPU); not timed")
+            continue
+        c = FeatureComputer(bb, device, spec)
+        s = median_seconds(lambda c=c: c.compute(x0, ids, key, noise), device, args.iters, warmup=3 if spec.compile else 2)
+        rows.append((label, s))
+        timings.append((s, label, spec))
+    FeatureComputer(bb, device, base)  # the backbone back in its default layout and norm kernel
 
     gf_block = gflop_per_image(bb, block, device)
     gf_full = gflop_per_image(bb, None, device)
     peak = matmul_tflops(device)
     print(f"GFLOP/image: {gf_block:.1f} to block {block}, {gf_full:.1f} full forward; dense matmul: {peak:.1f} TFLOP/s")
     print(f"{'path':<52} {'img/s':>9} {'× ref':>7} {'TFLOP/s':>8} {'util':>6}")
+    out = []
     for label, s in rows:
         ips = batch / s
         gf = gf_full if label.startswith("reference") else gf_block
         tf = gf * ips / 1e3
         print(f"{label:<52} {ips:>9.1f} {s_ref / s:>7.2f} {tf:>8.2f} {tf / peak:>6.1%}")
-    best = min(s for label, s in rows if label.startswith("diffprobe"))
+        out.append(Row(f"{model} b{block}: {names.get(label, label)}", ips, "img/s", f"{s_ref / s:.2f}× ref, util {tf / peak:.1%}"))
+    best, best_label, best_spec = min(timings, key=lambda r: r[0])
+    best_label = names[best_label]
 
     if args.fuse:
         fused(bb, block, batch, device, precision, args, x0, ids)
 
     if args.e2e:
-        e2e(bb, model, block, batch, device, batch / best, args.e2e_images or (4 if gpu else 1) * 256, args.compile)
-
-
-def channels_last(bb: diffprobe.Backbone, block: int, x0: torch.Tensor, precision: str, device: torch.device, iters: int) -> float:
-    """Seconds per batch of the early-exit forward and pooling with channels-last weights and input."""
-    import copy
-
-    cl = copy.deepcopy(bb).to(memory_format=torch.channels_last)
-    x = x0.contiguous(memory_format=torch.channels_last)
-
-    def run() -> None:
-        with torch.inference_mode(), autocast(precision, device):
-            F.adaptive_avg_pool2d(cl.features(x, 90, [block])[block].float(), 2).cpu()  # noqa: F821 (deleted below, after use)
-
-    s = timed(run, device, iters)
-    del cl
-    return s
+        n = args.e2e_images or (4 if gpu else 1) * 256
+        print(f"end to end with the fastest setting ({best_label}):")
+        out += e2e(bb, model, block, batch, device, batch / best, s_ref, n, best_spec)
+    append(args.json, "extract_speed", out, device=name, model=model, block=block, batch=batch)
 
 
 def fused(bb: diffprobe.Backbone, block: int, batch: int, device: torch.device, precision: str, args, x0, ids) -> None:
@@ -185,12 +184,13 @@ def fused(bb: diffprobe.Backbone, block: int, batch: int, device: torch.device, 
     base = None
     for fuse in dict.fromkeys((1, f)):
         c = FeatureComputer(bb, device, ComputeSpec(0, 1, "mean", precision, "float16", batch, compile=args.compile, fuse=fuse))
-        s = timed(lambda: c.compute(x0, ids, keys, noise), device, args.iters, warmup=3 if args.compile else 2)
+        s = median_seconds(lambda: c.compute(x0, ids, keys, noise), device, args.iters, warmup=3 if args.compile else 2)
         base = base or s
         print(f"  fuse {fuse:<3} ({fuse * batch:>5} rows per forward) {batch * T / s:9.1f} (image, t)/s  {base / s:5.2f}×")
 
 
-def e2e(bb: diffprobe.Backbone, model: str, block: int, batch: int, device: torch.device, compute_ips: float, n: int, compile_: bool) -> None:
+def e2e(bb: diffprobe.Backbone, model: str, block: int, batch: int, device: torch.device, compute_ips: float, s_ref: float,
+        n: int, spec: ComputeSpec) -> list[Row]:  # fmt: skip
     """The whole pipeline on PNG files: decoding, compute, background writes.
 
     The steady rate runs from the first finished forward batch to the last write, so it leaves out
@@ -214,11 +214,13 @@ def e2e(bb: diffprobe.Backbone, model: str, block: int, batch: int, device: torc
         ckpt = Path(tmp) / "w.pt"
         torch.save(bb.net.state_dict(), ckpt)  # the same random weights, as a checkpoint file
         print(f"end to end ({n} PNG images, {device.type}, units of 512):")
+        out = []
         for label, pool in (("p=2 pooled", 2), (f"{info.height}×{info.width} native map", None)):
             cfg = diffprobe.ExtractConfig(
                 data=str(root.parent), out=str(Path(tmp) / f"s{pool}.zarr"), model=model, checkpoint=str(ckpt),
                 timesteps=(90,), blocks=(block,), pools=(pool,), batch_size=batch, forward_batch=batch,
-                device=str(device), compile=compile_, unit_size=512,
+                device=str(device), compile=spec.compile, cuda_graphs=spec.cuda_graphs, channels_last=spec.channels_last,
+                norm_kernel=spec.norm_kernel, unit_size=512,
             )  # fmt: skip
             r = diffprobe.extract_features(cfg, progress=False)
             steady = r.steady_items_per_second or 0.0
@@ -227,6 +229,9 @@ def e2e(bb: diffprobe.Backbone, model: str, block: int, batch: int, device: torc
                 f"overall {r.items / r.seconds:7.1f} img/s (model load, store, compile included); "
                 f"wrote {r.bytes_written / 1e6:.1f} MB"
             )
+            out.append(Row(f"{model} b{block}: end to end, {label}", steady, "img/s",
+                           f"{steady * s_ref / batch:.2f}× ref, {steady / compute_ips:.1%} of compute-only, {r.bytes_written / 1e6:.0f} MB"))  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":

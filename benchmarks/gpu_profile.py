@@ -25,10 +25,9 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
@@ -36,8 +35,11 @@ from torch.profiler import ProfilerActivity, profile
 import diffprobe
 from diffprobe.device import resolve_device, resolve_precision
 from diffprobe.extract.compute import FeatureComputer
-from diffprobe.extract.config import ComputeSpec
+from diffprobe.extract.compute_spec import ComputeSpec
 from diffprobe.store.layout import FeatureKey
+
+from results import Row, append
+from timing import median_seconds, sync
 
 #: An inductor-generated kernel (triton_poi_/triton_red_/triton_per_ on GPU, [graph_N_]cpp_ on CPU),
 #: named after the ops it fuses.
@@ -118,22 +120,6 @@ def group_kernels(times: Iterable[tuple[str, float]]) -> dict[str, Group]:
     return groups
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def median_seconds(fn: Callable[[], object], device: torch.device, iters: int) -> float:
-    times = []
-    for _ in range(iters):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def short(name: str, width: int) -> str:
     """``name`` cut in the middle to ``width`` characters (CUDA kernel names run to hundreds)."""
     name = " ".join(name.split())
@@ -150,7 +136,11 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=5, help="timed iterations, then as many profiled ones")
     ap.add_argument("--warmup", type=int, default=None, help="warm-up iterations (default 3 with --compile, else 1)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--channels-last", action="store_true", help="weights and activations channels-last")
+    ap.add_argument("--norm-kernel", default="torch", choices=("torch", "triton", "auto"),
+                    help="GroupNorm+SiLU kernel (auto: triton on CUDA, torch elsewhere)")
     ap.add_argument("--trace", default=None, help="also write a Chrome trace of the profiled iterations here (.json or .json.gz)")
+    ap.add_argument("--json", default=None, help="append the figures (ms per batch by group) to this file as one JSON line")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -172,7 +162,9 @@ def main() -> None:
     t = 90
     keys = [FeatureKey(t, block, 2)]
     noise = {(0, t, 0): diffprobe.noise_like(x0, ids, t, seed=0)}  # made ahead, as extraction's loader makes it
-    computer = FeatureComputer(bb, device, ComputeSpec(0, 1, "mean", precision, "float16", batch, compile=args.compile))
+    norm = ("triton" if gpu else "torch") if args.norm_kernel == "auto" else args.norm_kernel
+    spec = ComputeSpec(0, 1, "mean", precision, "float16", batch, compile=args.compile, channels_last=args.channels_last, norm_kernel=norm)
+    computer = FeatureComputer(bb, device, spec)
 
     def step() -> None:
         computer.compute(x0, ids, keys, noise)
@@ -202,7 +194,7 @@ def main() -> None:
 
     name = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; model {model} (random weights), block {block} ({info.channels}×{info.height}×{info.width}), "
-          f"batch {batch}, {precision}, {compiled}")  # fmt: skip
+          f"batch {batch}, {precision}, {compiled}, {'channels-last' if args.channels_last else 'NCHW'}, norm kernel {norm}")  # fmt: skip
     print(f"wall: {wall * 1e3:.2f} ms per batch (median of {n}), {batch / wall:.1f} img/s")
     what = "device kernels, self device time" if on_device else "ops, self CPU time"
     print(f"profiled {n} iterations ({what}); per batch:")
@@ -224,6 +216,11 @@ def main() -> None:
             print(f"  {us / n / 1e3:9.3f} ms  {short(k, 120)}")
     if args.trace:
         print(f"Chrome trace: {args.trace}")
+    out = [Row(f"profile: wall per batch ({compiled})", wall * 1e3, "ms", f"{batch / wall:.1f} img/s")]
+    out += [Row(f"profile: {g}", groups[g].us / n / 1e3, "ms", f"{groups[g].us / total_us:.1%} of kernel time" if total_us else "")
+            for g in GROUPS]  # fmt: skip
+    out.append(Row("profile: kernel time / wall", kern / pw if pw else None, "share", f"gap {pw - kern:.2f} ms per batch"))
+    append(args.json, "gpu_profile", out, device=name, model=model, block=block, batch=batch, precision=precision)
 
 
 if __name__ == "__main__":

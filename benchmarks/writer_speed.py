@@ -37,6 +37,8 @@ from diffprobe.store.layout import FeatureKey
 from diffprobe.store.progress import BackgroundWriter, UnitBuffer, UnitTask, writer_threads
 from diffprobe.store.store import FeatureStore, create_store
 
+from results import Row, append
+
 SPLIT = "val"
 
 
@@ -143,6 +145,7 @@ def main() -> None:
     ap.add_argument("--threads", default="1,auto", help="writer thread counts to run; 'auto' = the default")
     ap.add_argument("--repeats", type=int, default=2, help="passes of each; the best is shown")
     ap.add_argument("--dir", default=None, help="folder to write in (default: the system's temporary folder)")
+    ap.add_argument("--json", default=None, help="append the figures (MB/s per path) to this file as one JSON line")
     args = ap.parse_args()
     keys = [FeatureKey(150, 24 + i, None) for i in range(args.keys)]
     bufs = make_units(args.units, args.unit_size, keys, (args.channels, args.size, args.size), args.dtype)
@@ -188,6 +191,9 @@ def main() -> None:
         for name, dt in st.items():
             print(f"  {name:<16} {dt:7.2f} s {100 * dt / total:5.1f}%  {nbytes / dt / 1e6:8.0f} MB/s")
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    out = [Row(f"writer: {label}", nbytes / dt / 1e6, "MB/s", f"{base / dt:.2f}× raw, {cpu / nbytes * 1e9:.2f} CPU s/GB")
+           for label, (dt, cpu) in rows.items()]  # fmt: skip
+    append(args.json, "writer_speed", out, cores=cpus, item_kb=row / 1024)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -66,7 +68,42 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[object]:
-    """The one place compute precision is applied: autocast to bf16/fp16 on ``device``; fp32 as is."""
+    """The one place compute precision is applied: autocast to bf16/fp16 on ``device``; fp32 as is.
+
+    fp32 on CUDA means exact and reproducible float32 (:func:`exact_fp32`): without it cuDNN may
+    round convolution inputs to TF32 and pick a different, possibly non-deterministic, algorithm
+    from one call to the next, so stored fp32 bytes would change with what else ran.
+    """
     if precision in _AUTOCAST_DTYPES:
         return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
+    if device.type == "cuda":
+        return exact_fp32()
     return contextlib.nullcontext()
+
+
+#: The torch backend switches :func:`exact_fp32` sets (module, attribute, value inside the block).
+_EXACT_FP32: tuple[tuple[Any, str, bool], ...] = (
+    (torch.backends.cudnn, "deterministic", True),
+    (torch.backends.cudnn, "benchmark", False),
+    (torch.backends.cudnn, "allow_tf32", False),
+    (torch.backends.cuda.matmul, "allow_tf32", False),
+)
+
+
+@contextlib.contextmanager
+def exact_fp32() -> Iterator[None]:
+    """Within the block, CUDA float32 is IEEE float32 computed the same way every call: no TF32 in
+    convolutions or matmuls, deterministic cuDNN algorithms, no cuDNN autotuning. The previous
+    settings come back on exit (nothing is set globally).
+
+    The cost: TF32 convolutions run several times faster than IEEE fp32 ones on Ampere and later
+    GPUs, and deterministic algorithms can be slower still; bf16 (the default on CUDA) is the fast path.
+    """
+    saved = [getattr(mod, name) for mod, name, _ in _EXACT_FP32]
+    try:
+        for mod, name, value in _EXACT_FP32:
+            setattr(mod, name, value)
+        yield
+    finally:
+        for (mod, name, _), old in zip(_EXACT_FP32, saved, strict=True):
+            setattr(mod, name, old)

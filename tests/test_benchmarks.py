@@ -13,18 +13,23 @@ ROOT = Path(__file__).parent.parent
 
 
 @pytest.mark.slow
-def test_extract_speed_benchmark_runs():
+def test_extract_speed_benchmark_runs(tmp_path):
+    results = tmp_path / "results.jsonl"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "extract_speed.py"), "--device", "cpu", "--iters", "1", "--batch", "2",
-           "--channels-last", "--fuse", "auto", "--timesteps", "2", "--e2e", "--e2e-images", "24"]  # fmt: skip
+           "--fuse", "auto", "--timesteps", "2", "--e2e", "--e2e-images", "24", "--json", str(results)]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     out = r.stdout
     assert re.search(r"reference: fp32, full forward, hook\s+[\d.]+\s+1\.00", out), out
     assert re.search(r"diffprobe: early exit, fp32, pooled on device\s+[\d.]+\s+[\d.]+", out), out
-    assert "channels-last" in out
     assert "(fuse auto → 2)" in out and re.search(r"fuse 2\s+\(\s+4 rows per forward\)", out), out
     assert re.search(r"p=2 pooled\s+steady\s+[\d.]+ img/s =\s+[\d.]+% of compute-only", out), out
     assert "native map" in out
+    table = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_table.py"), str(results)], capture_output=True, text=True, cwd=ROOT)
+    assert table.returncode == 0, table.stderr[-2000:]
+    assert re.search(r"extract_speed\s+adm-32-fmnist b13: end to end, p=2 pooled\s+[\d.,]+ img/s", table.stdout), table.stdout
+    assert re.search(r"end to end p=2 ≥ 750 img/s\s+[\d.,]+ img/s\s+MISSED", table.stdout), table.stdout  # a CPU, 24 images
+    assert re.search(r"store writer alone ≥ 400 MB/s\s+—\s+not measured", table.stdout), table.stdout
 
 
 @pytest.mark.slow
@@ -40,7 +45,8 @@ def test_difffeed_speed_benchmark_runs():
 
 @pytest.mark.slow
 def test_checksum_cost_benchmark_runs():
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "checksum_cost.py"), "--device", "cpu", "--repeats", "1", "--blocks", "7"]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "checksum_cost.py"), "--device", "cpu", "--repeats", "1", "--blocks", "7",
+           "--images", "64"]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     assert re.search(r"extract: seconds\s+[\d.]+\s+[\d.]+\s+-?[\d.]+%", r.stdout), r.stdout
@@ -59,7 +65,8 @@ def test_decode_speed_benchmark_runs():
 
 @pytest.mark.slow
 def test_dense_memory_benchmark_runs():
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "dense_memory.py"), "--n", "20", "--epochs", "1", "--max-memory", "1MiB"]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "dense_memory.py"), "--n", "20", "--epochs", "1", "--max-memory", "1MiB",
+           "--val-per-class", "2"]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     assert re.search(r"\n\s+20\s+\d+ MiB\s+\d+ MiB\s+\d+ MiB\s+\d+ MiB\s+[\d.]+ s\s+[\d.]+%", r.stdout), r.stdout
@@ -113,3 +120,69 @@ def test_writer_speed_benchmark_runs(tmp_path):
     for stage in ("encode \\+ write", "digests", "marker"):
         assert re.search(rf"{stage}\s+[\d.]+ s\s+[\d.]+%", out), (stage, out)
     assert list(tmp_path.iterdir()) == []  # the temporary folder is gone
+
+
+@pytest.mark.slow
+def test_gpu_probes_benchmark_runs(tmp_path):
+    import json
+
+    results = tmp_path / "results.jsonl"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_probes.py"), "--device", "cpu", "--workdir", str(tmp_path),
+           "--json", str(results),
+           "--small-per-class", "2,1", "--small-t", "90", "--head-epochs", "1",
+           "--scale-n", "1000", "--scale-dim", "16", "--scale-classes", "5", "--scale-max-memory", "16KB",
+           "--attn-n", "40", "--attn-channels", "8", "--attn-classes", "4", "--attn-dim", "16", "--attn-max-memory", "16KB"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    assert out.startswith("device: cpu;"), out
+    for stage in ("small", "scale", "attention"):
+        assert re.search(rf"^== {stage} \(budget \d+ s, \d+ s left for measuring\)$", out, re.M), (stage, out)
+        assert re.search(rf"^   {stage} took [\d.]+ s$", out, re.M), (stage, out)
+    lines = [json.loads(line) for line in results.read_text().splitlines()]  # one per stage, appended as it ended
+    assert [(ln["benchmark"], ln["device"], ln["stage"]) for ln in lines] == [("gpu_probes", "cpu", s) for s in ("small", "scale", "attention")]
+    assert all(row["what"].startswith(f"{ln['stage']}: ") for ln in lines for row in ln["rows"])
+    rows = {row["what"]: row for ln in lines for row in ln["rows"]}
+    assert all(set(row) == {"what", "value", "unit", "note"} for row in rows.values())
+    probes = ("logistic", "linear", "knn", "attention", "difformer")
+    expected = [
+        "small: extract", *(f"small: {p} {m}" for p in probes for m in ("fit", "top-1")), "small: cka blocks",
+        "scale: write", "scale: write throughput", "scale: read pass",
+        *(f"scale: {p} {m}" for p in ("logistic", "linear-4lr") for m in ("fit", "top-1", "load+eval")),
+        "attention: write", "attention: write throughput", "attention: fit", "attention: train throughput", "attention: load+eval",
+        "attention: top-1",
+    ]  # fmt: skip
+    for what in expected:
+        assert what in rows and isinstance(rows[what]["value"], float), (what, rows.get(what), out)
+        assert re.search(rf"^  {re.escape(what)}\s+[\d.,]+ ", out, re.M), (what, out)  # printed as it was measured
+    assert rows["scale: logistic top-1"]["value"] > 50 and rows["scale: logistic top-1"]["unit"] == "%"  # learnable: chance is 20%
+    assert "streamed from the store" in rows["scale: logistic fit"]["note"]
+    assert "diagonal 1.0000" in rows["small: cka blocks"]["note"]
+    assert "standardised (the default)" in rows["attention: fit"]["note"]
+    assert list(tmp_path.iterdir()) == [results]  # the stores are gone
+
+
+@pytest.mark.slow
+def test_gpu_probes_benchmark_keeps_its_figures_when_terminated(tmp_path):
+    """A caller's `timeout` (SIGTERM) in the middle of a fit: the rows measured so far still reach --json."""
+    import json
+    import signal
+
+    results = tmp_path / "results.jsonl"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_probes.py"), "--device", "cpu", "--workdir", str(tmp_path),
+           "--json", str(results), "--stages", "attention", "--attn-budget", "60", "--attn-epochs", "100000",
+           "--attn-n", "40", "--attn-channels", "8", "--attn-classes", "4", "--attn-dim", "16", "--attn-max-memory", "16KB"]  # fmt: skip
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    out = []
+    for line in p.stdout:  # the fit (100,000 epochs) starts right after the write's rows
+        out.append(line)
+        if "attention: write throughput" in line:
+            p.send_signal(signal.SIGTERM)
+            break
+    out.append(p.stdout.read())
+    assert p.wait(timeout=60) == 128 + signal.SIGTERM, "".join(out)
+    [line] = [json.loads(text) for text in results.read_text().splitlines()]
+    rows = {row["what"]: row for row in line["rows"]}
+    assert line["stage"] == "attention" and {"attention: write", "attention: write throughput"} <= set(rows), line
+    assert "stopped by SIGTERM" in rows["attention: stage"]["note"], line
+    assert list(tmp_path.iterdir()) == [results]  # the store is gone

@@ -54,3 +54,19 @@ def test_precision_and_autocast():
         assert (x @ x).dtype == torch.float32
     with autocast("bf16", cpu):
         assert (x @ x).dtype == torch.bfloat16
+
+
+def test_fp32_on_cuda_is_exact_and_deterministic_inside_the_block_only():
+    """fp32 on CUDA turns TF32 off and cuDNN deterministic for the block, then restores what was set
+    (the switches are plain settings, so this runs without a GPU)."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
+    cudnn.benchmark, cudnn.allow_tf32 = True, True
+    try:
+        with autocast("fp32", torch.device("cuda")):
+            assert (cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32) == (True, False, False, False)
+        assert (cudnn.benchmark, cudnn.allow_tf32, cudnn.deterministic) == (True, True, before[0])
+        with autocast("bf16", torch.device("cpu")), autocast("fp32", torch.device("cpu")):
+            assert cudnn.benchmark  # the CPU and the half precisions leave cuDNN alone
+    finally:
+        cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = before

@@ -18,7 +18,7 @@ from diffprobe.commands.options import (
     prompt_options,
     timesteps_option,
 )
-from diffprobe.extract.config import PRECISIONS, REDUCTIONS, STORAGE_DTYPES
+from diffprobe.extract.config import NORM_KERNELS, PRECISIONS, REDUCTIONS, STORAGE_DTYPES
 
 
 @click.command()
@@ -44,6 +44,10 @@ from diffprobe.extract.config import PRECISIONS, REDUCTIONS, STORAGE_DTYPES
 @click.option("--forward-batch", type=click.IntRange(min=1), default=None, help="Images per model forward (default 16 on CPU, 64 on GPU, or the existing store's); fixed so bytes never depend on batching.")
 @click.option("--fuse-timesteps", type=click.IntRange(min=1), default=None, help="(t, draw) passes stacked into one forward (default: 1 on CPU; on GPU enough to fill the chip for small models; or the existing store's).")
 @click.option("--compile", "compile_", is_flag=True, help="Run the forward through torch.compile (falls back to eager if unavailable).")
+@click.option("--cuda-graphs", is_flag=True, help="With --compile on CUDA: replay the compiled forward as CUDA graphs (same values, no launch overhead).")
+@click.option("--channels-last", is_flag=True, help="Weights and activations in channels-last (NHWC) layout, as cuDNN's fastest convolutions want.")
+@click.option("--norm-kernel", type=click.Choice(NORM_KERNELS), default="torch", show_default=True,
+              help="GroupNorm + scale-shift + SiLU: torch's ops, or one fused Triton kernel (ADM models on CUDA; needs triton).")
 @device_option()
 @click.option("--loader-workers", type=click.IntRange(min=0), default=None, help="Image decoding processes (default: automatic).")
 @click.option("--unit-size", type=click.IntRange(min=1), default=None, help="Items per work unit (= per shard); default: automatic.")

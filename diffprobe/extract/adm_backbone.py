@@ -15,6 +15,7 @@ from diffprobe.errors import CheckpointError, ConfigError
 from diffprobe.extract.adm import ADMUNet
 from diffprobe.extract.adm_config import ADMConfig, apply_flags
 from diffprobe.extract.adm_diagnose import mismatch_hints
+from diffprobe.extract.adm_layers import GroupNorm32
 from diffprobe.extract.backbone import Backbone, Timesteps
 from diffprobe.extract.blocks import BlockInfo
 from diffprobe.extract.checkpoint import file_sha256, fit_problems, read_state_dict
@@ -104,6 +105,16 @@ class ADMBackbone(Backbone):
         out, _ = self.net.run(x_t, tt, y, index=index)
         assert out is not None
         return out
+
+    def set_norm_kernel(self, name: str) -> None:
+        """Every GroupNorm of the U-Net (with the scale-shift and SiLU after it) runs kernel ``name``."""
+        from diffprobe.extract.config import NORM_KERNELS
+
+        if name not in NORM_KERNELS:
+            raise ConfigError(f"unknown norm kernel {name!r}; valid: {', '.join(NORM_KERNELS)}")
+        for m in self.net.modules():
+            if isinstance(m, GroupNorm32):
+                m.kernel = name
 
     def extra_repr(self) -> str:
         ck = self.checkpoint.name if self.checkpoint else "random init"

@@ -8,10 +8,13 @@ their ``state_dict`` loads with ``strict=True``.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from diffprobe.extract.kernels import group_norm_act
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -36,13 +39,26 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
 
 
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm(32) computed in float32 whatever the input dtype (stable under fp16/bf16)."""
+    """GroupNorm(32) computed in float32 whatever the input dtype (stable under fp16/bf16).
+
+    :meth:`act` is the norm with what follows it in the network — the timestep scale-shift and
+    SiLU — as one op, run by the kernel named in ``kernel`` (see :mod:`diffprobe.extract.kernels`):
+    "torch" computes exactly what the separate modules compute; "triton" reads the input once and
+    writes the result once.
+    """
+
+    kernel: str = "torch"
 
     def __init__(self, channels: int) -> None:
         super().__init__(32, channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps).to(x.dtype)
+        """x: (N, C, *spatial) → normalised, same shape and dtype."""
+        return self.act(x, silu=False)
+
+    def act(self, x: Tensor, scale: Tensor | None = None, shift: Tensor | None = None, silu: bool = True) -> Tensor:
+        """``SiLU(GN(x)·(1 + scale) + shift)``; x: (N, C, *spatial), scale/shift: (N, C, 1, 1) or None."""
+        return group_norm_act(x, self.weight, self.bias, self.num_groups, self.eps, scale, shift, silu, kernel=self.kernel)
 
 
 class Upsample(nn.Module):
@@ -118,24 +134,22 @@ class ResBlock(nn.Module):
     def forward(self, x: Tensor, emb: Tensor, index: Tensor | None = None) -> Tensor:
         """x: (N, C, H, W), emb: (U, E) distinct embeddings, index: (N,) row of emb per item
         (None: U = N) → (N, C_out, H', W')."""
+        h = cast(GroupNorm32, self.in_layers[0]).act(x)  # GroupNorm → SiLU (in_layers.1) as one op
         if self.updown:
-            h = self.in_layers[:-1](x)
-            h = self.in_layers[-1](self.h_upd(h))
-            x = self.x_upd(x)
-        else:
-            h = self.in_layers(x)
+            h, x = self.h_upd(h), self.x_upd(x)
+        h = self.in_layers[2](h)
         if index is None:
             e = self.emb_layers(emb)
         else:  # one distinct embedding at a time: its value must not depend on how many there are
             e = torch.cat([self.emb_layers(emb[i : i + 1]) for i in range(len(emb))]) if len(emb) > 1 else self.emb_layers(emb)
             e = e[index]
         e = e.to(h.dtype)[:, :, None, None]
-        if self.use_scale_shift_norm:
+        if self.use_scale_shift_norm:  # GroupNorm → ·(1 + scale) + shift → SiLU (out_layers.1) as one op
             scale, shift = e.chunk(2, dim=1)
-            h = self.out_layers[0](h) * (1 + scale) + shift
-            h = self.out_layers[1:](h)
+            h = cast(GroupNorm32, self.out_layers[0]).act(h, scale, shift)
         else:
-            h = self.out_layers(h + e)
+            h = cast(GroupNorm32, self.out_layers[0]).act(h + e)
+        h = self.out_layers[3](self.out_layers[2](h))  # dropout, conv 3×3
         return self.skip_connection(x) + h
 
 

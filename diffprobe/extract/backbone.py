@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from diffprobe.errors import ConfigError
 from diffprobe.extract.blocks import BlockInfo, BlockSpec, resolve_blocks
 from diffprobe.extract.family import Conditioning, ModelSpec
 from diffprobe.extract.noise import NoiseSchedule
@@ -161,6 +162,12 @@ class Backbone(nn.Module, abc.ABC):
     @abc.abstractmethod
     def forward(self, x_t: Tensor, t: Tensor | int | Timesteps) -> Tensor:
         """The network's full output, (N, C_out, H, W)."""
+
+    def set_norm_kernel(self, name: str) -> None:
+        """Run the network's GroupNorm (+ scale-shift + SiLU) through kernel ``name`` (see
+        :mod:`diffprobe.extract.kernels`). Families with their own layers have only "torch"."""
+        if name != "torch":
+            raise ConfigError(f"norm_kernel {name!r} is available for ADM models only; {self.name} ({self.family}) runs norm_kernel 'torch'")
 
     def provenance(self) -> dict[str, object]:
         """Family, model, weights: for logs and saved probes."""

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 from diffprobe.device import autocast, device_name
 from diffprobe.extract.backbone import Backbone, Timesteps
-from diffprobe.extract.config import ComputeSpec, ExtractConfig
+from diffprobe.extract.compute_spec import ComputeSpec
+from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.noise import Pass, noise_like, q_sample
 from diffprobe.store.layout import FeatureKey
 
@@ -36,6 +37,12 @@ class FeatureComputer:
         self.spec = spec
         self._features: Callable[..., dict[int, torch.Tensor]] = backbone.run_blocks
         self._compile_state: dict[str, bool | None] = {"ok": None}
+        backbone.set_norm_kernel(spec.norm_kernel)
+        # Both ways, as the backbone may have been laid out for another computer; a no-op when it is already.
+        backbone.to(memory_format=torch.channels_last if spec.channels_last else torch.contiguous_format)  # type: ignore[call-overload]
+        self._graphs = spec.cuda_graphs and device.type == "cuda"
+        if spec.cuda_graphs and not self._graphs:
+            log.warning("--cuda-graphs: CUDA graphs need a CUDA device; the forward on %s runs without them", device)
         if spec.compile and not backbone.spec.compilable:
             log.warning("--compile: torch.compile is used for ADM models only; %s (%s) runs eagerly", backbone.name, backbone.family)
             self._compile_state["ok"] = False
@@ -60,6 +67,8 @@ class FeatureComputer:
         out: dict[str, Any] = {"device": self._device_name}
         if self.spec.compile:
             out["compiled"] = bool(self._compile_state["ok"])
+        if self.spec.cuda_graphs:
+            out["cuda_graphs"] = self._graphs and bool(self._compile_state["ok"])
         return out
 
     def _compiled(self) -> Callable[..., dict[int, torch.Tensor]]:
@@ -67,7 +76,8 @@ class FeatureComputer:
         platform) log one clear line and fall back to eager mode."""
         eager = self.backbone.run_blocks
         try:
-            compiled = torch.compile(eager, dynamic=False)
+            # reduce-overhead: torch.compile's CUDA-graph mode (every forward has one fixed shape).
+            compiled = torch.compile(eager, dynamic=False, mode="reduce-overhead" if self._graphs else None)
         except Exception as e:  # torch.compile raises many types depending on the platform
             log.warning("torch.compile is not available (%s); running eagerly", e)
             self._compile_state["ok"] = False
@@ -127,14 +137,20 @@ class FeatureComputer:
         if fill:
             parts.append(x0.new_zeros((fill * m, *x0.shape[1:])))
         x_t = torch.cat(parts) if len(parts) > 1 else parts[0]
+        if self.spec.channels_last and x_t.dim() == 4:
+            x_t = x_t.contiguous(memory_format=torch.channels_last)
         tt = Timesteps.blocks_of([t for _, t, _ in passes] + [passes[0][1]] * fill, m, self.device)
         wanted = {(k.block, k.pool) for _, t, _ in passes for k in by_t[t]}
+        if self._graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # a new forward: the last one's outputs may be overwritten
         with autocast(self.spec.precision, self.device):
             feats = self._features(x_t, tt, tuple(sorted({b for b, _ in wanted})))
         pooled = {}
         for b, p in wanted:
             f = feats[b][: len(passes) * m].float()
-            pooled[(b, p)] = f if p is None else F.adaptive_avg_pool2d(f, p)
+            if self._graphs and f.dtype == feats[b].dtype:
+                f = f.clone()  # .float() returned the graph's own buffer, which the next replay overwrites
+            pooled[(b, p)] = (f if p is None else F.adaptive_avg_pool2d(f, p)).contiguous()
         return {p: {k: pooled[(k.block, k.pool)][j * m : (j + 1) * m] for k in by_t[p[1]]} for j, p in enumerate(passes)}
 
     def compute(

@@ -4,26 +4,21 @@ the :class:`ComputeSpec` it resolves to on a device (the settings that define th
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from diffprobe.errors import ConfigError
 from diffprobe.extract.family import Conditioning
 from diffprobe.extract.sources.options import DataOptions
 from diffprobe.store.layout import parse_pool
 
-if TYPE_CHECKING:
-    import torch
-
-    from diffprobe.extract.noise import Pass
-    from diffprobe.extract.views import ViewSpec
-
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 STORAGE_DTYPES = ("float16", "float32")
 REDUCTIONS = ("mean", "none")
+#: GroupNorm (+ scale-shift + SiLU) kernels (see :mod:`diffprobe.extract.kernels`).
+NORM_KERNELS = ("torch", "triton")
 
 
 @dataclass(frozen=True)
@@ -54,6 +49,14 @@ class ExtractConfig:
             part of the store's identity.
         compile: run the forward through torch.compile (falls back to eager, with a log line, where
             it is unavailable); part of the identity since fused kernels round differently.
+        cuda_graphs: replay the compiled forward as CUDA graphs (torch.compile's "reduce-overhead"
+            mode: no per-kernel launch cost); needs ``compile``; CUDA only (elsewhere a log line
+            says it is not used). The same kernels run, so values do not change.
+        channels_last: weights and activations in the channels-last (NHWC) memory layout that
+            cuDNN's fastest convolutions use; part of the identity (other kernels round differently).
+        norm_kernel: "torch", or "triton": each GroupNorm with the scale-shift and SiLU after it as
+            one Triton kernel that reads and writes the activations once (ADM models; needs triton,
+            which CUDA builds of torch include); part of the identity.
         batch_size, device, loader_workers, unit_size: throughput knobs that never change values
             (batch_size = images decoded per step).
         splits: restrict to these splits (empty = all). strict: the first bad image is an error.
@@ -87,6 +90,9 @@ class ExtractConfig:
     batch_size: int = 64
     forward_batch: int | None = None
     compile: bool = False
+    cuda_graphs: bool = False
+    channels_last: bool = False
+    norm_kernel: str = "torch"
     fuse_timesteps: int | None = None
     device: str = "auto"
     loader_workers: int | None = None
@@ -133,6 +139,8 @@ class ExtractConfig:
             (self.reduce in REDUCTIONS, f"reduce must be one of {REDUCTIONS}, got {self.reduce!r}"),
             (self.dtype in STORAGE_DTYPES, f"dtype must be one of {STORAGE_DTYPES}, got {self.dtype!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
+            (self.norm_kernel in NORM_KERNELS, f"norm_kernel must be one of {NORM_KERNELS}, got {self.norm_kernel!r}"),
+            (self.compile or not self.cuda_graphs, "cuda_graphs replays the compiled forward: add --compile (compile=True)"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.unit_size is None or self.unit_size >= 1, f"unit_size must be >= 1, got {self.unit_size}"),
             (self.forward_batch is None or self.forward_batch >= 1, f"forward_batch must be >= 1, got {self.forward_batch}"),
@@ -190,109 +198,3 @@ def parse_shard(text: str) -> tuple[int, int]:
     except ValueError:
         raise ConfigError(f"expected --shard as i/n such as 0/4, got {text!r}") from None
     return i, n
-
-
-def default_forward_batch(device: torch.device) -> int:
-    """Rows per U-Net forward when not set: small on CPU (latency), larger on GPU (throughput)."""
-    return 64 if device.type == "cuda" else 16
-
-
-#: Pixels (rows × H × W) one forward should hold before stacking more passes stops paying. On a
-#: GPU: the 256×256 model at 64 rows already keeps an H100/H200 busy (the issue's measurements used
-#: 64–128 rows). On a CPU: 16 rows of 32×32 (this project's 2-core VM, 32×32 model: 4 timesteps at
-#: 4 images per forward ran 1.13× faster fused into 16 rows, at 16 images 0.84–0.97× fused into 64).
-FUSE_TARGET_PIXELS = {"cuda": 64 * 256 * 256, "cpu": 16 * 32 * 32}
-
-
-def default_fuse(passes: int, forward_batch: int, image_size: int, device: torch.device) -> int:
-    """(t, draw) passes stacked into one forward when not set (``passes`` of one view: views never
-    share a forward, so view 0's forwards are those of an extraction without views).
-
-    Enough passes that a forward holds about :data:`FUSE_TARGET_PIXELS` for the device — so small
-    models and small forward batches fill it, and big ones run one pass per forward — balanced so
-    the last group of passes is as full as the others.
-    """
-    target_pixels = FUSE_TARGET_PIXELS.get(device.type, FUSE_TARGET_PIXELS["cpu"])
-    target = max(1, target_pixels // (forward_batch * image_size * image_size))
-    if passes <= 1 or target == 1:
-        return 1
-    groups = -(-passes // target)
-    return -(-passes // groups)
-
-
-@dataclass(frozen=True)
-class ComputeSpec:
-    """The settings that define the stored values, resolved for one device.
-
-    Attributes:
-        seed, draws, reduce: the noise (see :class:`ExtractConfig`). views, augment: the views.
-        precision: fp32, bf16 or fp16 (resolved: never "auto"). out_dtype: the storage dtype.
-        forward_batch: rows per U-Net forward; every forward has exactly ``fuse × forward_batch`` rows.
-        compile: the forward runs through torch.compile. fuse: (t, draw) passes per forward.
-    """
-
-    seed: int
-    draws: int
-    reduce: str
-    precision: str
-    out_dtype: str
-    forward_batch: int
-    compile: bool = False
-    fuse: int = 1
-    views: int = 1
-    augment: str = "none"
-
-    @classmethod
-    def resolve(cls, config: ExtractConfig, device: torch.device, image_size: int, stored: Mapping[str, Any] | None = None) -> ComputeSpec:
-        """The spec of ``config`` on ``device``; ``stored`` is an existing store's identity.
-
-        A setting given explicitly is used as given (a mismatch with an existing store is then
-        refused when the store is prepared). A setting left at auto takes the existing store's
-        value, so resuming or extending a store just works — also on another kind of device;
-        otherwise its default for the device.
-        """
-        from diffprobe.device import resolve_precision
-
-        stored = stored or {}
-
-        def pick(name: str, given: Any, default: Any) -> Any:
-            if given is not None:
-                return given
-            if name in stored:
-                if stored[name] != default:
-                    log.info("%s=%s taken from the existing store (this device's default is %s)", name, stored[name], default)
-                return stored[name]
-            return default
-
-        precision = pick(
-            "precision",
-            None if config.precision == "auto" else resolve_precision(config.precision, device),
-            resolve_precision("auto", device),
-        )
-        forward_batch = pick("forward_batch", config.forward_batch, default_forward_batch(device))
-        passes = len(config.timesteps) * config.draws
-        fuse = pick("fuse_timesteps", config.fuse_timesteps, default_fuse(passes, forward_batch, image_size, device))
-        augment = config.augment if config.views > 1 else "none"
-        return cls(config.seed, config.draws, config.reduce, precision, config.dtype, forward_batch, config.compile, fuse,
-                   config.views, augment)  # fmt: skip
-
-    def view_spec(self, image_size: int) -> ViewSpec:
-        """How the views of each item are made, for a model taking ``image_size`` pixels."""
-        from diffprobe.extract.views import ViewSpec
-
-        return ViewSpec(self.views, self.augment, self.seed, image_size)
-
-    def passes(self, timesteps: Iterable[int]) -> tuple[Pass, ...]:
-        """Every (view, t, draw) pass for ``timesteps``, in a fixed order (view-major, t sorted)."""
-        ts = sorted(set(timesteps))
-        return tuple((v, t, d) for v in range(self.views) for t in ts for d in range(self.draws))
-
-    def identity(self) -> dict[str, Any]:
-        """The spec's part of a store's identity (field names as stores record them)."""
-        return {
-            "seed": self.seed, "draws": self.draws, "reduce": self.reduce, "dtype": self.out_dtype,
-            "precision": self.precision, "forward_batch": self.forward_batch, "fuse_timesteps": self.fuse,
-            "compile": self.compile,
-            # Stores without views keep the identity (and hash) they always had.
-            **({"views": self.views, "augment": self.augment} if self.views > 1 else {}),
-        }  # fmt: skip

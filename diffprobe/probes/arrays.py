@@ -8,12 +8,15 @@ array larger than memory is streamed instead of loaded.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 
 def is_in_memory(X: Any) -> bool:
@@ -42,6 +45,44 @@ def to_tensor(X: Any, device: torch.device | str = "cpu", dtype: torch.dtype = t
     if isinstance(X, Tensor):
         return X.to(device=device, dtype=dtype)
     return torch.from_numpy(as_numpy(X)).to(device=device, dtype=dtype)
+
+
+#: The share of a CUDA device's free memory a probe's training rows may take when held there.
+DEVICE_SHARE = 0.4
+
+
+def on_device(X: Any, device: torch.device, chunk: int = 65536, share: float = DEVICE_SHARE) -> Tensor | None:
+    """X as one float32 tensor on ``device`` when it is a CUDA device with room for it, else None.
+
+    Rows an optimiser visits many times (every L-BFGS evaluation, every epoch) are then read from
+    the store and copied once, instead of once per pass; they are read ``chunk`` rows at a time,
+    so host memory holds one chunk. "Room" is ``share`` of the device's free memory, which leaves
+    the rest for the logits, gradients and activations of the fit.
+
+    Args:
+        X: (N, ...) rows in memory or chunked (dask, zarr, h5py).
+    Returns:
+        (N, ...) float32 on ``device``, or None (not CUDA, or too large: the caller streams X).
+    """
+    if device.type != "cuda":
+        return None
+    if isinstance(X, Tensor) and X.device == device:
+        return X.float()
+    need = 4 * int(np.prod(X.shape))
+    free = torch.cuda.mem_get_info(device)[0]
+    if need > share * free:
+        log.info("%.1f GB of training rows do not fit in %.0f%% of %s's %.1f GB free: streaming them", need / 1e9, 100 * share, device, free / 1e9)
+        return None
+    log.info("holding the %s training rows on %s (%.1f GB)", "×".join(map(str, X.shape)), device, need / 1e9)
+    return fill(X, device, chunk)
+
+
+def fill(X: Any, device: torch.device, chunk: int) -> Tensor:
+    """(N, ...) rows of X copied into one new float32 tensor on ``device``, ``chunk`` rows at a time."""
+    out = torch.empty(tuple(X.shape), dtype=torch.float32, device=device)
+    for start, rows in row_chunks(X, chunk):
+        out[start : start + rows.shape[0]] = torch.from_numpy(rows).to(device)
+    return out
 
 
 def flatten_rows(X: Any) -> Any:

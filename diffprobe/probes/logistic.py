@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from diffprobe.device import resolve_device
-from diffprobe.probes.arrays import is_in_memory, row_chunks, to_tensor, torch_threads
+from diffprobe.probes.arrays import is_in_memory, on_device, row_chunks, to_tensor, torch_threads
 from diffprobe.probes.base import ProbeBase, rng_seed
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.lbfgs import StepCallback, lbfgs
@@ -81,8 +81,11 @@ class LogisticProbe(ProbeBase):
     # -- fitting -----------------------------------------------------------------------------------
     def _problem(self, X: Any, y: np.ndarray) -> Problem:
         dev = resolve_device(self.device)
-        basis = RowSpace(to_tensor(X, dev)) if is_in_memory(X) else None
-        return Problem(X, y, basis, dev)
+        # On a GPU with room, even rows on disk are held on the device: L-BFGS reads them at every evaluation.
+        rows = on_device(X, dev, self.chunk_size)
+        if rows is None and is_in_memory(X):
+            rows = to_tensor(X, dev)
+        return Problem(X, y, None if rows is None else RowSpace(rows), dev)
 
     def _solve(self, prob: Problem, C: float, start: Tensor | None, tol: float, callback: StepCallback | None = None) -> tuple[Tensor, int]:
         """One fit at ``C`` in ``prob``'s coordinates from ``start`` (zeros when None); returns (θ, iterations)."""

@@ -15,6 +15,9 @@ import numpy as np
 
 from diffprobe.probes.arrays import as_numpy, is_in_memory, row_chunks
 
+#: Float64 bytes :meth:`Standardizer.fit` works on at a time.
+CHUNK_BYTES = 256 * 2**20
+
 
 @dataclass
 class Standardizer:
@@ -24,18 +27,26 @@ class Standardizer:
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, X: Any, chunk: int = 65536, eps: float = 1e-6) -> Standardizer:
-        """Moments of X (N, D) or (N, ...); features with std < ``eps`` get scale 1 (constant ones stay 0)."""
+    def fit(cls, X: Any, chunk: int = 65536, eps: float = 1e-6, chunk_bytes: int = CHUNK_BYTES) -> Standardizer:
+        """Moments of X (N, D) or (N, ...); features with std < ``eps`` get scale 1 (constant ones stay 0).
+
+        Reads at most ``chunk`` rows and ``chunk_bytes`` of float64 at a time: wide rows (a 16×16
+        map of 1,024 channels is 2 MB in float64) take fewer rows per chunk, so memory stays bounded.
+        """
+        d = max(1, int(np.prod(X.shape[1:])))
+        rows_per_chunk = max(1, min(chunk, chunk_bytes // (8 * d)))
         shift = None
         n, s1, s2 = 0, 0.0, 0.0
-        for _, rows in row_chunks(X, chunk):
+        for _, rows in row_chunks(X, rows_per_chunk):
             r = rows.reshape(rows.shape[0], -1).astype(np.float64)
+            del rows
             if shift is None:
                 shift = r.mean(axis=0)
             r -= shift
             n += r.shape[0]
             s1 = s1 + r.sum(axis=0)
-            s2 = s2 + (r * r).sum(axis=0)
+            np.multiply(r, r, out=r)  # squares in place: no second chunk-sized copy
+            s2 = s2 + r.sum(axis=0)
         if shift is None:
             raise ValueError("cannot standardise an empty array")
         m = s1 / n

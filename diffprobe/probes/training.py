@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from diffprobe.device import autocast
-from diffprobe.probes.arrays import as_numpy, is_in_memory, torch_threads
+from diffprobe.probes.arrays import as_numpy, is_in_memory, on_device, torch_threads
 from diffprobe.probes.base import rng_seed
 from diffprobe.probes.errors import ProbeError
 
@@ -146,8 +146,10 @@ def train_module(
         work = cfg.batch_size * sum(p.numel() for p in module.parameters())
     work = work if device.type == "cpu" else None
     module.train()
+    staged = on_device(X, device, cfg.chunk_size)  # on a GPU with room: copied once, not once per epoch
     with torch_threads(cfg.num_threads, work):
-        history = _epochs(module, opt, sched, X, y, cfg, loss_fn, device, gen, desc)
+        history = _epochs(module, opt, sched, X if staged is None else staged, y, cfg, loss_fn, device, gen, desc)
+    del staged
     module.eval()
     return history
 

@@ -11,7 +11,7 @@ import torch
 import diffprobe
 from diffprobe.errors import StoreError
 from diffprobe.extract.compute import FeatureComputer
-from diffprobe.extract.config import ComputeSpec, default_fuse
+from diffprobe.extract.compute_spec import ComputeSpec, default_fuse
 from diffprobe.pipelines.extraction.prepare import identity_diff
 from diffprobe.store.layout import FeatureKey
 from tests.helpers import extract_config, read_all

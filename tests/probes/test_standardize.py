@@ -86,3 +86,32 @@ def test_standardisation_is_set_in_one_place():
     with pytest.raises(ProbeError, match="standardisation to be set once.*use --standardize/--no-standardize"):
         ProbeConfig("logistic", ("k",), {"standardize": False})
     ProbeConfig("logistic", ("k",), {"standardize": False}, DataConfig(standardize=False))  # agreeing is fine
+
+
+class _CountingRows:
+    """A lazy (N, C, H, W) array that records how many rows each read asks for."""
+
+    def __init__(self, X: np.ndarray) -> None:
+        self.X, self.shape, self.ndim, self.dtype, self.reads = X, X.shape, X.ndim, X.dtype, []
+
+    def __getitem__(self, idx):
+        self.reads.append(len(range(*idx.indices(self.shape[0]))))
+        return self.X[idx]
+
+    def reshape(self, *shape):
+        return self.X.reshape(*shape)
+
+
+def test_moments_of_wide_rows_are_read_in_bounded_chunks():
+    """A 16×16 map of 1,024 channels is 2 MB per row in float64: a fixed number of rows per chunk
+    would read a whole 50k-item split at once, so fit bounds the bytes too — with the same moments."""
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(300, 16, 4, 4)) * rng.uniform(0.1, 10, size=(16, 4, 4)) + 3).astype(np.float32)
+    lazy = _CountingRows(X)
+    small = Standardizer.fit(lazy, chunk_bytes=8 * 256 * 50)  # 50 rows of 256 float64 features
+    assert max(lazy.reads) == 50 and sum(lazy.reads) == 300
+    whole = Standardizer.fit(X)
+    np.testing.assert_allclose(small.mean, X.reshape(300, -1).mean(0), rtol=1e-6)
+    np.testing.assert_allclose(small.scale, X.reshape(300, -1).std(0), rtol=1e-5)
+    np.testing.assert_allclose(small.mean, whole.mean, rtol=1e-6)
+    np.testing.assert_allclose(small.scale, whole.scale, rtol=1e-6)

@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from diffprobe.errors import DataError
 from diffprobe.extract.compute import FeatureComputer, Pending
-from diffprobe.extract.config import ComputeSpec, ExtractConfig
+from diffprobe.extract.compute_spec import ComputeSpec
+from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.data import ImageDataset, Item
 from diffprobe.extract.noise import Pass
 from diffprobe.pipelines.extraction.plan import ExtractPlan

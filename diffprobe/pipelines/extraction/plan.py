@@ -14,7 +14,8 @@ import torch
 
 from diffprobe.errors import ConfigError, StoreError
 from diffprobe.extract.blocks import BlockInfo, resolve_blocks
-from diffprobe.extract.config import ComputeSpec, ExtractConfig
+from diffprobe.extract.compute_spec import ComputeSpec
+from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.data import DataSpec, discover
 from diffprobe.extract.family import ModelSpec
 from diffprobe.extract.registry import check_model, store_identity
@@ -24,7 +25,7 @@ from diffprobe.store.layout import FeatureKey, config_hash
 from diffprobe.store.store import open_store
 
 #: Identity fields added after stores were first written, with the value older stores imply.
-IDENTITY_DEFAULTS: dict[str, Any] = {"fuse_timesteps": 1, "views": 1, "augment": "none"}
+IDENTITY_DEFAULTS: dict[str, Any] = {"fuse_timesteps": 1, "views": 1, "augment": "none", "channels_last": False, "norm_kernel": "torch"}
 
 
 @dataclass(frozen=True)

@@ -194,7 +194,7 @@ def test_killed_run_resumes_to_identical_arrays(small_manifest, small_store, tmp
 
 def test_compile_falls_back_to_eager_with_a_log_line(fmnist_backbone, monkeypatch, caplog):
     from diffprobe.extract.compute import FeatureComputer
-    from diffprobe.extract.config import ComputeSpec
+    from diffprobe.extract.compute_spec import ComputeSpec
     from diffprobe.store.layout import FeatureKey
 
     def broken_compile(fn, **kw):
@@ -244,7 +244,7 @@ def test_compile_really_compiles_and_matches_eager(caplog):
     """--compile must compile the forward, not quietly fall back: nothing outside the forward (block
     names, the meta-device block table) may end up in the traced function."""
     from diffprobe.extract.compute import FeatureComputer
-    from diffprobe.extract.config import ComputeSpec
+    from diffprobe.extract.compute_spec import ComputeSpec
     from diffprobe.store.layout import FeatureKey
 
     bb = diffprobe.load_backbone("adm-32-fmnist", FMNIST.parent / "adm32_fmnist_ema.pt")  # fresh: block table not cached
@@ -262,7 +262,7 @@ def test_compile_really_compiles_and_matches_eager(caplog):
 @pytest.mark.gpu
 def test_gpu_bf16_features_close_to_fp32(fmnist_backbone):
     from diffprobe.extract.compute import FeatureComputer
-    from diffprobe.extract.config import ComputeSpec
+    from diffprobe.extract.compute_spec import ComputeSpec
     from diffprobe.store.layout import FeatureKey
 
     bb = diffprobe.load_backbone("adm-32-fmnist", FMNIST.parent / "adm32_fmnist_ema.pt", device="cuda")
