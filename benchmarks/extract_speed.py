@@ -31,6 +31,7 @@ import argparse
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -162,6 +163,8 @@ def main() -> None:
         out.append(Row(f"{model} b{block}: {names.get(label, label)}", ips, "img/s", f"{s_ref / s:.2f}× ref, util {tf / peak:.1%}"))
     best, best_label, best_spec = min(timings, key=lambda r: r[0])
     best_label = names[best_label]
+    meta = dict(device=name, model=model, block=block, batch=batch)
+    append(args.json, "extract_speed", out, **meta)  # now: a run stopped during the end-to-end part keeps these
 
     if args.fuse:
         fused(bb, block, batch, device, precision, args, x0, ids)
@@ -169,8 +172,7 @@ def main() -> None:
     if args.e2e:
         n = args.e2e_images or (4 if gpu else 1) * 256
         print(f"end to end with the fastest setting ({best_label}):")
-        out += e2e(bb, model, block, batch, device, batch / best, s_ref, n, best_spec)
-    append(args.json, "extract_speed", out, device=name, model=model, block=block, batch=batch)
+        e2e(bb, model, block, batch, device, batch / best, s_ref, n, best_spec, lambda row: append(args.json, "extract_speed", [row], **meta))
 
 
 def fused(bb: diffprobe.Backbone, block: int, batch: int, device: torch.device, precision: str, args, x0, ids) -> None:
@@ -190,7 +192,7 @@ def fused(bb: diffprobe.Backbone, block: int, batch: int, device: torch.device, 
 
 
 def e2e(bb: diffprobe.Backbone, model: str, block: int, batch: int, device: torch.device, compute_ips: float, s_ref: float,
-        n: int, spec: ComputeSpec) -> list[Row]:  # fmt: skip
+        n: int, spec: ComputeSpec, record: Callable[[Row], None]) -> None:  # fmt: skip
     """The whole pipeline on PNG files: decoding, compute, background writes.
 
     The steady rate runs from the first finished forward batch to the last write, so it leaves out
@@ -214,7 +216,6 @@ def e2e(bb: diffprobe.Backbone, model: str, block: int, batch: int, device: torc
         ckpt = Path(tmp) / "w.pt"
         torch.save(bb.net.state_dict(), ckpt)  # the same random weights, as a checkpoint file
         print(f"end to end ({n} PNG images, {device.type}, units of 512):")
-        out = []
         for label, pool in (("p=2 pooled", 2), (f"{info.height}×{info.width} native map", None)):
             cfg = diffprobe.ExtractConfig(
                 data=str(root.parent), out=str(Path(tmp) / f"s{pool}.zarr"), model=model, checkpoint=str(ckpt),
@@ -229,9 +230,8 @@ def e2e(bb: diffprobe.Backbone, model: str, block: int, batch: int, device: torc
                 f"overall {r.items / r.seconds:7.1f} img/s (model load, store, compile included); "
                 f"wrote {r.bytes_written / 1e6:.1f} MB"
             )
-            out.append(Row(f"{model} b{block}: end to end, {label}", steady, "img/s",
-                           f"{steady * s_ref / batch:.2f}× ref, {steady / compute_ips:.1%} of compute-only, {r.bytes_written / 1e6:.0f} MB"))  # fmt: skip
-    return out
+            record(Row(f"{model} b{block}: end to end, {label}", steady, "img/s",
+                       f"{steady * s_ref / batch:.2f}× ref, {steady / compute_ips:.1%} of compute-only, {r.bytes_written / 1e6:.0f} MB"))  # fmt: skip
 
 
 if __name__ == "__main__":

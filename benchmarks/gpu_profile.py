@@ -53,7 +53,9 @@ INDUCTOR = r"^(graph_\d+_)?(triton_[a-z]+|cpp)_fused"
 # fmt: off
 RULES: tuple[tuple[str, str], ...] = (
     ("matmul/attention", r"sdpa|flash|fmha|attention|softmax"),
-    ("norm+activation", r"group_?norm|layer_?norm|batch_?norm|silu|gelu|RowwiseMoments|ComputeFusedParams|ComputeMeanRstd"),
+    # diffprobe's Triton GroupNorm op: its kernels by name, and the custom op itself (CPU-side event)
+    ("norm+activation", r"group_?norm|layer_?norm|batch_?norm|silu|gelu|RowwiseMoments|ComputeFusedParams|ComputeMeanRstd"
+                        r"|^(partial_stats|group_stats|normalize)$"),
     ("copies/layout", INDUCTOR + r"(_+(to_copy|clone|cat|permute|transpose|view|unsafe_view|constant_pad_nd))+_\d+"),
     ("pooling/reduction", r"^triton_(red|per)_"),
     ("elementwise", INDUCTOR),  # pointwise; "convolution" in such a name is the bias add or layout change around an extern conv
