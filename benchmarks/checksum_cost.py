@@ -24,20 +24,7 @@ from diffprobe.store.inspect import verify_store
 from diffprobe.store.integrity import deep_verify
 from diffprobe.store.zarr_backend import ZarrBackend
 
-ASSETS = Path(diffprobe.__file__).parent / "assets"
-
-
-def first_images(tmp: Path, n: int) -> Path:
-    """A manifest of the bundled slice's first ``n`` images of each split (every class in turn)."""
-    rows = ["path,label,split"]
-    for split in ("train", "val"):
-        classes = sorted(p for p in (ASSETS / "fmnist" / split).iterdir() if p.is_dir())
-        files = [sorted(c.iterdir()) for c in classes]
-        picked = [(c, f) for i in range(max(map(len, files))) for c, fs in zip(classes, files) if i < len(fs) for f in [fs[i]]][:n]
-        rows += [f"{f},{c.name},{split}" for c, f in picked]
-    out = tmp / "first.csv"
-    out.write_text("\n".join(rows) + "\n")
-    return out
+from workload import slice_manifest
 
 
 def main() -> None:
@@ -48,14 +35,14 @@ def main() -> None:
     ap.add_argument("--splits", default="val", help="val: 500 images; train,val: 1,500")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=2, help="runs of each, alternated; the minimum is shown")
-    ap.add_argument("--images", type=int, default=None, help="only the first N images of each split (default: all)")
+    ap.add_argument("--per-class", type=int, default=None, help="only the first K images of each class in each split (default: all)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     real_digests = progress.unit_digests
     best: dict[str, tuple[float, float, float, int]] = {}
     verify = {"plain": float("inf"), "deep": float("inf")}
     with tempfile.TemporaryDirectory() as tmp:
-        data = str(ASSETS / "fmnist") if args.images is None else str(first_images(Path(tmp), args.images))
+        data = str(slice_manifest(Path(tmp), None if args.per_class is None else (args.per_class, args.per_class)))
         for i, (label, on) in enumerate([("without", False), ("with", True)] * args.repeats):
             ZarrBackend.chunk_checksums = on
             progress.unit_digests = real_digests if on else (lambda data: {})  # type: ignore[assignment]

@@ -29,6 +29,8 @@ from diffprobe.device import autocast, resolve_device, resolve_precision
 from diffprobe.extract.feedback import plan_feedback
 from diffprobe.probes.feedback import DifFeedHead
 
+from workload import default_model, device_label
+
 
 def timed(step: Callable[[], None], device: torch.device, iters: int) -> float:
     """Median seconds of ``step`` over ``iters`` runs, after one warm-up."""
@@ -57,7 +59,7 @@ def main() -> None:
 
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
-    model = args.model or ("adm-256-uncond" if gpu else "adm-32-fmnist")
+    model = args.model or default_model(device)
     bb = diffprobe.load_backbone(model, random_weights=True, device=device)
     mid = next(b.number for b in bb.blocks if b.stage == "middle")
     read = mid + 5
@@ -75,7 +77,7 @@ def main() -> None:
     if gpu:
         cache = {k: v.pin_memory() for k, v in cache.items()}
     tt = torch.full((b,), t, device=device)
-    name = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
+    name = device_label(device)
     print(f"device: {name}; model {model} (random weights), read block {read}, feedback {list(fb.pairs)}, batch {b}, {precision}")
 
     def step(pass1: Callable[[], dict[int, torch.Tensor]], full: bool) -> None:

@@ -48,6 +48,7 @@ from diffprobe.store.layout import FeatureKey
 
 from results import Row, append
 from timing import median_seconds
+from workload import device_label, random_model
 
 
 def matmul_tflops(device: torch.device) -> float:
@@ -87,12 +88,10 @@ def main() -> None:
 
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
-    model = args.model or ("adm-256-uncond" if gpu else "adm-32-fmnist")
     batch = args.batch or (64 if gpu else 16)
-    bb = diffprobe.load_backbone(model, random_weights=True, device=device)
-    block = args.block or (24 if len(bb.blocks) == 37 else len(bb.blocks) // 2 + 4)
+    model, bb, block = random_model(args.model, args.block, device)
     info = bb.block(block)
-    name = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
+    name = device_label(device)
     print(f"device: {name}; model {model} (random weights), block {block} ({info.channels}×{info.height}×{info.width}), batch {batch}")
 
     x0 = torch.rand(batch, 3, bb.image_size, bb.image_size, device=device) * 2 - 1

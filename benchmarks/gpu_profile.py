@@ -40,6 +40,7 @@ from diffprobe.store.layout import FeatureKey
 
 from results import Row, append
 from timing import median_seconds, sync
+from workload import device_label, random_model
 
 #: An inductor-generated kernel (triton_poi_/triton_red_/triton_per_ on GPU, [graph_N_]cpp_ on CPU),
 #: named after the ops it fuses.
@@ -148,11 +149,9 @@ def main() -> None:
 
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
-    model = args.model or ("adm-256-uncond" if gpu else "adm-32-fmnist")
     batch = args.batch or (128 if gpu else 16)
     precision = resolve_precision(args.precision, device)
-    bb = diffprobe.load_backbone(model, random_weights=True, device=device)
-    block = args.block or (24 if len(bb.blocks) == 37 else len(bb.blocks) // 2 + 4)
+    model, bb, block = random_model(args.model, args.block, device)
     info = bb.block(block)
     if args.compile and not gpu:
         import torch._inductor.config as inductor_config
@@ -194,7 +193,7 @@ def main() -> None:
     total_us = sum(g.us for g in groups.values())
     n = args.iters
 
-    name = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
+    name = device_label(device)
     print(f"device: {name}; model {model} (random weights), block {block} ({info.channels}×{info.height}×{info.width}), "
           f"batch {batch}, {precision}, {compiled}, {'channels-last' if args.channels_last else 'NCHW'}, norm kernel {norm}")  # fmt: skip
     print(f"wall: {wall * 1e3:.2f} ms per batch (median of {n}), {batch / wall:.1f} img/s")

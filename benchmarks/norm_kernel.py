@@ -35,6 +35,7 @@ from diffprobe.extract.kernels import group_norm_act
 
 from results import Row, append
 from timing import median_seconds
+from workload import device_label
 
 #: (channels, side) of the ResBlock GroupNorm inputs of adm-256-uncond (module docstring).
 SHAPES = ((256, 256), (256, 128), (512, 64), (512, 32), (1024, 16), (1024, 8))
@@ -81,7 +82,7 @@ def main() -> None:
         return functools.partial(group_norm_act, groups=32, eps=1e-5, silu=silu, kernel=kernel)
 
     calls = {"eager": op("torch"), "compile": torch.compile(op("torch"), dynamic=False), "triton": op("triton")}
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    name = device_label(device)
     layout = "channels-last" if args.channels_last else "NCHW"
     print(f"device: {name}; {VARIANTS[args.variant]}; batch {batch}, {str(dtype).removeprefix('torch.')}, {layout}")
     print(f"{'shape (C×H×W)':<16} {'path':<8} {'ms':>9} {'GB/s':>8} {'× eager':>8} {'max|Δ| vs eager':>16}")

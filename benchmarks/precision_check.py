@@ -20,13 +20,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import diffprobe
 from diffprobe.pipelines.demo import DEMO_CHECKPOINT, DEMO_DATA, DEMO_MODEL
 from diffprobe.probes import ProbeConfig, run_probe
 
 from results import Row, append
+from workload import device_label
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     from diffprobe.device import resolve_device
 
     device = resolve_device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    name = device_label(device)
     precisions = args.precisions.split(",")
     assert precisions[0] == "fp32", "the first precision is the reference"
     blocks = tuple(int(b) for b in args.blocks.split(","))

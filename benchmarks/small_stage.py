@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from budget import Budget, Report, gpu_peak, step
+from workload import slice_manifest
 
 log = logging.getLogger("gpu_probes")
 #: What is extracted, and which keys the probes read.
@@ -43,22 +44,6 @@ class SmallConfig:
         return self.per_class is None and self.head_epochs is None and self.timesteps == (90, 150)
 
 
-def small_data(folder: Path, per_class: tuple[int, int] | None) -> Path:
-    """The bundled slice itself, or a manifest of its first ``per_class`` (train, val) images per class."""
-    from diffprobe.pipelines.demo import DEMO_DATA
-
-    if per_class is None:
-        return DEMO_DATA
-    (folder / "fmnist").symlink_to(DEMO_DATA, target_is_directory=True)
-    rows = ["path,label,split"]
-    for split, per in zip(("train", "val"), per_class):
-        for cls in sorted(p for p in (DEMO_DATA / split).iterdir() if p.is_dir()):
-            rows += [f"fmnist/{split}/{cls.name}/{f.name},{cls.name},{split}" for f in sorted(cls.glob("*.png"))[:per]]
-    manifest = folder / "fmnist.csv"
-    manifest.write_text("\n".join(rows) + "\n")
-    return manifest
-
-
 def small_stage(cfg: SmallConfig, dev: Any, report: Report, budget: Budget, folder: Path) -> None:
     """Extract into ``folder``, CKA at t = 90 pool 1 on val, then each probe on --device (and the CPU)."""
     import diffprobe
@@ -67,7 +52,7 @@ def small_stage(cfg: SmallConfig, dev: Any, report: Report, budget: Budget, fold
 
     store = folder / "small.zarr"
     extract = diffprobe.ExtractConfig(
-        data=str(small_data(folder, cfg.per_class)), out=str(store), model=DEMO_MODEL, checkpoint=str(DEMO_CHECKPOINT),
+        data=str(slice_manifest(folder, cfg.per_class)), out=str(store), model=DEMO_MODEL, checkpoint=str(DEMO_CHECKPOINT),
         timesteps=cfg.timesteps, blocks=SMALL_BLOCKS, pools=(1, None), batch_size=100, device=str(dev), loader_workers=0,
     )  # fmt: skip
     log.info("small: extracting %s into %s on %s", extract.data, store, dev)

@@ -1,5 +1,5 @@
-"""What an extraction is: the user's :class:`ExtractConfig` (recorded in every store it writes) and
-the :class:`ComputeSpec` it resolves to on a device (the settings that define the stored values)."""
+"""What an extraction is: the user's :class:`ExtractConfig`, recorded in every store it writes (it
+resolves to a :class:`~diffprobe.extract.compute_spec.ComputeSpec` on each device)."""
 
 from __future__ import annotations
 

@@ -79,13 +79,29 @@ class LogisticProbe(ProbeBase):
         self._keep(locals())
 
     # -- fitting -----------------------------------------------------------------------------------
-    def _problem(self, X: Any, y: np.ndarray) -> Problem:
+    def _problem(self, X: Any, y: np.ndarray, rows: Tensor | None = None) -> Problem:
+        """X's rows prepared for every C: ``rows`` (X already as a tensor on the device) when given."""
         dev = resolve_device(self.device)
-        # On a GPU with room, even rows on disk are held on the device: L-BFGS reads them at every evaluation.
-        rows = on_device(X, dev, self.chunk_size)
+        if rows is None:
+            # On a GPU with room, even rows on disk are held on the device: L-BFGS reads them at every evaluation.
+            rows = on_device(X, dev, self.chunk_size)
         if rows is None and is_in_memory(X):
             rows = to_tensor(X, dev)
         return Problem(X, y, None if rows is None else RowSpace(rows), dev)
+
+    @staticmethod
+    def _rejoined(prob: Problem, held_out: Tensor, fit_rows: np.ndarray, val_rows: np.ndarray, n: int) -> Tensor | None:
+        """All rows, in X's order, from the fit rows ``prob`` holds on a GPU and the ``held_out`` ones:
+        the refit then needs no second read (and copy) of X. None elsewhere — on the CPU an
+        in-memory X is used where it is, without a copy — when the fit rows were streamed, or when
+        the two parts do not make up X's ``n`` rows."""
+        if prob.basis is None or prob.device.type != "cuda" or len(fit_rows) + len(val_rows) != n:
+            return None
+        fit = prob.basis.X
+        out = fit.new_empty((len(fit_rows) + len(val_rows), fit.shape[1]))
+        out[torch.as_tensor(fit_rows, device=fit.device)] = fit
+        out[torch.as_tensor(val_rows, device=fit.device)] = held_out
+        return out
 
     def _solve(self, prob: Problem, C: float, start: Tensor | None, tol: float, callback: StepCallback | None = None) -> tuple[Tensor, int]:
         """One fit at ``C`` in ``prob``'s coordinates from ``start`` (zeros when None); returns (θ, iterations)."""
@@ -150,8 +166,8 @@ class LogisticProbe(ProbeBase):
         k = self.classes_.size
         fit_rows, val_rows = stratified_holdout(y, self.val_fraction, rng_seed(self.random_state), self.rows_per_item)
         prob = self._problem(X[fit_rows], y[fit_rows])
-        Xv = to_tensor(X[val_rows], prob.device)
-        Xv = prob.basis.project(Xv) if prob.basis is not None else Xv
+        held_out = to_tensor(X[val_rows], prob.device)
+        Xv = prob.basis.project(held_out) if prob.basis is not None else held_out
         yv = torch.as_tensor(y[val_rows], device=prob.device)
         w = prob.width
         path_tol = max(10 * self.tol, PATH_TOL)
@@ -178,7 +194,7 @@ class LogisticProbe(ProbeBase):
             bar.refresh()
         assert best is not None
         self.C_, self.val_scores_ = best[2], scores
-        final = self._problem(X, y)
+        final = self._problem(X, y, self._rejoined(prob, held_out, fit_rows, val_rows, len(y)))
         reduced, it = self._final(final, best[2], final.to_reduced(prob.to_full(best[3], k), k))
         return final.to_full(reduced, k), it
 
