@@ -1,13 +1,15 @@
 """Reading one item in a loader process: a file path, or the bytes of a tar member or table row.
 
-Open tar files and table readers are kept per process (a few at a time), so consecutive items of one
+Open tar files and table readers are kept per thread (a few at a time), so consecutive items of one
 shard — units and loader batches are contiguous runs of the data's order — are read forward, never
-by reopening the file.
+by reopening the file. Per thread, because a dask worker decodes a batch's items on a thread pool: a
+file handle shared between threads would interleave one thread's seek with another's read.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -16,7 +18,7 @@ from diffprobe.errors import DataError
 if TYPE_CHECKING:
     from diffprobe.extract.data import Item
 
-_OPEN: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_LOCAL = threading.local()
 _KEEP = 4
 
 
@@ -34,13 +36,18 @@ def open_binary(path: str) -> BinaryIO:
 
 
 def _cached(kind: str, path: str, make: Any) -> Any:
+    """This thread's open ``(kind, path)`` object, made by ``make()`` on first use (the least recently
+    used of more than a few is closed)."""
+    opened: OrderedDict[tuple[str, str], Any] | None = getattr(_LOCAL, "open", None)
+    if opened is None:
+        opened = _LOCAL.open = OrderedDict()
     key = (kind, path)
-    if key in _OPEN:
-        _OPEN.move_to_end(key)
-        return _OPEN[key]
-    obj = _OPEN[key] = make()
-    while len(_OPEN) > _KEEP:
-        _, old = _OPEN.popitem(last=False)
+    if key in opened:
+        opened.move_to_end(key)
+        return opened[key]
+    obj = opened[key] = make()
+    while len(opened) > _KEEP:
+        _, old = opened.popitem(last=False)
         close = getattr(old, "close", None)
         if close:
             close()

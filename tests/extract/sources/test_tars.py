@@ -156,3 +156,26 @@ def test_fsspec_urls_read_like_paths(layout, tmp_path):
     remote = discover(f"file://{Path(layout['dir']) / 'fm-val-{000000..000000}.tar'}", index=tmp_path / "i.json").splits["val"]
     assert [it.id for it in remote] == [it.id for it in local] and remote[0].path.startswith("file://")
     assert np.array_equal(load_image(open_item(remote[3]), 32), load_image(open_item(local[3]), 32))
+
+
+def test_threads_reading_one_tar_each_get_their_own_members(tmp_path):
+    """A dask worker decodes a batch's items on a thread pool: each thread must get its member's bytes,
+    not bytes from where another thread's seek left a shared file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from diffprobe.extract.sources.read import open_item
+
+    rng = np.random.default_rng(0)
+    blobs = {f"k{i:03d}": rng.bytes(int(rng.integers(2_000, 40_000))) for i in range(48)}
+    with tarfile.open(tmp_path / "mixed-000000.tar", "w", format=tarfile.USTAR_FORMAT) as tf:
+        for key, data in blobs.items():
+            build.add(tf, f"{key}.png", data)
+    items = discover(str(tmp_path / "mixed-000000.tar"), index=tmp_path / "i.json").splits["train"]
+
+    def read_all(shift: int) -> list[bool]:
+        order = items[shift:] + items[:shift]
+        return [open_item(it).read() == blobs[it.id] for _ in range(4) for it in order]  # type: ignore[union-attr]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(read_all, range(0, 48, 6)))
+    assert all(all(r) for r in results), [sum(not x for x in r) for r in results]
