@@ -108,6 +108,16 @@ class BlockTap:
             raise RuntimeError(f"blocks {sorted(missing)} were not reached by the forward")
         return result, call.out
 
+    def blocks(self, forward: Callable[[], Any], numbers: tuple[int, ...], add: Mapping[int, Tensor] | None = None) -> dict[int, Tensor]:
+        """A hooked family's ``run_blocks``: ``forward()`` up to the last of ``numbers`` (the rest of
+        the network never runs), with ``add`` added on the way.
+
+        Returns:
+            {block number: (N, C, H, W)} in the order of ``numbers``.
+        """
+        _, feats = self.run(forward, numbers, max(numbers), add)
+        return {n: feats[n] for n in numbers}
+
     def remove(self) -> None:
         for h in self.handles:
             h.remove()

@@ -72,8 +72,7 @@ class DiTBackbone(Backbone):
     def run_blocks(self, x_t: Tensor, t: Tensor | int | Timesteps, numbers: tuple[int, ...],
                    add: Mapping[int, Tensor] | None = None) -> dict[int, Tensor]:  # fmt: skip
         kw = self._call(x_t, t)
-        _, feats = self.tap.run(lambda: self.net(**kw), numbers, max(numbers), add)
-        return {n: feats[n] for n in numbers}
+        return self.tap.blocks(lambda: self.net(**kw), numbers, add)
 
     def forward(self, x_t: Tensor, t: Tensor | int | Timesteps) -> Tensor:
         return self.net(**self._call(x_t, t))[0]

@@ -101,8 +101,7 @@ class UNetBackbone(Backbone):
     def run_blocks(self, x_t: Tensor, t: Tensor | int | Timesteps, numbers: tuple[int, ...],
                    add: Mapping[int, Tensor] | None = None) -> dict[int, Tensor]:  # fmt: skip
         kw = self._kwargs(x_t, t)
-        _, feats = self.tap.run(lambda: self.net(**kw), numbers, max(numbers), add)
-        return {n: feats[n] for n in numbers}
+        return self.tap.blocks(lambda: self.net(**kw), numbers, add)
 
     def forward(self, x_t: Tensor, t: Tensor | int | Timesteps) -> Tensor:
         out = self.net(**self._kwargs(x_t, t))

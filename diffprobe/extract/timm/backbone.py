@@ -53,8 +53,7 @@ class TimmBackbone(Backbone):
     def run_blocks(self, x_t: Tensor, t: Tensor | int | Timesteps, numbers: tuple[int, ...],
                    add: Mapping[int, Tensor] | None = None) -> dict[int, Tensor]:  # fmt: skip
         self._check_input(x_t)
-        _, feats = self.tap.run(lambda: self.net.forward_features(x_t), numbers, max(numbers), add)
-        return {n: feats[n] for n in numbers}
+        return self.tap.blocks(lambda: self.net.forward_features(x_t), numbers, add)
 
     def forward(self, x_t: Tensor, t: Tensor | int | Timesteps = 0) -> Tensor:
         """The model's pooled features (its classifier is not built): (N, D)."""
