@@ -62,3 +62,32 @@ def test_clear_errors_for_columns_and_hub_names(tables):
         discover(tables["saved"], options=DataOptions(image_column="picture"))
     with pytest.raises(DataError, match="hf download someone/fmnist --repo-type dataset"):
         discover("someone/fmnist")
+
+
+def test_threads_share_parquet_row_groups_and_get_their_own_rows(tmp_path, monkeypatch):
+    """A dask worker decodes a batch on a thread pool: every thread gets its row's image, and a row
+    group is read once for all of them, not once per thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from diffprobe.extract.sources import read
+
+    rng = np.random.default_rng(0)
+    blobs = [rng.bytes(int(rng.integers(500, 5_000))) for _ in range(60)]
+    path = tmp_path / "fm-train-00000.parquet"
+    pq.write_table(pa.table({"image": [{"bytes": b, "path": None} for b in blobs], "label": [i % 3 for i in range(60)]}),
+                   path, row_group_size=20)  # fmt: skip
+    items = discover(str(path)).splits["train"]
+    reads: list[int] = []
+    real = pq.ParquetFile.read_row_group
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda self, g, *a, **k: reads.append(g) or real(self, g, *a, **k))
+    monkeypatch.setattr(read, "_SHARED", type(read._SHARED)())  # nothing cached from other tests
+
+    def rows(lo: int) -> list[bool]:
+        return [read.open_item(it).read() == blobs[it.offset] for it in items[lo : lo + 20]]  # type: ignore[union-attr]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(rows, [0, 0, 0, 20, 20, 20, 40, 40]))
+    assert all(all(r) for r in results) and sorted(reads) == [0, 1, 2]
