@@ -5,11 +5,14 @@ units and loader batches are contiguous runs of the data's order — are read fo
 reopening the file. A dask worker decodes a batch's items on a thread pool, so: tar files are kept
 per thread (a handle shared between threads would interleave one thread's seek with another's
 read), and table readers are shared under a lock (a row group is read once, not once per thread).
+A forked process (a DataLoader worker) starts with none: an inherited file descriptor shares its
+offset with the parent's.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -23,6 +26,16 @@ _LOCAL = threading.local()
 _SHARED: OrderedDict[tuple[str, str], Any] = OrderedDict()
 _SHARED_LOCK = threading.RLock()
 _KEEP = 4
+
+
+def _forget_after_fork() -> None:
+    global _LOCAL, _SHARED_LOCK
+    _LOCAL = threading.local()
+    _SHARED.clear()
+    _SHARED_LOCK = threading.RLock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def is_url(path: str) -> bool:

@@ -179,3 +179,22 @@ def test_threads_reading_one_tar_each_get_their_own_members(tmp_path):
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(read_all, range(0, 48, 6)))
     assert all(all(r) for r in results), [sum(not x for x in r) for r in results]
+
+
+def _opened_in_child(path: str) -> bool:
+    from diffprobe.extract.sources import read
+
+    return any(key[1] == path for key in getattr(read._LOCAL, "open", {}))
+
+
+def test_a_forked_loader_worker_opens_its_own_tar(layout):
+    """A DataLoader worker forked after this process read a tar must not share its file offset."""
+    import multiprocessing
+
+    from diffprobe.extract.sources.read import open_item
+
+    item = discover(str(Path(layout["dir"]) / "fm-val-000000.tar")).splits["val"][0]
+    open_item(item)
+    assert _opened_in_child(item.path)  # here, the handle is kept
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_opened_in_child, (item.path,)) is False
