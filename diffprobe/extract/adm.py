@@ -40,6 +40,8 @@ class ADMUNet(nn.Module):
         self.input_blocks = nn.ModuleList([EmbedSequential(nn.Conv2d(cfg.in_channels, ch, 3, padding=1))])
         skip_chans = [ch]
         ds = 1
+        #: (channels, downsampling factor) of every block's output, in block order
+        self.block_grid: list[tuple[int, int]] = [(ch, ds)]
         for level, m in enumerate(cfg.mult):
             for _ in range(cfg.num_res_blocks):
                 layers: list[nn.Module] = [res(ch, int(m * mc))]
@@ -48,13 +50,16 @@ class ADMUNet(nn.Module):
                     layers.append(attn(ch, cfg.num_heads))
                 self.input_blocks.append(EmbedSequential(*layers))
                 skip_chans.append(ch)
+                self.block_grid.append((ch, ds))
             if level != len(cfg.mult) - 1:
                 down = res(ch, ch, down=True) if cfg.resblock_updown else Downsample(ch, True)
                 self.input_blocks.append(EmbedSequential(down))
                 skip_chans.append(ch)
                 ds *= 2
+                self.block_grid.append((ch, ds))
 
         self.middle_block = EmbedSequential(res(ch, ch), attn(ch, cfg.num_heads), res(ch, ch))
+        self.block_grid.append((ch, ds))
 
         self.output_blocks = nn.ModuleList()
         for level, m in reversed(list(enumerate(cfg.mult))):
@@ -67,6 +72,7 @@ class ADMUNet(nn.Module):
                     layers.append(res(ch, ch, up=True) if cfg.resblock_updown else Upsample(ch, True))
                     ds //= 2
                 self.output_blocks.append(EmbedSequential(*layers))
+                self.block_grid.append((ch, ds))
 
         self.out = nn.Sequential(
             GroupNorm32(ch), nn.SiLU(), nn.Conv2d(int(cfg.mult[0] * mc), cfg.out_channels, 3, padding=1)

@@ -73,6 +73,14 @@ class ADMConfig:
                 f"no default channel_mult for image_size={self.image_size}; pass channel_mult "
                 f"explicitly (e.g. channel_mult=1,2,2); defaults exist for {sorted(DEFAULT_CHANNEL_MULT)}"
             )
+        factor = 2 ** (len(self.mult) - 1)
+        if self.image_size % factor:
+            fits = " or ".join(str(n) for n in sorted({self.image_size // factor * factor, (self.image_size // factor + 1) * factor} - {0}))
+            raise ConfigError(
+                f"image_size={self.image_size} cannot go through {len(self.mult)} levels (channel_mult={','.join(f'{m:g}' for m in self.mult)}): "
+                f"each level halves it, so it must be divisible by {factor}, or the decoder's upsampled maps do not match the "
+                f"encoder's skips; use image_size {fits}, or fewer levels in channel_mult"
+            )
         if self.noise_schedule not in ("linear", "cosine"):
             raise ConfigError(f"noise_schedule must be 'linear' or 'cosine', got {self.noise_schedule!r}")
         if self.num_head_channels is not None and self.num_head_channels <= 0:

@@ -142,3 +142,45 @@ def test_class_conditional_needs_a_fixed_label():
         assert not torch.allclose(bb7.net(x, torch.tensor([5, 5]), torch.tensor([6, 6])), ref)  # the label is used
     with pytest.raises(diffprobe.errors.ConfigError, match="not class-conditional"):
         diffprobe.load_backbone("adm-32-fmnist", class_label=3)
+
+
+def _forward_shapes(cfg) -> list[tuple[int, int, int]]:
+    """(C, H, W) of every block from a forward on the meta device: what the layers actually do."""
+    from diffprobe.extract.adm import ADMUNet
+
+    with torch.device("meta"):
+        net = ADMUNet(cfg)
+        x = torch.empty(1, cfg.in_channels, cfg.image_size, cfg.image_size)
+        t = torch.zeros(1, dtype=torch.long)
+        y = torch.zeros(1, dtype=torch.long) if cfg.class_cond else None
+    _, feats = net.run(x, t, y, capture=range(1, net.num_blocks + 1))
+    return [tuple(feats[i].shape[1:]) for i in range(1, net.num_blocks + 1)]
+
+
+VARIANTS = {"resblock_updown": {"resblock_updown": True}, "28px, 3 levels": {"image_size": 28, "channel_mult": (1, 2, 2)},
+            "class_cond, 3 res blocks": {"class_cond": True, "num_classes": 10, "num_res_blocks": 3, "image_size": 32,
+                                         "channel_mult": (1, 2, 2, 2)}}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(n for n, p in PRESETS.items() if p.family == "adm") + sorted(VARIANTS))
+def test_the_block_table_is_what_a_forward_gives(name):
+    """measure_blocks reads the builder's layout instead of running a forward (which costs every
+    process a second of torch's meta-kernel start-up): it must equal the forward's shapes."""
+    import dataclasses
+
+    from diffprobe.extract.adm_backbone import measure_blocks
+    from diffprobe.extract.adm_config import ADMConfig
+
+    cfg = PRESETS[name].config if name in PRESETS else dataclasses.replace(ADMConfig(), **VARIANTS[name])
+    blocks = measure_blocks(cfg)
+    assert [(b.channels, b.height, b.width) for b in blocks] == _forward_shapes(cfg)
+    assert [b.number for b in blocks] == list(range(1, len(blocks) + 1))
+
+
+def test_an_image_size_the_levels_cannot_halve_is_a_clear_error():
+    from diffprobe.errors import ConfigError
+    from diffprobe.extract.adm_config import ADMConfig
+
+    with pytest.raises(ConfigError, match=r"image_size=28 cannot go through 4 levels .*divisible by 8.*use image_size 24 or 32, or fewer levels"):
+        ADMConfig(image_size=28, channel_mult=(1, 2, 2, 2))
+    assert ADMConfig(image_size=24, channel_mult=(1, 2, 2, 2)).mult == (1, 2, 2, 2)
