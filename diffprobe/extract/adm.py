@@ -38,7 +38,6 @@ class ADMUNet(nn.Module):
 
         ch = int(cfg.mult[0] * mc)
         self.input_blocks = nn.ModuleList([EmbedSequential(nn.Conv2d(cfg.in_channels, ch, 3, padding=1))])
-        skip_chans = [ch]
         ds = 1
         #: (channels, downsampling factor) of every block's output, in block order
         self.block_grid: list[tuple[int, int]] = [(ch, ds)]
@@ -49,15 +48,14 @@ class ADMUNet(nn.Module):
                 if ds in attn_ds:
                     layers.append(attn(ch, cfg.num_heads))
                 self.input_blocks.append(EmbedSequential(*layers))
-                skip_chans.append(ch)
                 self.block_grid.append((ch, ds))
             if level != len(cfg.mult) - 1:
                 down = res(ch, ch, down=True) if cfg.resblock_updown else Downsample(ch, True)
                 self.input_blocks.append(EmbedSequential(down))
-                skip_chans.append(ch)
                 ds *= 2
                 self.block_grid.append((ch, ds))
 
+        skip_chans = [c for c, _ in self.block_grid]  # every input block's output is a skip connection
         self.middle_block = EmbedSequential(res(ch, ch), attn(ch, cfg.num_heads), res(ch, ch))
         self.block_grid.append((ch, ds))
 
