@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 import diffprobe
 from diffprobe.device import autocast, resolve_device, resolve_precision
-from diffprobe.extract.feedback import plan_feedback
+from diffprobe.extract.adm.feedback import plan_feedback
 from diffprobe.probes.feedback import DifFeedHead
 
 from workload import default_model, device_label

@@ -1,6 +1,6 @@
 """GroupNorm → ·(1 + scale) + shift → SiLU alone, three ways: torch eager, torch.compile, Triton.
 
-The op is :func:`diffprobe.extract.kernels.group_norm_act`: "eager" is its torch kernel (the
+The op is :func:`diffprobe.extract.adm.kernels.group_norm_act`: "eager" is its torch kernel (the
 reference: the ops ADM's modules run, each rounding to the input dtype), "compile" is that same
 function through ``torch.compile`` (inductor's own fusion), "triton" its fused Triton kernels (one
 statistics pass, one normalise pass that writes the output once). Each row gives ms per call (the
@@ -31,7 +31,7 @@ from collections.abc import Callable
 import torch
 
 from diffprobe.device import resolve_device
-from diffprobe.extract.kernels import group_norm_act
+from diffprobe.extract.adm.kernels import group_norm_act
 
 from results import Row, append
 from timing import median_seconds

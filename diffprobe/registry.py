@@ -81,6 +81,16 @@ class Registry(Generic[T]):
         self._claim(name, replace)
         self._lazy[name] = target
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (a plug-in that is unloaded, a test's own entry)."""
+        if name not in self:
+            raise self.unknown(name)
+        self._entries.pop(name, None)
+        self._lazy.pop(name, None)
+        self._order.remove(name)
+
+    __delitem__ = remove
+
     def _claim(self, name: str, replace: bool) -> None:
         if not replace and name in self:
             raise ConfigError(f"{self.what} {name!r} is already registered")
@@ -130,6 +140,10 @@ class Registry(Generic[T]):
     def items(self) -> list[tuple[str, T]]:
         """(name, entry) pairs; lazy entries are imported."""
         return [(n, self.get(n)) for n in self.names()]
+
+    def values(self) -> list[T]:
+        """Every entry, in :meth:`names` order; lazy entries are imported."""
+        return [self.get(n) for n in self.names()]
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries or name in self._lazy

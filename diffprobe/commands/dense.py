@@ -54,7 +54,7 @@ def dense(store: str, timesteps: tuple, blocks: tuple, pools: tuple, pixels: boo
     from diffprobe.probes.data import resolve_keys
     from diffprobe.probes.dense.run import dense_probe
     from diffprobe.probes.dense.source import PIXELS
-    from diffprobe.probes.dense.train import DenseTraining
+    from diffprobe.probes.training import TrainConfig
     from diffprobe.store import open_store
 
     claim_outputs({"--out": out, "--grid": grid, "--sweep": sweep}, overwrite)
@@ -65,19 +65,20 @@ def dense(store: str, timesteps: tuple, blocks: tuple, pools: tuple, pixels: boo
             names = [k.name for k in s.feature_keys(train_split) if k.pool in flatten(pools)]
         else:
             names = [k.name for k in resolve_keys(s, train_split, flatten(timesteps), flatten(blocks), flatten(pools), ())]
-        cfg = DenseTraining(epochs, batch_size, lr, weight_decay, seed, str(resolve_device(device)), int(max_memory), optimizer, schedule)
+        cfg = TrainConfig(optimizer=optimizer, lr=lr, momentum=0.9, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size,
+                          schedule=schedule, device=str(resolve_device(device)), seed=seed)
         if sweep:
             from diffprobe.pipelines.sweep.dense import dense_sweep
 
             maps = [n for n in names if len(s.array_info(train_split, n)[0]) == 4 and s.array_info(train_split, n)[0][-1] > 1]
             done = dense_sweep(s, maps, sweep, overwrite=overwrite, head=head, train_split=train_split, eval_split=eval_split,
-                               training=cfg, members=members)  # fmt: skip
+                               training=cfg, members=members, max_memory=int(max_memory))  # fmt: skip
             for r in done["rows"]:
                 click.echo(f"{r['key']:<18} mIoU {100 * r['miou']:6.2f}%  pixel accuracy {100 * r['pixel_accuracy']:6.2f}%")
             click.echo(f"{'raw pixels':<18} mIoU {100 * done['pixels']['metrics']['miou']:6.2f}%")
             click.echo(f"best: {done['best']['key']}; wrote {', '.join(done['files'].values())}")
             return
-        res = dense_probe(s, names, head=head, train_split=train_split, eval_split=eval_split, training=cfg, members=members, grid=grid)
+        res = dense_probe(s, names, head=head, train_split=train_split, eval_split=eval_split, training=cfg, members=members, grid=grid, max_memory=int(max_memory))
     m = res["metrics"]
     what = f"{head} ×{members}" if head == "mlp" and members > 1 else head
     click.echo(f"dense {what} probe on {' + '.join(names)}: train {train_split} ({res['train']['items']}) → eval {eval_split} "

@@ -18,7 +18,6 @@ from diffprobe.commands.options import (
     model_options,
     one,
     overwrite_option,
-    parse_params,
     timesteps_option,
 )
 
@@ -63,10 +62,10 @@ def difffeed(data: str, model: str, checkpoint: str | None, flags: str, class_la
     feedback nets' outputs to the mirrored encoder blocks and stops after the read block, which goes to
     the attention head. Only the feedback nets and the head train.
     """
-    from diffprobe.extract.adm_config import load_flags
+    from diffprobe.extract.adm.feedback import require_adm
     from diffprobe.extract.blocks import resolve_blocks
-    from diffprobe.extract.feedback import require_adm
     from diffprobe.extract.registry import model_spec
+    from diffprobe.keyvalue import load_pairs, parse_items
     from diffprobe.probes.difffeed_run import run_difffeed
     from diffprobe.probes.io import save_probe
     from diffprobe.probes.plan import DataConfig
@@ -77,7 +76,7 @@ def difffeed(data: str, model: str, checkpoint: str | None, flags: str, class_la
     if o["draws"] > 1 and o["epochs"] < o["draws"]:
         raise click.BadParameter(f"expected at least as many epochs as draws, got {o['epochs']} < {o['draws']}", param_hint="--epochs")
     claim_outputs({"--out": o["out"], "--save": o["save"]}, o["overwrite"])
-    flag_map = load_flags(flags)
+    flag_map = load_pairs(flags)
     spec = model_spec(model, flag_map, checkpoint)
     require_adm(spec)
     table = spec.blocks
@@ -89,7 +88,7 @@ def difffeed(data: str, model: str, checkpoint: str | None, flags: str, class_la
         "model": model, "checkpoint": checkpoint, "flags": tuple(flag_map.items()), "class_label": class_label,
         "random_weights": random_weights, "t": one(flatten(timesteps), "--t"), "read_block": read,
         "feedback": list(flatten(feedback)) or None, "batch_size": o["batch_size"], "epochs": o["epochs"], "seed": o["seed"],
-        "draws": o["draws"], "device": o["device"], "checkpoint_dir": o["checkpoint_dir"], **parse_params(o["params"]),
+        "draws": o["draws"], "device": o["device"], "checkpoint_dir": o["checkpoint_dir"], **parse_items(o["params"]),
     }  # fmt: skip
     data_cfg = DataConfig(train_split=o["train_split"], eval_split=o["eval_split"], holdout=o["holdout"])
     cfg = ProbeConfig("difffeed", (FeatureKey(params["t"], read, None).name,), params, data_cfg)

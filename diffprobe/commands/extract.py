@@ -46,7 +46,7 @@ from diffprobe.extract.config import NORM_KERNELS, PRECISIONS, REDUCTIONS, STORA
 @click.option("--compile", "compile_", is_flag=True, help="Run the forward through torch.compile (falls back to eager if unavailable).")
 @click.option("--cuda-graphs", is_flag=True, help="With --compile on CUDA: replay the compiled forward as CUDA graphs (same values, no launch overhead).")
 @click.option("--channels-last", is_flag=True, help="Weights and activations in channels-last (NHWC) layout, as cuDNN's fastest convolutions want.")
-@click.option("--norm-kernel", type=click.Choice(NORM_KERNELS), default="torch", show_default=True,
+@click.option("--norm-kernel", type=click.Choice(NORM_KERNELS.names()), default="torch", show_default=True,
               help="GroupNorm + scale-shift + SiLU: torch's ops, or one fused Triton kernel (ADM models on CUDA; needs triton).")
 @device_option()
 @click.option("--loader-workers", type=click.IntRange(min=0), default=None, help="Image decoding processes (default: automatic).")
@@ -76,12 +76,12 @@ def extract(data: str, flags: str, timesteps: tuple, blocks: tuple, pools: tuple
     """
     import json
 
-    from diffprobe.extract.adm_config import load_flags
     from diffprobe.extract.config import ExtractConfig, parse_shard
     from diffprobe.extract.registry import default_timesteps
+    from diffprobe.keyvalue import load_pairs
     from diffprobe.pipelines.extraction.job import extract_features
 
-    flag_dict = load_flags(flags)
+    flag_dict = load_pairs(flags)
     options["label_column"] = options["label_column"] or None  # '' = no labels
     ts = flatten(timesteps) or default_timesteps(options["model"], flag_dict, options.get("checkpoint"))
     cfg = ExtractConfig(

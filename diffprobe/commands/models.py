@@ -20,11 +20,11 @@ def blocks(model: str, checkpoint: str | None, flags: str, class_label: int | No
     DIR. The table is measured on the meta device, so even the largest model needs no memory; an ADM
     --checkpoint is also checked against the architecture.
     """
-    from diffprobe.extract.adm_config import load_flags
     from diffprobe.extract.family import Conditioning
     from diffprobe.extract.registry import block_table, check_model
+    from diffprobe.keyvalue import load_pairs
 
-    flag_map = load_flags(flags)
+    flag_map = load_pairs(flags)
     if checkpoint is not None:
         check_model(model, flag_map, checkpoint, False, Conditioning(class_label))
     infos, spec = block_table(model, flag_map, checkpoint)

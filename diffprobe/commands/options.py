@@ -7,7 +7,6 @@ Only click and light diffprobe modules are imported here: ``diffprobe --help`` m
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -97,26 +96,6 @@ def one(values: tuple, flag: str) -> Any:
     if len(values) > 1:
         raise click.BadParameter(f"expected one value here, got {', '.join(map(str, values))}", param_hint=flag)
     return values[0] if values else None
-
-
-def parse_params(items: tuple[str, ...]) -> dict[str, Any]:
-    """``("lr=0.01,0.1", "optimizer=adamw")`` → {"lr": (0.01, 0.1), "optimizer": "adamw"} (JSON scalars)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        name, eq, text = item.partition("=")
-        if not eq or not name.strip():
-            raise ConfigError(f"expected --param NAME=VALUE, got {item!r}")
-        vals = [_scalar(v) for v in text.split(",")] if "," in text else [_scalar(text)]
-        out[name.strip()] = tuple(vals) if len(vals) > 1 else vals[0]
-    return out
-
-
-def _scalar(text: str) -> Any:
-    text = text.strip()
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return {"none": None, "true": True, "false": False}.get(text.lower(), text)
 
 
 def claim_outputs(outputs: dict[str, str | None], overwrite: bool) -> None:

@@ -24,12 +24,12 @@ from diffprobe.commands.options import (
     json_option,
     max_memory_option,
     overwrite_option,
-    parse_params,
     pools_option,
     stack_options,
     timesteps_option,
 )
 from diffprobe.errors import ConfigError
+from diffprobe.keyvalue import parse_items
 from diffprobe.probes.registry import PROBES
 
 
@@ -80,7 +80,7 @@ def data_config(o: dict[str, Any]) -> Any:
 
 def probe_params(o: dict[str, Any]) -> dict[str, Any]:
     """The probe's hyper-parameters: ``-p`` values, and ``--device`` when given."""
-    params = parse_params(o["params"])
+    params = parse_items(o["params"])
     if o["device"] is not None:
         params["device"] = o["device"]
     return params

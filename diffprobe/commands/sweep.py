@@ -14,7 +14,7 @@ from diffprobe.probes.registry import PROBES
 
 @click.command("sweep")
 @click.argument("store", type=click.Path(exists=True))
-@click.option("--probe", "probe_name", type=click.Choice(list(PROBES)), default="logistic", show_default=True)
+@click.option("--probe", "probe_name", type=click.Choice(PROBES.names()), default="logistic", show_default=True)
 @key_options("all")
 @click.option("--no-joint", is_flag=True, help="Linear probe: fit keys one by one instead of all heads in one pass.")
 @data_options

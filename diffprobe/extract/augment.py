@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from diffprobe.errors import ConfigError
+from diffprobe.registry import Registry
 
 Resample = Image.Resampling
 
@@ -66,7 +67,8 @@ class Augmentation:
         return out
 
 
-AUGMENTATIONS: dict[str, Augmentation] = {}
+#: Every augmentation by name (``--augment``).
+AUGMENTATIONS: Registry[Augmentation] = Registry("augmentation", sort=True)
 
 
 def register_augmentation(name: str, fields: tuple[str, ...], help: str = "") -> Callable[[type], type]:
@@ -74,16 +76,15 @@ def register_augmentation(name: str, fields: tuple[str, ...], help: str = "") ->
 
     def deco(cls: type) -> type:
         doc = (cls.__doc__ or "").strip().splitlines()
-        AUGMENTATIONS[name] = Augmentation(name, tuple(fields), cls(), help or (doc[0] if doc else ""))
+        AUGMENTATIONS.register(name, Augmentation(name, tuple(fields), cls(), help or (doc[0] if doc else "")))
         return cls
 
     return deco
 
 
 def get_augmentation(name: str) -> Augmentation:
-    if name not in AUGMENTATIONS:
-        raise ConfigError(f"unknown augmentation {name!r}; valid: {', '.join(sorted(AUGMENTATIONS))}")
-    return AUGMENTATIONS[name]
+    """The augmentation called ``name``."""
+    return AUGMENTATIONS.get(name)
 
 
 # -- geometry shared by the augmentations and the evaluation transform --------------------------------

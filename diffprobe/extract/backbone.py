@@ -165,7 +165,7 @@ class Backbone(nn.Module, abc.ABC):
 
     def set_norm_kernel(self, name: str) -> None:
         """Run the network's GroupNorm (+ scale-shift + SiLU) through kernel ``name`` (see
-        :mod:`diffprobe.extract.kernels`). Families with their own layers have only "torch"."""
+        :mod:`diffprobe.extract.adm.kernels`). Families with their own layers have only "torch"."""
         if name != "torch":
             raise ConfigError(f"norm_kernel {name!r} is available for ADM models only; {self.name} ({self.family}) runs norm_kernel 'torch'")
 

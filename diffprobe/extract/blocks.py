@@ -1,7 +1,7 @@
 """Block numbering: what a block is (:class:`BlockInfo`) and resolving user block specs.
 
 Every family numbers its blocks 1..L in forward order and knows their shapes without weights, on the
-meta device (ADM: :func:`diffprobe.extract.adm_backbone.measure_blocks`, from the builder's layout)."""
+meta device (ADM: :func:`diffprobe.extract.adm.family.measure_blocks`, from the builder's layout)."""
 
 from __future__ import annotations
 

@@ -4,12 +4,14 @@ resolves to a :class:`~diffprobe.extract.compute_spec.ComputeSpec` on each devic
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from diffprobe.errors import ConfigError
 from diffprobe.extract.family import Conditioning
 from diffprobe.extract.sources.options import DataOptions
+from diffprobe.registry import Registry
 from diffprobe.store.layout import parse_pool
 
 log = logging.getLogger(__name__)
@@ -17,8 +19,11 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 STORAGE_DTYPES = ("float16", "float32")
 REDUCTIONS = ("mean", "none")
-#: GroupNorm (+ scale-shift + SiLU) kernels (see :mod:`diffprobe.extract.kernels`).
-NORM_KERNELS = ("torch", "triton")
+#: GroupNorm (+ scale-shift + SiLU) kernels of the ADM U-Net (see :mod:`diffprobe.extract.adm.kernels`),
+#: imported on first use so that the CLI lists their names without torch.
+NORM_KERNELS: Registry[Callable[..., Any]] = Registry("norm kernel")
+NORM_KERNELS.register_lazy("torch", "diffprobe.extract.adm.kernels.group_norm:reference_kernel")
+NORM_KERNELS.register_lazy("triton", "diffprobe.extract.adm.kernels.group_norm:fused_kernel")
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ class ExtractConfig:
         if self.checkpoint is not None:
             norm("checkpoint", str(self.checkpoint))
         flags = self.flags.items() if isinstance(self.flags, dict) else self.flags
-        norm("flags", tuple(sorted((str(k), v) for k, v in flags)))
+        norm("flags", tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v) for k, v in flags)))
         ts = (self.timesteps,) if isinstance(self.timesteps, int) else tuple(self.timesteps)
         if not ts or any(isinstance(t, bool) or not isinstance(t, int) or t < 0 for t in ts):
             raise ConfigError(f"timesteps must be non-negative integers, got {self.timesteps!r}")
@@ -139,7 +144,6 @@ class ExtractConfig:
             (self.reduce in REDUCTIONS, f"reduce must be one of {REDUCTIONS}, got {self.reduce!r}"),
             (self.dtype in STORAGE_DTYPES, f"dtype must be one of {STORAGE_DTYPES}, got {self.dtype!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
-            (self.norm_kernel in NORM_KERNELS, f"norm_kernel must be one of {NORM_KERNELS}, got {self.norm_kernel!r}"),
             (self.compile or not self.cuda_graphs, "cuda_graphs replays the compiled forward: add --compile (compile=True)"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.unit_size is None or self.unit_size >= 1, f"unit_size must be >= 1, got {self.unit_size}"),
@@ -158,6 +162,8 @@ class ExtractConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        if self.norm_kernel not in NORM_KERNELS:
+            raise NORM_KERNELS.unknown(self.norm_kernel)
         from diffprobe.extract.augment import get_augmentation  # numpy and PIL: not at import (instant --help)
 
         get_augmentation(self.augment)  # unknown names raise with the valid ones

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from diffprobe.errors import ConfigError
 from diffprobe.extract.blocks import BlockInfo
+from diffprobe.registry import Registry
 
 if TYPE_CHECKING:
     import torch
@@ -112,19 +112,16 @@ class Family(abc.ABC):
         return {"class_label": cond.class_label}
 
 
-FAMILIES: dict[str, Family] = {}
+#: Every model family by name (one instance each).
+FAMILIES: Registry[Family] = Registry("backbone family", sort=True)
 
 
 def register_family(cls: type[Family]) -> type[Family]:
     """Class decorator: make the family available by its ``name`` (``--model NAME`` and presets)."""
-    if cls.name in FAMILIES:
-        raise ConfigError(f"family {cls.name!r} is already registered")
-    FAMILIES[cls.name] = cls()
+    FAMILIES.register(cls.name, cls())
     return cls
 
 
 def get_family(name: str) -> Family:
-    try:
-        return FAMILIES[name]
-    except KeyError:
-        raise ConfigError(f"no backbone family {name!r}; valid: {', '.join(sorted(FAMILIES))}") from None
+    """The family called ``name``."""
+    return FAMILIES.get(name)

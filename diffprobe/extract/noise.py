@@ -12,19 +12,14 @@ import torch
 from torch import Tensor
 
 from diffprobe.errors import ConfigError
+from diffprobe.registry import Registry
 
 #: One noise pass of an item: (view, t, draw) — its noise is a pure function of these, the seed and the item id.
 Pass = tuple[int, int, int]
 
-_SCHEDULES: dict[str, Callable[[int], np.ndarray]] = {}
-
-
-def register_schedule(name: str) -> Callable[[Callable[[int], np.ndarray]], Callable[[int], np.ndarray]]:
-    def deco(fn: Callable[[int], np.ndarray]) -> Callable[[int], np.ndarray]:
-        _SCHEDULES[name] = fn
-        return fn
-
-    return deco
+#: β schedules by name: steps → (T,) float64 betas.
+SCHEDULES: Registry[Callable[[int], np.ndarray]] = Registry("noise schedule", sort=True)
+register_schedule = SCHEDULES.register
 
 
 @register_schedule("linear")
@@ -69,9 +64,7 @@ class NoiseSchedule:
 
 def make_schedule(name: str, steps: int = 1000) -> NoiseSchedule:
     """The named β schedule (``linear`` or ``cosine``) over ``steps`` steps."""
-    if name not in _SCHEDULES:
-        raise ConfigError(f"unknown noise schedule {name!r}; valid: {', '.join(sorted(_SCHEDULES))}")
-    return NoiseSchedule(name, steps, _SCHEDULES[name](steps))
+    return NoiseSchedule(name, steps, SCHEDULES.get(name)(steps))
 
 
 def q_sample(x0: Tensor, t: Tensor | int, eps: Tensor, schedule: NoiseSchedule) -> Tensor:

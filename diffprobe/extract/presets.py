@@ -1,23 +1,18 @@
 """Named models: a family plus a published configuration, and where the weights come from.
 
-The ADM presets are here: flags as given for each released checkpoint in the guided-diffusion
-README (``MODEL_FLAGS`` + ``DIFFUSION_FLAGS``); ``adm-32-fmnist`` is the small Fashion-MNIST model
-bundled with diffprobe (see ``diffprobe/assets/README.md``). Other families register theirs
-(:mod:`diffprobe.extract.diffusers.presets`) when :mod:`diffprobe.extract.registry` imports them, so
-read the full list through the registry.
+Each family registers its presets in :data:`PRESETS` from its own package (``extract/adm/presets.py``,
+``extract/diffusers/presets.py``, ``extract/timm/presets.py``) when :mod:`diffprobe.extract.registry`
+imports the families, so read the full list through the registry.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from diffprobe.errors import ConfigError
-from diffprobe.extract.adm_config import ADMConfig
+from diffprobe.registry import Registry
 
-#: Where guided-diffusion's released checkpoints are published (its README's download links).
-GUIDED_DIFFUSION_RELEASE = "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
@@ -59,119 +54,11 @@ class Preset:
         return f"get {self.checkpoint_file} (see `diffprobe models`)"
 
 
-PRESETS: dict[str, Preset] = {}
+#: Every preset by name (the families' own names, ``adm``/``diffusers``/``timm``, are models too: see
+#: :func:`diffprobe.extract.registry.model_names`).
+PRESETS: Registry[Preset] = Registry("model", hint="see `diffprobe models`", sort=True)
 
 
 def register_preset(preset: Preset) -> Preset:
-    if preset.name in PRESETS:
-        raise ConfigError(f"preset {preset.name!r} is already registered")
-    PRESETS[preset.name] = preset
-    return preset
-
-
-def get_preset(name: str) -> Preset:
-    """The preset called ``name``; an unknown name lists the valid ones."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(sorted(PRESETS))}") from None
-
-
-_ADM_256 = ADMConfig(
-    image_size=256,
-    num_channels=256,
-    num_res_blocks=2,
-    attention_resolutions=(32, 16, 8),
-    num_head_channels=64,
-    learn_sigma=True,
-    resblock_updown=True,
-    use_scale_shift_norm=True,
-    use_fp16=True,
-    noise_schedule="linear",
-    diffusion_steps=1000,
-)
-
-register_preset(
-    Preset("adm-256-uncond", "adm", _ADM_256, "256x256_diffusion_uncond.pt", "ImageNet 256×256 unconditional (the paper's)",
-           url=GUIDED_DIFFUSION_RELEASE + "256x256_diffusion_uncond.pt")
-)
-register_preset(
-    Preset(
-        "adm-256-cond",
-        "adm",
-        replace(_ADM_256, class_cond=True),
-        "256x256_diffusion.pt",
-        "ImageNet 256×256 class-conditional",
-        url=GUIDED_DIFFUSION_RELEASE + "256x256_diffusion.pt",
-    )
-)
-register_preset(
-    Preset(
-        "adm-128-cond",
-        "adm",
-        replace(_ADM_256, image_size=128, num_head_channels=None, num_heads=4, class_cond=True),
-        "128x128_diffusion.pt",
-        "ImageNet 128×128 class-conditional",
-        url=GUIDED_DIFFUSION_RELEASE + "128x128_diffusion.pt",
-    )
-)
-register_preset(
-    Preset(
-        "adm-64-cond",
-        "adm",
-        replace(
-            _ADM_256,
-            image_size=64,
-            num_channels=192,
-            num_res_blocks=3,
-            noise_schedule="cosine",
-            dropout=0.1,
-            use_new_attention_order=True,
-            class_cond=True,
-        ),
-        "64x64_diffusion.pt",
-        "ImageNet 64×64 class-conditional (cosine schedule, new attention order)",
-        url=GUIDED_DIFFUSION_RELEASE + "64x64_diffusion.pt",
-    )
-)
-register_preset(
-    Preset(
-        "adm-512-cond",
-        "adm",
-        replace(_ADM_256, image_size=512, class_cond=True, use_fp16=False),
-        "512x512_diffusion.pt",
-        "ImageNet 512×512 class-conditional",
-        url=GUIDED_DIFFUSION_RELEASE + "512x512_diffusion.pt",
-    )
-)
-register_preset(
-    Preset(
-        "adm-256-lsun",
-        "adm",
-        replace(_ADM_256, dropout=0.1),
-        "lsun_bedroom.pt / lsun_cat.pt / lsun_horse.pt",
-        "LSUN bedroom, cat or horse 256×256 unconditional (one architecture)",
-        url=GUIDED_DIFFUSION_RELEASE + "lsun_bedroom.pt (or lsun_cat.pt, lsun_horse.pt)",
-    )
-)
-register_preset(
-    Preset(
-        "adm-32-fmnist",
-        "adm",
-        ADMConfig(
-            image_size=32,
-            num_channels=64,
-            num_res_blocks=2,
-            channel_mult=(1, 2, 2),
-            attention_resolutions=(16, 8),
-            num_head_channels=32,
-            learn_sigma=False,
-            resblock_updown=True,
-            use_scale_shift_norm=True,
-            dropout=0.1,
-        ),
-        "adm32_fmnist_ema.pt (bundled)",
-        "Fashion-MNIST 32×32 DDPM bundled with diffprobe",
-        bundled="adm32_fmnist_ema.pt",
-    )
-)
+    """Make ``preset`` available by its name (``--model NAME``)."""
+    return PRESETS.register(preset.name, preset)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-import diffprobe.extract.adm_backbone  # noqa: F401  (registers the adm family)
+import diffprobe.extract.adm.family  # noqa: F401  (registers the adm family)
 import diffprobe.extract.diffusers.family  # noqa: F401  (registers the diffusers family and its presets)
 import diffprobe.extract.timm.family  # noqa: F401  (registers the timm family and its presets)
 from diffprobe.device import resolve_device
@@ -23,7 +23,8 @@ from diffprobe.errors import CheckpointError, ConfigError
 from diffprobe.extract.backbone import Backbone
 from diffprobe.extract.blocks import BlockInfo
 from diffprobe.extract.family import FAMILIES, Conditioning, ModelSpec, get_family
-from diffprobe.extract.presets import PRESETS, Preset, get_preset  # PRESETS here lists every family's
+from diffprobe.extract.presets import PRESETS, Preset  # PRESETS here lists every family's
+from diffprobe.registry import unknown_name_message
 
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -43,7 +44,9 @@ def _preset_and_family(name: str) -> tuple[Preset | None, str]:
         return None, name
     if name not in PRESETS and _HUB_NAME.match(name):
         raise hub_name_error(name, "model")
-    preset = get_preset(name)
+    if name not in PRESETS:
+        raise ConfigError(unknown_name_message("model", name, model_names(), "see `diffprobe models`"))
+    preset = PRESETS.get(name)
     return preset, preset.family
 
 
@@ -162,7 +165,7 @@ def create_backbone(name: str, checkpoint: str | Path | None = None, **kwargs: A
 
 def model_names() -> list[str]:
     """Every name :func:`load_backbone` accepts."""
-    return sorted(PRESETS) + sorted(FAMILIES)
+    return [*PRESETS.names(), *FAMILIES.names()]
 
 
 def block_table(name: str, flags: Mapping[str, Any] | None = None, checkpoint: str | Path | None = None) -> tuple[list[BlockInfo], ModelSpec]:

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from diffprobe.extract.config import ExtractConfig
-from diffprobe.extract.presets import ASSETS, PRESETS
+from diffprobe.extract.presets import ASSETS
+from diffprobe.extract.registry import PRESETS
 from diffprobe.outputs import claim_output
 from diffprobe.pipelines.extraction.job import ExtractSummary, extract_features
 from diffprobe.probes.errors import ProbeError

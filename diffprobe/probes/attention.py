@@ -79,8 +79,8 @@ class AttentionProbe(_TransformerProbe):
         input_shape: (C, H, W) of the map when X is flat; inferred from a 4-D X.
         dim, heads, depth, mlp_ratio: transformer size (paper: 1024, 8, 2, 4).
         max_size: the tokenizer pools maps larger than this to max_size × max_size (paper: 16).
-        optimizer, lr, weight_decay, epochs, batch_size, schedule: see ``TrainConfig``
-            (paper: "sgd", 5e-2, 0, 28, 128, "step"; "adamw" with lr ≈ 1e-3 also works well).
+        optimizer, lr, momentum, weight_decay, epochs, batch_size, schedule: see ``TrainConfig``
+            (paper: "sgd", 5e-2, 0, 0, 28, 128, "step"; "adamw" with lr ≈ 1e-3 also works well).
         device: "auto" (CUDA if present), "cpu" or "cuda". amp: bfloat16 autocast on CUDA only.
         standardize: standardise every feature (each map position) with training statistics first,
             as the CLI does unless --no-standardize.
@@ -99,6 +99,7 @@ class AttentionProbe(_TransformerProbe):
         max_size: int = 16,
         optimizer: str = "sgd",
         lr: float = 5e-2,
+        momentum: float = 0.0,
         weight_decay: float = 0.0,
         epochs: int = 28,
         batch_size: int = 128,
@@ -148,6 +149,7 @@ class DifFormerProbe(_TransformerProbe):
         max_size: int = 16,
         optimizer: str = "sgd",
         lr: float = 5e-2,
+        momentum: float = 0.0,
         weight_decay: float = 0.0,
         epochs: int = 28,
         batch_size: int = 128,

@@ -27,13 +27,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from diffprobe.device import autocast, resolve_device
+from diffprobe.extract.adm.feedback import Feedback, plan_feedback, require_adm
 from diffprobe.extract.backbone import Backbone
-from diffprobe.extract.feedback import Feedback, plan_feedback, require_adm
 from diffprobe.probes.base import ProbeBase, rng_seed, seeded
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.feedback import DifFeedHead
 from diffprobe.probes.images import ImageSet, noisy_batch
-from diffprobe.probes.training import TrainConfig, amp_precision, count_hits, optimizer_and_schedule
+from diffprobe.probes.optim import optimizer_and_schedule
+from diffprobe.probes.training import TrainConfig, amp_precision, count_hits
 
 log = logging.getLogger(__name__)
 EVAL_DRAWS = ("first", "mean")
@@ -48,7 +49,7 @@ class DifFeedProbe(ProbeBase):
         feedback: decoder blocks fed back (None: the second output block of each decoder level).
         seed, draws: the noise (as for extraction); eval_draws: "first" or "mean".
         dim, heads, depth, mlp_ratio, max_size: the attention head (see :class:`AttentionHead`).
-        optimizer, lr, weight_decay, epochs, batch_size, schedule, device, amp: see ``TrainConfig``.
+        optimizer, lr, momentum, weight_decay, epochs, batch_size, schedule, device, amp: see ``TrainConfig``.
         eval_batch_size: images per forward at prediction.
         checkpoint_dir: a folder for a checkpoint written after every epoch; a fit resumes from it.
 
@@ -76,6 +77,7 @@ class DifFeedProbe(ProbeBase):
         max_size: int = 16,
         optimizer: str = "sgd",
         lr: float = 1e-2,
+        momentum: float = 0.0,
         weight_decay: float = 0.0,
         epochs: int = 28,
         batch_size: int = 4,
@@ -140,7 +142,7 @@ class DifFeedProbe(ProbeBase):
         self.read_block_, self.read_shape_, self.feedback_ = read, [info.channels, info.height, info.width], fb.to_dict()
         self._build_modules()
         cfg = TrainConfig.of(self)
-        opt, sched = optimizer_and_schedule(cfg, [{"params": list(self.module_.parameters())}])
+        opt, sched = optimizer_and_schedule(cfg, [{"params": list(self.module_.parameters())}], cfg.epochs)
         start, history = self._resume(X, y, opt, sched)
         self.loss_history_ = self._epochs(X, y, bb, cfg, opt, sched, start, history)
         self.module_.eval()

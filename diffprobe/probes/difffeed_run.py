@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from diffprobe.extract.adm.feedback import plan_feedback, require_adm
 from diffprobe.extract.blocks import resolve_blocks
 from diffprobe.extract.data import discover
 from diffprobe.extract.family import Conditioning, ModelSpec
-from diffprobe.extract.feedback import plan_feedback, require_adm
 from diffprobe.extract.registry import check_model, store_identity
 from diffprobe.probes.data import Features, KeyInfo, default_splits
 from diffprobe.probes.difffeed import DifFeedProbe

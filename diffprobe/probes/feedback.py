@@ -2,7 +2,7 @@
 
 Feedback network (one per pair b → m(b)): 1×1 convolution without bias C_b → C_m, BatchNorm, ReLU,
 then a bilinear resize to block m(b)'s resolution where the two differ. Its output is added to
-encoder block m(b)'s output in the second pass (see :meth:`diffprobe.extract.adm.ADMUNet.run`), and
+encoder block m(b)'s output in the second pass (see :meth:`diffprobe.extract.adm.unet.ADMUNet.run`), and
 the read block of that pass goes to the paper's attention head (:class:`~diffprobe.probes.heads.AttentionHead`).
 """
 
@@ -14,8 +14,8 @@ from typing import cast
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from diffprobe.extract.adm.feedback import Feedback
 from diffprobe.extract.backbone import Backbone, Timesteps
-from diffprobe.extract.feedback import Feedback
 from diffprobe.probes.heads import AttentionHead
 
 

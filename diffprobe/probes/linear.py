@@ -77,7 +77,7 @@ class LinearProbe(ProbeBase):
         feature_groups: column counts of consecutive groups (e.g. one per concatenated key);
             None = one group over all columns.
         optimizer: "sgd" (paper: no momentum) or "adamw".
-        weight_decay, epochs, batch_size, schedule: see :class:`TrainConfig` (paper: 0, 28, 128, "step").
+        momentum, weight_decay, epochs, batch_size, schedule: see :class:`TrainConfig` (paper: 0, 0, 28, 128, "step").
         val_fraction: with several learning rates, the stratified hold-out that picks the best lr
             per group (and the group ``predict`` uses); the winners are then retrained on all rows
             (``refit``). With one lr there is no hold-out and ``predict`` uses the group with the
@@ -99,6 +99,7 @@ class LinearProbe(ProbeBase):
         lr: float | Sequence[float] = 1e-2,
         feature_groups: Sequence[int] | None = None,
         optimizer: str = "sgd",
+        momentum: float = 0.0,
         weight_decay: float = 0.0,
         epochs: int = 28,
         batch_size: int = 128,

@@ -1,62 +1,56 @@
-"""The probe registry: name → estimator class, resolved lazily so listing names imports no torch."""
+"""The probe registries: name → estimator class, imported on first use so that listing names imports no torch.
+
+Add a probe by writing its module beside this one and adding one ``register_lazy`` line below.
+"""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from diffprobe.probes.errors import ProbeError
+from diffprobe.registry import Registry
 
-#: Probe name → "module:Class". Add a probe by adding a line here (and a module beside this one).
-PROBES: dict[str, str] = {
-    "logistic": "diffprobe.probes.logistic:LogisticProbe",
-    "linear": "diffprobe.probes.linear:LinearProbe",
-    "knn": "diffprobe.probes.knn:KNNProbe",
-    "attention": "diffprobe.probes.attention:AttentionProbe",
-    "difformer": "diffprobe.probes.attention:DifFormerProbe",
-}
-
+#: Probes trained on a store's cached features: ``diffprobe probe NAME STORE``, ``diffprobe sweep --probe NAME``.
+PROBES: Registry[type] = Registry("probe", error=ProbeError)
+PROBES.register_lazy("logistic", "diffprobe.probes.logistic:LogisticProbe")
+PROBES.register_lazy("linear", "diffprobe.probes.linear:LinearProbe")
+PROBES.register_lazy("knn", "diffprobe.probes.knn:KNNProbe")
+PROBES.register_lazy("attention", "diffprobe.probes.attention:AttentionProbe")
+PROBES.register_lazy("difformer", "diffprobe.probes.attention:DifFormerProbe")
 
 #: Probes that train on images, running the U-Net in their training loop (not on a store's features):
 #: ``diffprobe probe NAME DATA …`` has its own command, and sweeps do not offer them.
-IMAGE_PROBES: dict[str, str] = {
-    "difffeed": "diffprobe.probes.difffeed:DifFeedProbe",
-}
+IMAGE_PROBES: Registry[type] = Registry("image probe", error=ProbeError)
+IMAGE_PROBES.register_lazy("difffeed", "diffprobe.probes.difffeed:DifFeedProbe")
 
 
-def _target(name: str) -> str:
-    if name in PROBES:
-        return PROBES[name]
-    if name in IMAGE_PROBES:
-        return IMAGE_PROBES[name]
-    raise ProbeError(f"unknown probe {name!r}; valid: {', '.join([*PROBES, *IMAGE_PROBES])}")
+def is_probe(name: str) -> bool:
+    """Whether ``name`` is a registered probe of either kind."""
+    return name in PROBES or name in IMAGE_PROBES
+
+
+def check_probe_name(name: str) -> None:
+    """Raise :class:`ProbeError` (listing both kinds) unless ``name`` is a registered probe."""
+    if not is_probe(name):
+        from diffprobe.registry import unknown_name_message
+
+        raise ProbeError(unknown_name_message("probe", name, [*PROBES.names(), *IMAGE_PROBES.names()]))
 
 
 def probe_names() -> list[str]:
-    """Registered probe names, in registry order."""
-    return list(PROBES)
-
-
-def register_probe(name: str, target: str) -> None:
-    """Register (or replace) ``name`` → ``"module:Class"``."""
-    if ":" not in target:
-        raise ProbeError(f"expected a target of the form 'module:Class', got {target!r}")
-    PROBES[name] = target
+    """Registered feature-probe names, in registry order."""
+    return PROBES.names()
 
 
 def probe_class(name: str) -> type:
-    """The estimator class registered as ``name``."""
-    module, _, cls = _target(name).partition(":")
-    return getattr(importlib.import_module(module), cls)
+    """The estimator class registered as ``name`` (either kind)."""
+    check_probe_name(name)
+    return (PROBES if name in PROBES else IMAGE_PROBES).get(name)
 
 
 def probe_name_of(estimator: Any) -> str:
     """The registry name of an estimator instance (or its class name when unregistered)."""
-    cls = type(estimator)
-    for name, target in {**PROBES, **IMAGE_PROBES}.items():
-        if target == f"{cls.__module__}:{cls.__qualname__}":
-            return name
-    return cls.__qualname__
+    return PROBES.name_of(estimator) or IMAGE_PROBES.name_of(estimator) or type(estimator).__qualname__
 
 
 def create_probe(name: str, **params: Any) -> Any:

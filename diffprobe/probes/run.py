@@ -18,7 +18,7 @@ from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.io import TrainedProbe
 from diffprobe.probes.metrics import classification_metrics, topk_accuracy
 from diffprobe.probes.plan import DataConfig, Fold, plan_folds
-from diffprobe.probes.registry import IMAGE_PROBES, PROBES, create_probe
+from diffprobe.probes.registry import check_probe_name, create_probe
 from diffprobe.store.reader import StoreReader
 from diffprobe.store.select import BlockSpec
 
@@ -34,8 +34,7 @@ class ProbeConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
-        if self.probe not in PROBES and self.probe not in IMAGE_PROBES:
-            raise ProbeError(f"unknown probe {self.probe!r}; valid: {', '.join([*PROBES, *IMAGE_PROBES])}")
+        check_probe_name(self.probe)
         keys = (self.keys,) if isinstance(self.keys, str) else tuple(self.keys)
         if not keys:
             raise ProbeError("expected at least one key in ProbeConfig.keys")

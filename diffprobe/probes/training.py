@@ -1,8 +1,9 @@
-"""The shared minibatch training loop of the torch probes (linear, attention, DifFormer).
+"""One training configuration for every trained head (:class:`TrainConfig`), and the shared
+minibatch loop of the classification heads (linear, attention, DifFormer).
 
-Optimisers and learning-rate schedules come from registries. The paper's recipe for every head is
-``optimizer="sgd"`` (no momentum, no weight decay) with ``schedule="step"``: 28 epochs, lr × 0.1
-every 7 (a quarter of the epochs). Device and precision are applied here and nowhere else:
+Optimisers and learning-rate schedules come from the registries of :mod:`diffprobe.probes.optim`.
+The paper's recipe for every head is ``optimizer="sgd"`` (momentum 0, no weight decay) with
+``schedule="step"``: 28 epochs, lr × 0.1 every 7 (a quarter of the epochs). Device and precision are applied here and nowhere else:
 autocast (bfloat16) only on CUDA. Every run shows a progress bar of epochs with the last epoch's
 mean loss and training accuracy (both accumulated on the device), quiet when not on a terminal.
 """
@@ -10,7 +11,7 @@ mean loss and training accuracy (both accumulated on the device), quiet when not
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -22,41 +23,22 @@ from diffprobe.device import autocast
 from diffprobe.probes.arrays import as_numpy, is_in_memory, on_device, torch_threads
 from diffprobe.probes.base import rng_seed
 from diffprobe.probes.errors import ProbeError
+from diffprobe.probes.optim import OPTIMIZERS, SCHEDULES, optimizer_and_schedule
 
 log = logging.getLogger(__name__)
-
-OptimizerFactory = Callable[[Iterable[dict[str, Any]], float, float], torch.optim.Optimizer]
-ScheduleFactory = Callable[[torch.optim.Optimizer, int], Any]
-
-OPTIMIZERS: dict[str, OptimizerFactory] = {
-    # The paper: plain SGD, no momentum; weight decay only if asked for.
-    "sgd": lambda groups, lr, wd: torch.optim.SGD(groups, lr=lr, momentum=0.0, weight_decay=wd),
-    "adamw": lambda groups, lr, wd: torch.optim.AdamW(groups, lr=lr, weight_decay=wd),
-}
-
-SCHEDULES: dict[str, ScheduleFactory] = {
-    "step": lambda opt, epochs: torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, epochs // 4), gamma=0.1),
-    "cosine": lambda opt, epochs: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs)),
-    "constant": lambda opt, epochs: torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0),
-}
-
-
-def _choose(registry: dict[str, Any], name: str, what: str) -> Any:
-    if name not in registry:
-        raise ProbeError(f"expected {what} to be one of {', '.join(sorted(registry))}; got {name!r}")
-    return registry[name]
-
 
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. ``lr`` is the base rate; parameter groups may carry their own ``lr``.
 
-    ``num_threads``: CPU threads while training; None = one for small models (see
-    :func:`~diffprobe.probes.arrays.torch_threads`), torch's setting otherwise.
+    ``momentum`` applies to ``sgd`` (the paper: 0; dense heads default to 0.9). ``num_threads``: CPU
+    threads while training; None = one for small models (see :func:`~diffprobe.probes.arrays.torch_threads`),
+    torch's setting otherwise.
     """
 
     optimizer: str = "sgd"
     lr: float = 1e-2
+    momentum: float = 0.0
     weight_decay: float = 0.0
     epochs: int = 28
     batch_size: int = 128
@@ -75,8 +57,10 @@ class TrainConfig:
         return cls(**{**kw, "seed": rng_seed(probe.random_state), **overrides})
 
     def __post_init__(self) -> None:
-        _choose(OPTIMIZERS, self.optimizer, "optimizer")
-        _choose(SCHEDULES, self.schedule, "schedule")
+        OPTIMIZERS.get(self.optimizer)  # unknown names raise, listing the valid ones
+        SCHEDULES.get(self.schedule)
+        if not 0.0 <= self.momentum < 1.0:
+            raise ProbeError(f"expected momentum in [0, 1), got {self.momentum}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ProbeError(f"expected epochs ≥ 1 and batch_size ≥ 1, got {self.epochs} and {self.batch_size}")
 
@@ -111,12 +95,6 @@ def amp_precision(device: torch.device, amp: bool) -> str:
     return "bf16" if amp and device.type == "cuda" else "fp32"
 
 
-def optimizer_and_schedule(cfg: TrainConfig, groups: Iterable[dict[str, Any]]) -> tuple[torch.optim.Optimizer, Any]:
-    """The optimiser over parameter ``groups`` and its learning-rate schedule, as ``cfg`` names them."""
-    opt = _choose(OPTIMIZERS, cfg.optimizer, "optimizer")(groups, cfg.lr, cfg.weight_decay)
-    return opt, _choose(SCHEDULES, cfg.schedule, "schedule")(opt, cfg.epochs)
-
-
 def train_module(
     module: nn.Module,
     groups: list[dict[str, Any]],
@@ -140,7 +118,7 @@ def train_module(
             for H heads (the accuracy shown is then the mean over heads).
         work: multiply-adds per step, for choosing CPU threads (default: batch × parameters).
     """
-    opt, sched = optimizer_and_schedule(cfg, groups)
+    opt, sched = optimizer_and_schedule(cfg, groups, cfg.epochs)
     gen = torch.Generator().manual_seed(cfg.seed)
     if work is None:
         work = cfg.batch_size * sum(p.numel() for p in module.parameters())

@@ -15,12 +15,29 @@ from typing import Any
 import numpy as np
 
 from diffprobe.errors import StoreCorruptError, StoreError
+from diffprobe.registry import Registry
 
 
 class Backend(abc.ABC):
-    """One store on disk. ``mode``: "r" read-only, "a" read/write, "w" create (replacing)."""
+    """One store on disk. ``mode``: "r" read-only, "a" read/write, "w" create (replacing).
+
+    A backend says what it can do (capabilities, class attributes) and callers ask it, instead of
+    testing its format:
+
+    Attributes:
+        format: its name in the registry (``zarr``, ``hdf5``).
+        suffixes: path endings that select it (lower case); a backend with none is the default for
+            any other path (a directory).
+        concurrent_writers: several processes and threads may write units at once (each unit owns
+            whole shards): ``--workers``, ``--scheduler``, ``--shard`` and parallel writer threads.
+        atomic_publish: extraction writes a resumable working store beside it and publishes the
+            finished store in one rename (a single file that a killed writer must never leave torn).
+    """
 
     format: str
+    suffixes: tuple[str, ...] = ()
+    concurrent_writers: bool = False
+    atomic_publish: bool = False
 
     def __init__(self, path: Path, mode: str) -> None:
         self.path = path
@@ -177,17 +194,28 @@ class _Checked:
             raise
 
 
-BACKENDS: dict[str, Callable[[Path, str], Backend]] = {}
+#: Store backends by format name.
+BACKENDS: Registry[type[Backend]] = Registry("store format", error=StoreError)
 
 
 def register_backend(fmt: str) -> Callable[[type[Backend]], type[Backend]]:
-    def deco(cls: type[Backend]) -> type[Backend]:
-        BACKENDS[fmt] = cls
-        return cls
+    """Class decorator: register a :class:`Backend` subclass as format ``fmt``."""
+    return BACKENDS.register(fmt)
 
-    return deco
+
+def backend_for_path(path: str | Path) -> type[Backend]:
+    """The backend a store at ``path`` uses: the one whose :attr:`~Backend.suffixes` end the name
+    (``.h5``/``.hdf5`` → HDF5), else the default one, which has none (a directory → Zarr)."""
+    name = str(path).lower()
+    for cls in BACKENDS.values():
+        if cls.suffixes and name.endswith(cls.suffixes):
+            return cls
+    default = [cls for cls in BACKENDS.values() if not cls.suffixes]
+    if len(default) != 1:
+        raise StoreError(f"expected one store backend for directories, got {[c.format for c in default]}")
+    return default[0]
 
 
 def format_for_path(path: str | Path) -> str:
-    """``.h5``/``.hdf5`` → ``hdf5``; anything else (a directory) → ``zarr``."""
-    return "hdf5" if str(path).lower().endswith((".h5", ".hdf5")) else "zarr"
+    """The format name of :func:`backend_for_path`."""
+    return backend_for_path(path).format

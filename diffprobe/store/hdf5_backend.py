@@ -29,6 +29,8 @@ def _get_json(attrs: h5py.AttributeManager) -> dict[str, Any]:
 @register_backend("hdf5")
 class HDF5Backend(Backend):
     format = "hdf5"
+    suffixes = (".h5", ".hdf5")
+    atomic_publish = True  # h5py writes in place: a killed writer could leave the file torn
 
     def __init__(self, path: Path, mode: str) -> None:
         super().__init__(path, mode)

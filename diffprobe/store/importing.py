@@ -22,6 +22,7 @@ from diffprobe._version import __version__
 from diffprobe.errors import ConfigError, StoreError, StoreKeyError
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.store import FeatureStore, open_store
+from diffprobe.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +59,18 @@ def _read_h5(path: Path, dataset: str | None) -> np.ndarray:
 
 
 #: file suffix → reader(path, dataset) → (N, ...) array
-SOURCE_READERS: dict[str, Callable[[Path, str | None], np.ndarray]] = {".npy": _read_npy, ".h5": _read_h5, ".hdf5": _read_h5}
+SOURCE_READERS: Registry[Callable[[Path, str | None], np.ndarray]] = Registry("array file suffix", error=ConfigError)
+SOURCE_READERS.register(".npy", _read_npy)
+SOURCE_READERS.register(".h5", _read_h5)
+SOURCE_READERS.register(".hdf5", _read_h5)
 
 
 def read_source(path: str | Path, dataset: str | None = None) -> np.ndarray:
     """The (N, ...) array in ``path`` (.npy memory-mapped; .h5/.hdf5 by dataset name)."""
     p = Path(path)
-    reader = SOURCE_READERS.get(p.suffix.lower())
-    if reader is None:
+    if p.suffix.lower() not in SOURCE_READERS:
         raise ConfigError(f"expected a source file ending in {', '.join(SOURCE_READERS)}, got {p.name!r}")
+    reader = SOURCE_READERS.get(p.suffix.lower())
     if not p.is_file():
         raise StoreError(f"source file not found: {p}")
     data = reader(p, dataset)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from diffprobe.errors import StoreError
-from diffprobe.store.backend import BACKENDS, format_for_path
+from diffprobe.store.backend import backend_for_path
 from diffprobe.store.inspect import VerifyReport, failed_items, missing_lines, missing_units
 from diffprobe.store.layout import FeatureKey, chunk_items
 from diffprobe.store.store import open_store
@@ -29,7 +29,7 @@ def export_store(src: str | Path, dst: str | Path, overwrite: bool = False) -> P
     if Path(src).expanduser().resolve() == dst_p.resolve():
         raise StoreError("source and destination are the same path")
     with open_store(src) as s:
-        out = BACKENDS[format_for_path(dst_p)](dst_p, "w")
+        out = backend_for_path(dst_p)(dst_p, "w")
         try:
             out.update_root_attrs(s.attrs)
             for split in s.splits:

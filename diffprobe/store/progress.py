@@ -104,14 +104,14 @@ def write_unit(store: FeatureStore, buf: UnitBuffer) -> int:
 
 
 def writer_threads(store: FeatureStore) -> int:
-    """Threads that write finished units: min(4, CPU cores) for a Zarr store, 1 for any other.
+    """Threads that write finished units: min(4, CPU cores) where the backend takes concurrent writers (Zarr), else 1.
 
     Zarr units write in parallel safely: each unit owns whole shards (its feature rows and its
     ``valid`` rows) and its own done marker, so two units never touch one file. Encoding (zstd,
     crc32c), hashing (BLAKE2b) and file writes release the GIL, so threads use several cores. HDF5
     (h5py) writes one call at a time, so it gets one thread.
     """
-    return max(1, min(4, os.cpu_count() or 1)) if store.format == "zarr" else 1
+    return max(1, min(4, os.cpu_count() or 1)) if store.backend.concurrent_writers else 1
 
 
 class BackgroundWriter:
@@ -130,7 +130,7 @@ class BackgroundWriter:
         n = writer_threads(store) if threads is None else threads
         if n < 1:
             raise ValueError(f"expected at least 1 writer thread, got {n}")
-        if n > 1 and store.format != "zarr":
+        if n > 1 and not store.backend.concurrent_writers:
             log.debug("the %s backend writes from one thread; using 1 writer thread, not %d", store.format, n)
             n = 1
         self.q: queue.Queue[UnitBuffer | None] = queue.Queue(maxsize=depth)

@@ -12,7 +12,7 @@ from diffprobe._version import __version__
 from diffprobe.errors import StoreError, StoreKeyError
 from diffprobe.store import hdf5_backend as _h5  # noqa: F401  (registers the backend)
 from diffprobe.store import zarr_backend as _zarr  # noqa: F401
-from diffprobe.store.backend import BACKENDS, Backend, format_for_path
+from diffprobe.store.backend import Backend, backend_for_path
 from diffprobe.store.digests import DIGEST, digest, unit_digests
 from diffprobe.store.layout import ITEM_ARRAYS, SCHEMA_VERSION, SIDE_ARRAYS, FeatureKey, chunk_items, plan_units
 from diffprobe.store.reader import StoreReader
@@ -248,13 +248,13 @@ def open_store(path: str | Path, mode: str = "r") -> FeatureStore:
     p = Path(path).expanduser()
     if not p.exists():
         raise StoreError(f"no store at {p}")
-    return FeatureStore(BACKENDS[format_for_path(p)](p, mode))
+    return FeatureStore(backend_for_path(p)(p, mode))
 
 
 def create_store(path: str | Path, attrs: dict[str, Any]) -> FeatureStore:
     """Create (replacing) an empty store with root attributes ``attrs``."""
     p = Path(path).expanduser()
-    backend = BACKENDS[format_for_path(p)](p, "w")
+    backend = backend_for_path(p)(p, "w")
     backend.update_root_attrs({"schema_version": SCHEMA_VERSION, "package_version": __version__, "created": _now(), **attrs})
     return FeatureStore(backend)
 

@@ -45,6 +45,7 @@ def _no_empty_chunk(array: zarr.Array, start: int, data: np.ndarray) -> bool:
 @register_backend("zarr")
 class ZarrBackend(Backend):
     format = "zarr"
+    concurrent_writers = True  # each unit owns whole shards and its own done marker
     #: crc32c on every chunk of new arrays (``benchmarks/checksum_cost.py`` turns it off to measure it)
     chunk_checksums = True
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import diffprobe
-from diffprobe.extract.adm_diagnose import expected_shapes
-from diffprobe.extract.adm_layers import AttentionBlock
+from diffprobe.extract.adm.diagnose import expected_shapes
+from diffprobe.extract.adm.layers import AttentionBlock
 from diffprobe.extract.registry import PRESETS
 from tests.helpers import DATA
 
@@ -28,7 +28,7 @@ def test_256_uncond_keys_and_shapes_equal_official():
 
 
 def test_256_block_table_matches_paper():
-    from diffprobe.extract.adm_backbone import measure_blocks
+    from diffprobe.extract.adm.family import measure_blocks
 
     blocks = measure_blocks(PRESETS["adm-256-uncond"].config)
     assert len(blocks) == 37
@@ -146,7 +146,7 @@ def test_class_conditional_needs_a_fixed_label():
 
 def _forward_shapes(cfg) -> list[tuple[int, int, int]]:
     """(C, H, W) of every block from a forward on the meta device: what the layers actually do."""
-    from diffprobe.extract.adm import ADMUNet
+    from diffprobe.extract.adm.unet import ADMUNet
 
     with torch.device("meta"):
         net = ADMUNet(cfg)
@@ -168,8 +168,8 @@ def test_the_block_table_is_what_a_forward_gives(name):
     process a second of torch's meta-kernel start-up): it must equal the forward's shapes."""
     import dataclasses
 
-    from diffprobe.extract.adm_backbone import measure_blocks
-    from diffprobe.extract.adm_config import ADMConfig
+    from diffprobe.extract.adm.config import ADMConfig
+    from diffprobe.extract.adm.family import measure_blocks
 
     cfg = PRESETS[name].config if name in PRESETS else dataclasses.replace(ADMConfig(), **VARIANTS[name])
     blocks = measure_blocks(cfg)
@@ -179,7 +179,7 @@ def test_the_block_table_is_what_a_forward_gives(name):
 
 def test_an_image_size_the_levels_cannot_halve_is_a_clear_error():
     from diffprobe.errors import ConfigError
-    from diffprobe.extract.adm_config import ADMConfig
+    from diffprobe.extract.adm.config import ADMConfig
 
     with pytest.raises(ConfigError, match=r"image_size=28 cannot go through 4 levels .*divisible by 8.*use image_size 24 or 32, or fewer levels"):
         ADMConfig(image_size=28, channel_mult=(1, 2, 2, 2))

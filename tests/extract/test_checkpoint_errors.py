@@ -88,8 +88,8 @@ def test_class_conditional_checkpoint_on_unconditional_preset(tmp_path, fmnist_s
 
 
 def test_256_cond_hint_names_the_preset():
-    from diffprobe.extract.adm_diagnose import mismatch_hints
-    from diffprobe.extract.presets import PRESETS
+    from diffprobe.extract.adm.diagnose import mismatch_hints
+    from diffprobe.extract.registry import PRESETS
 
     sd = {"label_emb.weight": torch.zeros(1000, 1024, device="meta")}
     hints = mismatch_hints(PRESETS["adm-256-uncond"].config, sd)

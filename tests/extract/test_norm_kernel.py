@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from diffprobe.errors import ConfigError
-from diffprobe.extract.kernels import NORM_KERNELS, group_norm_act
-from diffprobe.extract.kernels.group_norm_op import plan
+from diffprobe.extract.adm.kernels import NORM_KERNELS, group_norm_act
+from diffprobe.extract.adm.kernels.group_norm_op import plan
 
 ROOT = Path(__file__).parents[2]
 NO_TRITON = "triton is optional (not installed here); the torch kernel is tested without it"
@@ -114,7 +114,7 @@ def test_triton_kernel_on_tokens_without_activation(dtype):
 def test_triton_statistics_over_many_tiles_and_programs(shape, channels_last):
     """A group spans several tiles: one program loops over them, or several programs split them."""
     pytest.importorskip("triton", reason=NO_TRITON)
-    from diffprobe.extract.kernels.group_norm_op import run
+    from diffprobe.extract.adm.kernels.group_norm_op import run
 
     gn = GroupNorm32Like(shape[1])
     x, scale, shift = inputs(shape, torch.float32, channels_last)
@@ -145,7 +145,7 @@ def test_plan_covers_the_spatial_axis():
 
 def test_custom_op_fake_and_schema():
     pytest.importorskip("triton", reason=NO_TRITON)
-    from diffprobe.extract.kernels.group_norm_op import group_norm_act_op
+    from diffprobe.extract.adm.kernels.group_norm_op import group_norm_act_op
 
     x, scale, shift = inputs((2, 32, 3, 3), torch.float32, channels_last=True)
     w, b = torch.randn(32), torch.randn(32)
@@ -172,7 +172,7 @@ def test_unknown_kernel_lists_the_valid_ones():
     x = torch.randn(1, 32, 2, 2)
     with pytest.raises(ConfigError, match=r"unknown norm kernel 'cuda'; valid: torch, triton"):
         group_norm_act(x, torch.ones(32), torch.zeros(32), 32, 1e-5, kernel="cuda")
-    assert NORM_KERNELS == ("torch", "triton")
+    assert NORM_KERNELS.names() == ["torch", "triton"]
 
 
 def test_triton_missing_says_what_to_do(monkeypatch):

@@ -150,17 +150,18 @@ def test_upernet_fuses_maps_of_several_resolutions_and_learns(seg_store):
 
 
 def test_the_optimiser_and_schedule_are_options(seg_store):
-    from diffprobe.errors import ConfigError
     from diffprobe.probes.dense.heads import LinearDenseHead
-    from diffprobe.probes.dense.train import DenseTraining, fit_head
+    from diffprobe.probes.dense.train import fit_head
+    from diffprobe.probes.errors import ProbeError
+    from diffprobe.probes.training import TrainConfig
 
     with diffprobe.open_store(seg_store) as s:
         src = DenseSource.of(s, "train", ["t0090_b12_full"])
         for opt, sched in (("sgd", "poly"), ("adamw", "constant")):
-            losses = fit_head(LinearDenseHead([128], 11, 8), src, DenseTraining(epochs=3, optimizer=opt, schedule=sched))
+            losses = fit_head(LinearDenseHead([128], 11, 8), src, TrainConfig(epochs=3, optimizer=opt, schedule=sched, momentum=0.9, weight_decay=1e-4, batch_size=32))
             assert losses[-1] < losses[0], (opt, sched, losses)
-        with pytest.raises(ConfigError, match="unknown optimizer 'adam'"):
-            fit_head(LinearDenseHead([128], 11, 8), src, DenseTraining(epochs=1, optimizer="adam"))
+        with pytest.raises(ProbeError, match="unknown optimizer .adam.; valid: sgd, adamw .did you mean .adamw."):
+            TrainConfig(epochs=1, optimizer="adam")
 
 
 def test_dense_probe_is_an_estimator_on_arrays_too(seg_store):

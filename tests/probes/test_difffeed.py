@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import diffprobe
+from diffprobe.extract.adm.feedback import plan_feedback
 from diffprobe.extract.data import discover
-from diffprobe.extract.feedback import plan_feedback
 from diffprobe.probes.difffeed import DifFeedProbe
 from diffprobe.probes.difffeed_run import with_pass1
 from diffprobe.probes.feedback import DifFeedHead
@@ -31,7 +31,7 @@ def images() -> ImageSet:
 
 
 def test_feedback_set_of_the_paper_and_of_the_bundled_model(fmnist_backbone):
-    from diffprobe.extract.adm_backbone import measure_blocks
+    from diffprobe.extract.adm.family import measure_blocks
     from diffprobe.extract.presets import PRESETS
 
     cfg = PRESETS["adm-256-uncond"].config

@@ -22,11 +22,11 @@ from diffprobe.probes import DataConfig, ProbeConfig, run_probe
 from diffprobe.probes.data import load_features
 from diffprobe.probes.dense.run import dense_probe
 from diffprobe.probes.dense.source import PIXELS, DenseSource
-from diffprobe.probes.dense.train import DenseTraining
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.images import ImageSet, stored_pass1
 from diffprobe.probes.logistic import LogisticProbe
 from diffprobe.probes.run import run_probe_per_key
+from diffprobe.probes.training import TrainConfig
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.memory import MemoryStore
 from diffprobe.store.store import FeatureStore, create_store
@@ -268,7 +268,7 @@ def test_dense_training_pairs_every_view_with_its_mask_and_evaluation_uses_view_
         got = [(m[0].argmax(1), y) for m, y in test.batches(3, np.random.default_rng(0))]
         assert sum(len(y) for _, y in got) == 4 and all(torch.equal(a, b) for a, b in got)
         assert sorted(map(bytes, np.concatenate([y.numpy().astype(np.uint8) for _, y in got]))) == sorted(map(bytes, s.masks("val")[:, 0]))
-        res = dense_probe(s, ["t0090_b12_full"], training=DenseTraining(epochs=1, batch_size=8))
+        res = dense_probe(s, ["t0090_b12_full"], training=TrainConfig(optimizer="adamw", schedule="cosine", weight_decay=1e-4, epochs=1, batch_size=8))
         assert res["train"] == {"split": "train", "items": 6, "views": V} and res["metrics"]["pixels"] == 4 * S * S
 
 

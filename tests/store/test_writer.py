@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import types
 import time
 from pathlib import Path
 
@@ -119,6 +120,7 @@ class SlowStore:
     """Stands in for a store: records what ``write_unit`` was called with, slowly."""
 
     format = "zarr"
+    backend = types.SimpleNamespace(concurrent_writers=True)
 
     def __init__(self, delay: float, fail_unit: int | None = None) -> None:
         self.delay, self.fail_unit = delay, fail_unit

@@ -20,6 +20,7 @@ import torch
 from diffprobe.errors import CheckpointError, ConfigError
 from diffprobe.extract.blocks import BlockInfo
 from diffprobe.extract.hooks import BlockTap
+from diffprobe.keyvalue import load_pairs
 
 INSTALL = "pip install 'diffprobe[timm]'"
 #: diffprobe's own flags; every other flag is a keyword argument of ``timm.create_model``
@@ -94,26 +95,6 @@ def _plain(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
-def typed(value: Any) -> Any:
-    """A flag given as text (``--flags depth=3,layers=1,1,2,2,qkv_bias=False``) as the Python value
-    timm expects: int, float, bool, None, a list of those, or the text itself."""
-    if not isinstance(value, str):
-        return value
-    if "," in value:
-        return [typed(v.strip()) for v in value.split(",")]
-    low = value.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low == "none":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
-
-
 def describe(name: str, preset: dict[str, Any] | None, flags: dict[str, Any], checkpoint: Path | None) -> TimmConfig:
     """The configuration of model ``name`` from flags, the checkpoint directory and a preset
     (``{"arch": …, "kwargs": {…}}``)."""
@@ -123,7 +104,7 @@ def describe(name: str, preset: dict[str, Any] | None, flags: dict[str, Any], ch
         raise ConfigError(f"{name}: say which timm architecture with --flags arch=NAME (e.g. arch=vit_base_patch16_224.mae), "
                           "or pass --checkpoint DIR holding the hub's config.json")  # fmt: skip
     kwargs: dict[str, Any] = {**(preset or {}).get("kwargs", {}), **hub.get("model_args", {})}
-    kwargs.update({k: typed(v) for k, v in flags.items() if k not in OWN_FLAGS})
+    kwargs.update({k: list(v) if isinstance(v, tuple) else v for k, v in load_pairs(dict(flags)).items() if k not in OWN_FLAGS})
     for k in ("num_classes", "pretrained", "pretrained_cfg", "checkpoint_path"):
         kwargs.pop(k, None)  # diffprobe builds the feature extractor itself, without a classifier
     features = str(flags.get("features", "map"))

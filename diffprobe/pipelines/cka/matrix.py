@@ -30,6 +30,7 @@ from diffprobe.pipelines.cka.config import CKAConfig
 from diffprobe.pipelines.cka.math import cka_from_hsic, get_estimator
 from diffprobe.pipelines.cka.source import NonFiniteRows, Source, chunk_rows_for, finite_rows
 from diffprobe.pipelines.cka.stream import Pair, hsic_features, plan_features
+from diffprobe.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,8 @@ class MatrixResult:
 
 Facts = dict[str, Any]
 Method = Callable[[Sequence[Source], Sequence[Pair], CKAConfig, torch.device], tuple[torch.Tensor, Facts]]
-METHODS: dict[str, Method] = {}
-
-
-def register_method(name: str) -> Callable[[Method], Method]:
-    def deco(fn: Method) -> Method:
-        METHODS[name] = fn
-        return fn
-
-    return deco
+METHODS: Registry[Method] = Registry("CKA method")
+register_method = METHODS.register
 
 
 def _dense(count: int, values: dict[Pair, float]) -> torch.Tensor:

@@ -16,15 +16,23 @@ from typing import Any
 import torch
 
 from diffprobe.device import resolve_device
-from diffprobe.errors import ConfigError, DiffprobeError, StoreError, StoreIOError
+from diffprobe.errors import DiffprobeError, StoreError, StoreIOError
 from diffprobe.extract.compute import FeatureComputer
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.pipelines.extraction.local import RunStats, loader_workers, run_tasks
 from diffprobe.pipelines.extraction.plan import ExtractPlan, make_plan
-from diffprobe.pipelines.extraction.prepare import identity_diff, pending_units, prepare_store, refused, todo_keys, unit_size_for
+from diffprobe.pipelines.extraction.prepare import (
+    check_writers,
+    identity_diff,
+    pending_units,
+    prepare_store,
+    refused,
+    todo_keys,
+    unit_size_for,
+)
 from diffprobe.pipelines.extraction.safety import io_failure, publish_hdf5, working_store, writer_lock
 from diffprobe.pipelines.extraction.summary import ExtractSummary
-from diffprobe.store.backend import format_for_path
+from diffprobe.store.backend import backend_for_path
 from diffprobe.store.layout import plan_units
 from diffprobe.store.progress import UnitTask
 from diffprobe.store.store import open_store
@@ -76,16 +84,14 @@ def run_plan(plan: ExtractPlan, device: torch.device, progress: bool | None = No
     calls it with a narrowed plan and ``lock=False``)."""
     config = plan.config
     out = Path(config.out).expanduser()
-    hdf5 = format_for_path(out) == "hdf5"
-    if hdf5 and (config.shard or config.workers or config.scheduler):
-        raise ConfigError("HDF5 stores take one writer: use a Zarr directory for --workers, --scheduler or --shard")
+    backend = check_writers(plan)
     with contextlib.ExitStack() as stack:
         if config.shard is None and lock:
             stack.enter_context(writer_lock(out))
         try:
-            if not hdf5:
+            if not backend.atomic_publish:
                 return _extract(plan, device, progress)
-            return _extract_hdf5(plan, device, progress, out)
+            return _extract_published(plan, device, progress, out)
         except DiffprobeError:
             raise
         except OSError as e:  # disk full, permissions, a vanished folder …: the finished units stay
@@ -93,8 +99,9 @@ def run_plan(plan: ExtractPlan, device: torch.device, progress: bool | None = No
             raise StoreIOError(io_failure(e, out)) from e
 
 
-def _extract_hdf5(plan: ExtractPlan, device: torch.device, progress: bool | None, out: Path) -> ExtractSummary:
-    """An HDF5 extraction: run into a Zarr working store (resumable, crash-safe), then publish."""
+def _extract_published(plan: ExtractPlan, device: torch.device, progress: bool | None, out: Path) -> ExtractSummary:
+    """An extraction into a backend that publishes atomically (HDF5): run into a Zarr working store
+    (resumable, crash-safe), then publish."""
     from dataclasses import replace
 
     from diffprobe.store.maintenance import export_store
@@ -173,8 +180,8 @@ def _dry_run_summary(plan: ExtractPlan) -> ExtractSummary:
     """What a run would do, without writing anything (an existing store is only read)."""
     out = Path(plan.config.out).expanduser()
     work = working_store(out)
-    if format_for_path(out) == "hdf5" and work.exists() and not plan.config.overwrite:
-        out = work  # an interrupted HDF5 run: its working store says what is left
+    if backend_for_path(out).atomic_publish and work.exists() and not plan.config.overwrite:
+        out = work  # an interrupted run of a published store (HDF5): its working store says what is left
     try:
         n_units, pending = count_pending(plan, out)
     except StoreError as e:

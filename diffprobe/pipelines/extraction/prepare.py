@@ -23,7 +23,7 @@ from diffprobe.errors import ConfigError, StoreError
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.masks import split_masks
 from diffprobe.pipelines.extraction.plan import IDENTITY_DEFAULTS, ExtractPlan
-from diffprobe.store.backend import format_for_path
+from diffprobe.store.backend import Backend, backend_for_path
 from diffprobe.store.layout import ITEM_ARRAYS, FeatureKey, auto_unit_size
 from diffprobe.store.progress import UnitTask
 from diffprobe.store.store import FeatureStore, create_store, open_store
@@ -79,6 +79,18 @@ def store_lock(out: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def check_writers(plan: ExtractPlan) -> type[Backend]:
+    """The backend of the plan's store, after checking that it takes the writers the plan starts.
+
+    Raises:
+        ConfigError: several writers (``--workers``, ``--scheduler``, ``--shard``) for a backend that takes one.
+    """
+    backend = backend_for_path(plan.config.out)
+    if not backend.concurrent_writers and (plan.config.shard or plan.config.workers or plan.config.scheduler):
+        raise ConfigError(f"{backend.format} stores take one writer: use a Zarr directory for --workers, --scheduler or --shard")
+    return backend
+
+
 def prepare_store(plan: ExtractPlan) -> tuple[FeatureStore, ExtractPlan]:
     """Create or open the store, refuse a different identity, and create missing splits and arrays.
 
@@ -88,8 +100,7 @@ def prepare_store(plan: ExtractPlan) -> tuple[FeatureStore, ExtractPlan]:
     out = Path(plan.config.out).expanduser()
     if plan.config.overwrite and plan.config.shard is not None:
         raise ConfigError("--overwrite cannot be combined with --shard (each shard would replace the others' work)")
-    if format_for_path(out) == "hdf5" and (plan.config.shard or plan.config.workers or plan.config.scheduler):
-        raise ConfigError("HDF5 stores take one writer: use a Zarr directory for --workers, --scheduler or --shard")
+    check_writers(plan)
     with store_lock(out):
         return _prepare_store(plan, out)
 

@@ -50,7 +50,7 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         if self.probe not in PROBES:
-            raise ProbeError(f"unknown probe {self.probe!r}; valid: {', '.join(PROBES)}")
+            raise PROBES.unknown(self.probe)
         for name in ("t", "blocks", "pools", "keys"):
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, (int, str)) or value is None else tuple(value))

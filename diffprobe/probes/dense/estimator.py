@@ -15,29 +15,31 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from diffprobe.errors import ConfigError
-from diffprobe.probes.dense.heads import HEADS, DenseHead, MLPDenseHead
+from diffprobe.probes.dense.heads import HEADS, DenseHead
 from diffprobe.probes.dense.metrics import segmentation_metrics
 from diffprobe.probes.dense.source import ArraySource, Source
-from diffprobe.probes.dense.train import DenseTraining, evaluate, fit_head
+from diffprobe.probes.dense.train import evaluate, fit_head
+from diffprobe.probes.training import TrainConfig
 from diffprobe.store.layout import IGNORE_INDEX
 
 
 class DenseProbe(BaseEstimator):
     """A segmentation head on cached feature maps (see :mod:`diffprobe.probes.dense.heads`).
 
-    Args: head (linear | mlp | upernet), members (mlp's ensemble), and the training options of
-    :class:`~diffprobe.probes.dense.train.DenseTraining`.
+    Args: head (a name in :data:`~diffprobe.probes.dense.heads.HEADS`), members (mlp's ensemble), the
+    training options of :class:`~diffprobe.probes.training.TrainConfig` (``momentum`` applies to
+    ``sgd``; the schedule steps once per minibatch) and ``max_memory``, the bytes of items held at once.
     """
 
     def __init__(self, head: str = "linear", members: int = 1, epochs: int = 30, batch_size: int = 32, lr: float = 1e-2,
-                 weight_decay: float = 1e-4, optimizer: str = "adamw", schedule: str = "cosine", seed: int = 0,
-                 device: str = "cpu", max_memory: int = 512 << 20) -> None:  # fmt: skip
+                 momentum: float = 0.9, weight_decay: float = 1e-4, optimizer: str = "adamw", schedule: str = "cosine",
+                 seed: int = 0, device: str = "cpu", max_memory: int = 512 << 20) -> None:  # fmt: skip
         self.head = head
         self.members = members
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.momentum = momentum
         self.weight_decay = weight_decay
         self.optimizer = optimizer
         self.schedule = schedule
@@ -46,9 +48,11 @@ class DenseProbe(BaseEstimator):
         self.max_memory = max_memory
 
     @property
-    def training(self) -> DenseTraining:
-        return DenseTraining(self.epochs, self.batch_size, self.lr, self.weight_decay, self.seed, self.device, self.max_memory,
-                             self.optimizer, self.schedule)  # fmt: skip
+    def training(self) -> TrainConfig:
+        """The head's :class:`TrainConfig`."""
+        return TrainConfig(optimizer=self.optimizer, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                           epochs=self.epochs, batch_size=self.batch_size, schedule=self.schedule, device=str(self.device),
+                           seed=self.seed)  # fmt: skip
 
     def fit(self, X: Any, y: Any) -> DenseProbe:
         """Train on maps X ((N, C, h, w), or a list of them) and masks y ((N, S, S); 255 ignored)."""
@@ -58,13 +62,10 @@ class DenseProbe(BaseEstimator):
 
     def fit_source(self, source: Source, n_classes: int) -> DenseProbe:
         """Train on a prepared source (a store's :class:`DenseSource`, or an :class:`ArraySource`)."""
-        if self.head not in HEADS:
-            raise ConfigError(f"unknown dense head {self.head!r}; valid: {', '.join(HEADS)}")
+        make = HEADS.get(self.head)
         torch.manual_seed(self.seed)  # the head's initialisation
-        size = max(source.sizes())
-        net: DenseHead = (MLPDenseHead(source.channels(), n_classes, size, members=self.members) if self.head == "mlp"
-                          else HEADS[self.head](source.channels(), n_classes, size))  # fmt: skip
-        self.losses_ = fit_head(net, source, self.training)
+        net: DenseHead = make(source.channels(), n_classes, max(source.sizes()), members=self.members)
+        self.losses_ = fit_head(net, source, self.training, self.max_memory)
         self.head_, self.n_classes_, self.mask_size_ = net, n_classes, source.mask_size
         return self
 

@@ -11,7 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from diffprobe.probes.errors import ProbeError
+from diffprobe.registry import Registry
 from diffprobe.store.layout import IGNORE_INDEX
+
+
+def _one_member(head: str, members: int) -> None:
+    if members != 1:
+        raise ProbeError(f"expected members=1 for the {head} head (an ensemble is the mlp head's: --head mlp --members {members})")
 
 
 def _upsampled(maps: list[Tensor], size: int) -> Tensor:
@@ -28,8 +35,9 @@ class LinearDenseHead(nn.Module):
         channels: C of each input map; n_classes: K; size: the common size.
     """
 
-    def __init__(self, channels: list[int], n_classes: int, size: int) -> None:
+    def __init__(self, channels: list[int], n_classes: int, size: int, members: int = 1) -> None:
         super().__init__()
+        _one_member("linear", members)
         self.size = size
         self.norm = nn.BatchNorm2d(sum(channels))
         self.classify = nn.Conv2d(sum(channels), n_classes, kernel_size=1)
@@ -90,8 +98,10 @@ class UperNetHead(nn.Module):
         scales: the pyramid pooling's bin counts.
     """
 
-    def __init__(self, channels: list[int], n_classes: int, size: int, width: int = 128, scales: tuple[int, ...] = (1, 2, 3, 6)) -> None:
+    def __init__(self, channels: list[int], n_classes: int, size: int, members: int = 1, width: int = 128,
+                 scales: tuple[int, ...] = (1, 2, 3, 6)) -> None:  # fmt: skip
         super().__init__()
+        _one_member("upernet", members)
         self.scales = scales
         self.lateral = nn.ModuleList(_conv(c, width, 1) for c in channels)
         self.ppm = nn.ModuleList(nn.Sequential(nn.AdaptiveAvgPool2d(s), _conv(width, width, 1)) for s in scales)
@@ -120,4 +130,8 @@ class UperNetHead(nn.Module):
 
 #: a dense head of any kind
 DenseHead = LinearDenseHead | MLPDenseHead | UperNetHead
-HEADS: dict[str, type[DenseHead]] = {"linear": LinearDenseHead, "mlp": MLPDenseHead, "upernet": UperNetHead}
+#: Dense heads by name (``probe dense --head NAME``): each class takes (channels, n_classes, size, members=…).
+HEADS: Registry[type[DenseHead]] = Registry("dense head", error=ProbeError)
+HEADS.register("linear", LinearDenseHead)
+HEADS.register("mlp", MLPDenseHead)
+HEADS.register("upernet", UperNetHead)

@@ -9,7 +9,7 @@ from typing import Any
 
 from diffprobe.probes.dense.estimator import DenseProbe
 from diffprobe.probes.dense.source import DenseSource
-from diffprobe.probes.dense.train import DenseTraining
+from diffprobe.probes.training import TrainConfig
 from diffprobe.store.layout import IGNORE_INDEX
 from diffprobe.store.store import FeatureStore
 
@@ -28,7 +28,7 @@ def mask_classes(store: FeatureStore, split: str, batch: int = 1024) -> int:
 
 
 def dense_probe(store: FeatureStore, names: list[str], *, head: str = "linear", train_split: str = "train",
-                eval_split: str = "val", training: DenseTraining | None = None, class_names: list[str] | None = None,
+                eval_split: str = "val", training: TrainConfig | None = None, max_memory: int = 512 << 20, class_names: list[str] | None = None,
                 members: int = 1, grid: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Train ``head`` (``linear``, or ``mlp`` with ``members`` in its ensemble) on the arrays ``names``
     (or ``["pixels"]``) of ``train_split`` and score it on ``eval_split``; ``grid``: a PNG of a few
@@ -38,11 +38,11 @@ def dense_probe(store: FeatureStore, names: list[str], *, head: str = "linear", 
     Returns:
         {"probe", "keys", "train", "eval", "metrics": {miou, pixel_accuracy, iou, pixels}, "losses", "seconds", "training"}.
     """
-    cfg = training or DenseTraining()
+    cfg = training or DenseProbe().training
     train, test = DenseSource.of(store, train_split, names, every_view=True), DenseSource.of(store, eval_split, names)
     k = max(mask_classes(store, train_split), mask_classes(store, eval_split))
-    est = DenseProbe(head, members, cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.optimizer, cfg.schedule, cfg.seed,
-                     cfg.device, cfg.max_memory)  # fmt: skip
+    est = DenseProbe(head, members, cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.optimizer, cfg.schedule,
+                     cfg.seed, cfg.device, max_memory)  # fmt: skip
     t0 = time.perf_counter()
     est.fit_source(train, k)
     scored = est.evaluate(test, class_names)

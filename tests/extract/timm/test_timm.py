@@ -87,9 +87,9 @@ def test_stored_features_equal_timms_forward_intermediates(case, ckpts, data, tm
 
 
 def diffprobe_flags(text: str) -> dict:
-    from diffprobe.extract.adm_config import load_flags
+    from diffprobe.keyvalue import load_pairs
 
-    return load_flags(text)
+    return load_pairs(text)
 
 
 def test_block_capture_is_exact_and_stops_after_the_deepest_block(ckpts):

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from diffprobe.errors import ConfigError
 from diffprobe.pipelines.cka.math.kernels import ArrayLike, DegenerateInputError, as_features, check_not_constant, get_kernel, rbf_sigma
+from diffprobe.registry import Registry
 
 # ---------------------------------------------------------------------------------------------
 # Centring and HSIC estimators (registry).
@@ -122,16 +123,10 @@ class Estimator:
             raise DegenerateInputError(f"the {self.name} HSIC estimator needs at least {self.min_n} items, got {n}")
 
 
-ESTIMATORS: dict[str, Estimator] = {
-    "biased": Estimator("biased", center_gram, lambda n: float((n - 1) ** 2), 2, _hsic0_moments),
-    "unbiased": Estimator("unbiased", u_center_gram, lambda n: float(n * (n - 3)), 4, _hsic1_moments),
-}
-
-
-def get_estimator(name: str) -> Estimator:
-    if name not in ESTIMATORS:
-        raise ConfigError(f"expected an HSIC estimator, got {name!r}; valid: {', '.join(ESTIMATORS)}")
-    return ESTIMATORS[name]
+ESTIMATORS: Registry[Estimator] = Registry("HSIC estimator")
+ESTIMATORS.register("biased", Estimator("biased", center_gram, lambda n: float((n - 1) ** 2), 2, _hsic0_moments))
+ESTIMATORS.register("unbiased", Estimator("unbiased", u_center_gram, lambda n: float(n * (n - 3)), 4, _hsic1_moments))
+get_estimator = ESTIMATORS.get
 
 
 def hsic(k: ArrayLike, l: ArrayLike, estimator: str = "biased") -> float:

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from diffprobe.errors import ConfigError, DiffprobeError
+from diffprobe.registry import Registry
 
 
 class DegenerateInputError(DiffprobeError, ValueError):
@@ -48,21 +49,9 @@ def check_not_constant(x: Tensor, name: str = "features") -> None:
 # Kernels (registry). Each maps X (N, D) float64 → Gram K (N, N).
 
 KernelFn = Callable[..., Tensor]
-KERNELS: dict[str, KernelFn] = {}
-
-
-def register_kernel(name: str) -> Callable[[KernelFn], KernelFn]:
-    def deco(fn: KernelFn) -> KernelFn:
-        KERNELS[name] = fn
-        return fn
-
-    return deco
-
-
-def get_kernel(name: str) -> KernelFn:
-    if name not in KERNELS:
-        raise ConfigError(f"expected a kernel name, got {name!r}; valid: {', '.join(sorted(KERNELS))}")
-    return KERNELS[name]
+KERNELS: Registry[KernelFn] = Registry("kernel", sort=True)
+register_kernel = KERNELS.register
+get_kernel = KERNELS.get
 
 
 def sq_distances(x: Tensor) -> Tensor:

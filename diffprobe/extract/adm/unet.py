@@ -11,8 +11,8 @@ from collections.abc import Collection, Mapping
 import torch
 from torch import Tensor, nn
 
-from diffprobe.extract.adm_config import ADMConfig
-from diffprobe.extract.adm_layers import AttentionBlock, Downsample, EmbedSequential, GroupNorm32, ResBlock, Upsample, timestep_embedding
+from diffprobe.extract.adm.config import ADMConfig
+from diffprobe.extract.adm.layers import AttentionBlock, Downsample, EmbedSequential, GroupNorm32, ResBlock, Upsample, timestep_embedding
 
 
 class ADMUNet(nn.Module):

@@ -1,17 +1,15 @@
-"""ADM (guided-diffusion) architecture flags as a frozen dataclass, and their parsing.
+"""ADM (guided-diffusion) architecture flags as a frozen dataclass, and their strict typing.
 
 Flag names and defaults are those of guided-diffusion's ``model_and_diffusion_defaults`` so that a
 user can paste the ``MODEL_FLAGS`` / ``DIFFUSION_FLAGS`` published with a checkpoint.  Values are
-parsed strictly: ``"False"`` is false, an unknown flag or an unparsable value is an error.
+parsed strictly: ``"False"`` is false, an unknown flag or an unparsable value is an error. The text
+of ``--flags`` is split into pairs by :mod:`diffprobe.keyvalue`, as every name=value text is.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import tomllib
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any, Mapping
 
 from diffprobe.errors import ConfigError
@@ -207,63 +205,3 @@ def apply_flags(base: ADMConfig, flags: Mapping[str, Any]) -> ADMConfig:
             raise ConfigError(f"unknown flag {name!r}; valid flags: {', '.join(valid_flag_names())}")
         updates[name] = _coerce(name, value)
     return dataclasses.replace(base, **updates)
-
-
-def parse_flag_string(text: str) -> dict[str, str]:
-    """Parse ``"image_size=64,channel_mult=1,2,2,learn_sigma=True"`` into a dict.
-
-    Commas separate flags, but a comma followed by a token without ``=`` continues the previous
-    value, so list-valued flags (``channel_mult``, ``attention_resolutions``) need no quoting.
-    Guided-diffusion's own ``--name value`` form (``--image_size 64 --learn_sigma True``) is
-    accepted too.
-    """
-    text = text.strip()
-    if not text:
-        return {}
-    if text.startswith("--"):
-        toks = text.split()
-        out: dict[str, str] = {}
-        i = 0
-        while i < len(toks):
-            tok = toks[i]
-            if not tok.startswith("--") or i + 1 >= len(toks):
-                raise ConfigError(f"cannot parse flags near {tok!r}; expected '--name value' pairs")
-            out[tok[2:]] = toks[i + 1]
-            i += 2
-        return out
-    out = {}
-    last: str | None = None
-    for tok in text.split(","):
-        tok = tok.strip()
-        if "=" in tok:
-            name, value = tok.split("=", 1)
-            name = name.strip().lstrip("-")
-            if not name:
-                raise ConfigError(f"empty flag name in {text!r}")
-            out[name] = value.strip()
-            last = name
-        elif last is not None and tok:
-            out[last] = f"{out[last]},{tok}"
-        elif tok:
-            raise ConfigError(f"cannot parse flags {text!r}: {tok!r} is not name=value")
-    return out
-
-
-def load_flags(spec: str | Path) -> dict[str, Any]:
-    """Flags from a ``name=value,...`` string or a ``.toml`` / ``.json`` file path."""
-    s = str(spec)
-    if s.endswith((".toml", ".json")):
-        path = Path(s)
-        if not path.is_file():
-            raise ConfigError(f"flags file not found: {path}")
-        try:
-            if s.endswith(".toml"):
-                data = tomllib.loads(path.read_text())
-            else:
-                data = json.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
-            raise ConfigError(f"cannot parse flags file {path}: {e}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"flags file {path} must hold a table/object of name = value")
-        return dict(data)
-    return parse_flag_string(s)

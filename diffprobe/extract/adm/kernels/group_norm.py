@@ -7,7 +7,7 @@ computes all three with interchangeable kernels, named in :data:`NORM_KERNELS`:
 
 - ``"torch"``: the reference — the very ops of ``GroupNorm32`` → ``h·(1 + scale) + shift`` →
   ``F.silu``, so its bytes equal the modules' (each op rounds to x's dtype).
-- ``"triton"``: fused kernels (:mod:`~diffprobe.extract.kernels.group_norm_op`) that read x, keep
+- ``"triton"``: fused kernels (:mod:`~diffprobe.extract.adm.kernels.group_norm_op`) that read x, keep
   the statistics and every intermediate in float32 and write the output once in x's dtype and
   memory format: under bf16 it differs from the reference by output rounding (it is closer to the
   exact value). Compiled on CUDA, Triton's interpreter on CPU; needs the optional ``triton``.
@@ -15,15 +15,13 @@ computes all three with interchangeable kernels, named in :data:`NORM_KERNELS`:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from diffprobe.errors import ConfigError
+from diffprobe.extract.adm.kernels.group_norm_op import group_norm_act_op, require_triton
 from diffprobe.extract.config import NORM_KERNELS
-from diffprobe.extract.kernels.group_norm_op import group_norm_act_op, require_triton
 
 
 def _check(x: Tensor, weight: Tensor, bias: Tensor, groups: int, scale: Tensor | None, shift: Tensor | None) -> None:
@@ -71,10 +69,10 @@ def _fused(
     return group_norm_act_op(x, weight, bias, groups, float(eps), sc, sh, silu)
 
 
-#: The kernels :func:`group_norm_act` accepts, by their names in :data:`~diffprobe.extract.config.NORM_KERNELS`
-#: (kept there, free of torch, for the CLI's choices).
-_KERNELS: dict[str, Callable[..., Tensor]] = {"torch": _reference, "triton": _fused}
-assert tuple(_KERNELS) == NORM_KERNELS, "a norm kernel needs a name in config.NORM_KERNELS and a function here"
+#: The kernels :func:`group_norm_act` accepts, registered by name in :data:`~diffprobe.extract.config.NORM_KERNELS`
+#: (that registry is free of torch, for the CLI's choices).
+reference_kernel = _reference
+fused_kernel = _fused
 
 
 def group_norm_act(
@@ -108,7 +106,6 @@ def group_norm_act(
         ConfigError: an unknown kernel, or 'triton' without the triton package or on another device.
         ValueError: shapes that do not fit together.
     """
-    if kernel not in _KERNELS:
-        raise ConfigError(f"unknown norm kernel {kernel!r}; valid: {', '.join(NORM_KERNELS)}")
+    fn = NORM_KERNELS.get(kernel)
     _check(x, weight, bias, groups, scale, shift)
-    return _KERNELS[kernel](x, weight, bias, groups, eps, scale, shift, silu)
+    return fn(x, weight, bias, groups, eps, scale, shift, silu)

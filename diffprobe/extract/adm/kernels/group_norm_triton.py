@@ -1,6 +1,6 @@
 """Triton source of the fused GroupNorm (+ scale-shift) (+ SiLU): three kernels, undecorated.
 
-The functions here are plain Python; :func:`diffprobe.extract.kernels.group_norm_op.triton_kernels`
+The functions here are plain Python; :func:`diffprobe.extract.adm.kernels.group_norm_op.triton_kernels`
 wraps them with ``triton.jit`` once per mode (compiled, or Triton's CPU interpreter), because the
 interpreter is chosen when a function is decorated. Importing this module imports triton, so only
 that function imports it. No ``from __future__ import annotations`` here: Triton reads the

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from diffprobe.extract.kernels import group_norm_act
+from diffprobe.extract.adm.kernels import group_norm_act
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -42,7 +42,7 @@ class GroupNorm32(nn.GroupNorm):
     """GroupNorm(32) computed in float32 whatever the input dtype (stable under fp16/bf16).
 
     :meth:`act` is the norm with what follows it in the network — the timestep scale-shift and
-    SiLU — as one op, run by the kernel named in ``kernel`` (see :mod:`diffprobe.extract.kernels`):
+    SiLU — as one op, run by the kernel named in ``kernel`` (see :mod:`diffprobe.extract.adm.kernels`):
     "torch" computes exactly what the separate modules compute; "triton" reads the input once and
     writes the result once.
     """

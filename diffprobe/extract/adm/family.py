@@ -11,11 +11,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+import diffprobe.extract.adm.presets  # noqa: F401  (registers the presets)
 from diffprobe.errors import CheckpointError, ConfigError
-from diffprobe.extract.adm import ADMUNet
-from diffprobe.extract.adm_config import ADMConfig, apply_flags
-from diffprobe.extract.adm_diagnose import mismatch_hints
-from diffprobe.extract.adm_layers import GroupNorm32
+from diffprobe.extract.adm.config import ADMConfig, apply_flags
+from diffprobe.extract.adm.diagnose import mismatch_hints
+from diffprobe.extract.adm.layers import GroupNorm32
+from diffprobe.extract.adm.unet import ADMUNet
 from diffprobe.extract.backbone import Backbone, Timesteps
 from diffprobe.extract.blocks import BlockInfo
 from diffprobe.extract.checkpoint import file_sha256, fit_problems, read_state_dict
@@ -108,7 +109,7 @@ class ADMBackbone(Backbone):
         from diffprobe.extract.config import NORM_KERNELS
 
         if name not in NORM_KERNELS:
-            raise ConfigError(f"unknown norm kernel {name!r}; valid: {', '.join(NORM_KERNELS)}")
+            raise NORM_KERNELS.unknown(name)
         for m in self.net.modules():
             if isinstance(m, GroupNorm32):
                 m.kernel = name

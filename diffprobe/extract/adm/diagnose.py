@@ -7,8 +7,9 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from diffprobe.extract.adm import ADMUNet
-from diffprobe.extract.adm_config import ADMConfig
+import diffprobe.extract.adm.presets  # noqa: F401  (registers the ADM presets searched here)
+from diffprobe.extract.adm.config import ADMConfig
+from diffprobe.extract.adm.unet import ADMUNet
 from diffprobe.extract.presets import PRESETS
 
 

@@ -1,4 +1,4 @@
-"""The Triton kernels of :mod:`~diffprobe.extract.kernels.group_norm_triton` as the torch custom op
+"""The Triton kernels of :mod:`~diffprobe.extract.adm.kernels.group_norm_triton` as the torch custom op
 ``diffprobe::group_norm_act``.
 
 Registered with ``torch.library.custom_op`` so that ``torch.compile`` puts one opaque node in its
@@ -66,7 +66,7 @@ def triton_kernels(interpret: bool) -> TritonKernels:
     variable is set only around the decoration and restored: callers do not depend on import order.
     """
     triton = require_triton()
-    from diffprobe.extract.kernels import group_norm_triton as src
+    from diffprobe.extract.adm.kernels import group_norm_triton as src
 
     old = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1" if interpret else "0"

@@ -4,6 +4,6 @@
 SiLU, with ``kernel="torch"`` (the reference, byte-identical to ADM's modules) or ``"triton"``.
 """
 
-from diffprobe.extract.kernels.group_norm import NORM_KERNELS, group_norm_act
+from diffprobe.extract.adm.kernels.group_norm import NORM_KERNELS, group_norm_act
 
 __all__ = ["NORM_KERNELS", "group_norm_act"]
