@@ -27,7 +27,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 import diffprobe
-from diffprobe.extract.data import ImageDataset, discover
+from diffprobe.extract.dataset import ImageDataset
+from diffprobe.extract.sources.discover import discover
 from diffprobe.pipelines.extraction.local import collate
 
 ASSETS = Path(diffprobe.__file__).parent / "assets"

@@ -28,7 +28,7 @@ TRAIN = """
 import json, sys, time
 import diffprobe
 from diffprobe.probes.dense.run import dense_probe
-from diffprobe.probes.training import TrainConfig
+from diffprobe.probes.optim import TrainConfig
 from diffprobe.sizes import parse_size
 
 def status(field):  # kB → MiB, from /proc/self/status (Linux)

@@ -22,8 +22,8 @@ _EXPORTS: dict[str, str] = {
     "load_backbone": "diffprobe.extract.registry",
     "create_backbone": "diffprobe.extract.registry",
     "model_spec": "diffprobe.extract.registry",
-    "ModelSpec": "diffprobe.extract.family",
-    "Conditioning": "diffprobe.extract.family",
+    "ModelSpec": "diffprobe.extract.spec",
+    "Conditioning": "diffprobe.extract.spec",
     "ExtractConfig": "diffprobe.extract.config",
     "extract_features": "diffprobe.pipelines.extraction.job",
     "FeatureKey": "diffprobe.store.layout",
@@ -39,9 +39,9 @@ if TYPE_CHECKING:
     from diffprobe.extract.backbone import Backbone
     from diffprobe.extract.blocks import BlockInfo
     from diffprobe.extract.config import ExtractConfig
-    from diffprobe.extract.family import Conditioning, ModelSpec
     from diffprobe.extract.noise import NoiseSchedule, make_schedule, noise_like, q_sample
     from diffprobe.extract.registry import PRESETS, create_backbone, load_backbone, model_spec
+    from diffprobe.extract.spec import Conditioning, ModelSpec
     from diffprobe.pipelines.extraction.job import extract_features
     from diffprobe.store.layout import FeatureKey
     from diffprobe.store.reader import StoreReader

@@ -11,12 +11,23 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar, overload
 
 from diffprobe.errors import ConfigError, DiffprobeError
 
 T = TypeVar("T")
+_IMPORTING = threading.RLock()
+
+
+def _new_lock_after_fork() -> None:
+    global _IMPORTING
+    _IMPORTING = threading.RLock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def nearest(name: str, valid: list[str] | tuple[str, ...]) -> str | None:
@@ -104,12 +115,15 @@ class Registry(Generic[T]):
         """The entry ``name``; an unknown name raises :attr:`error` listing the valid ones."""
         if name in self._entries:
             return self._entries[name]  # type: ignore[no-any-return]
-        if name in self._lazy:
-            module, _, attr = self._lazy[name].partition(":")
-            value = getattr(importlib.import_module(module), attr)
-            self._entries[name] = value
-            del self._lazy[name]
-            return value  # type: ignore[no-any-return]
+        with _IMPORTING:  # threads (a dask worker's decoding pool) may ask for one lazy entry at once
+            if name in self._entries:
+                return self._entries[name]  # type: ignore[no-any-return]
+            if name in self._lazy:
+                module, _, attr = self._lazy[name].partition(":")
+                value = getattr(importlib.import_module(module), attr)
+                self._entries[name] = value
+                del self._lazy[name]
+                return value  # type: ignore[no-any-return]
         raise self.unknown(name)
 
     def unknown(self, name: object) -> DiffprobeError:

@@ -1,4 +1,5 @@
-"""The package's shape: small modules, no import cycles, typed store arguments, an instant --help."""
+"""The package's shape: small modules, no import cycles (deferred and TYPE_CHECKING imports included),
+typed store arguments, an instant --help."""
 
 from __future__ import annotations
 
@@ -19,28 +20,22 @@ def modules() -> dict[str, Path]:
     return out
 
 
-def module_level_imports(path: Path, name: str, known: set[str]) -> set[str]:
-    """diffprobe modules that ``path`` imports when it is imported (not inside functions or TYPE_CHECKING)."""
-    tree = ast.parse(path.read_text())
+def imports(path: Path, name: str, known: set[str]) -> set[str]:
+    """diffprobe modules that ``path`` imports anywhere: at module level, inside functions (deferred
+    imports) and under TYPE_CHECKING. ``from pkg import sub`` names the module ``pkg.sub`` (not ``pkg``)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-
-    def visit(nodes: list[ast.stmt]) -> None:
-        for node in nodes:
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-                continue
-            if isinstance(node, ast.Import):
-                found.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            subs = {f"{base}.{a.name}" for a in node.names}
+            found.update(m for m in subs if m in known)
+            if any(m not in known for m in subs):
                 found.add(base)
-                found.update(f"{base}.{a.name}" for a in node.names)
-            elif isinstance(node, (ast.If, ast.Try, ast.With)):
-                visit([*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", [])])
-
-    visit(tree.body)
     return {m for m in found if m in known and m != name}
 
 
@@ -51,7 +46,7 @@ def test_no_module_is_over_300_lines():
 
 def test_no_import_cycle():
     mods = modules()
-    graph = {name: module_level_imports(p, name, set(mods)) for name, p in mods.items()}
+    graph = {name: imports(p, name, set(mods)) for name, p in mods.items()}
     state: dict[str, int] = {}
     stack: list[str] = []
 

@@ -54,7 +54,7 @@ def dense(store: str, timesteps: tuple, blocks: tuple, pools: tuple, pixels: boo
     from diffprobe.probes.data import resolve_keys
     from diffprobe.probes.dense.run import dense_probe
     from diffprobe.probes.dense.source import PIXELS
-    from diffprobe.probes.training import TrainConfig
+    from diffprobe.probes.optim import TrainConfig
     from diffprobe.store import open_store
 
     claim_outputs({"--out": out, "--grid": grid, "--sweep": sweep}, overwrite)

@@ -20,8 +20,8 @@ def blocks(model: str, checkpoint: str | None, flags: str, class_label: int | No
     DIR. The table is measured on the meta device, so even the largest model needs no memory; an ADM
     --checkpoint is also checked against the architecture.
     """
-    from diffprobe.extract.family import Conditioning
     from diffprobe.extract.registry import block_table, check_model
+    from diffprobe.extract.spec import Conditioning
     from diffprobe.keyvalue import load_pairs
 
     flag_map = load_pairs(flags)

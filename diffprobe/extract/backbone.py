@@ -14,8 +14,8 @@ from torch import Tensor, nn
 
 from diffprobe.errors import ConfigError
 from diffprobe.extract.blocks import BlockInfo, BlockSpec, resolve_blocks
-from diffprobe.extract.family import Conditioning, ModelSpec
 from diffprobe.extract.noise import NoiseSchedule
+from diffprobe.extract.spec import Conditioning, ModelSpec
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from diffprobe.errors import ConfigError
-from diffprobe.extract.family import Conditioning
 from diffprobe.extract.sources.options import DataOptions
+from diffprobe.extract.spec import Conditioning
 from diffprobe.registry import Registry
 from diffprobe.store.layout import parse_pool
 
@@ -32,7 +32,7 @@ class ExtractConfig:
 
     Attributes:
         data: an ImageFolder root (optionally with train/ val/ … split folders), a CSV/TSV manifest,
-            WebDataset tar shards or a Hugging Face dataset on disk (see :func:`~diffprobe.extract.data.discover`).
+            WebDataset tar shards or a Hugging Face dataset on disk (see :func:`~diffprobe.extract.sources.discover.discover`).
         out: the store path (a directory → Zarr; ``.h5``/``.hdf5`` → HDF5).
         model, checkpoint, flags: the backbone (see :func:`diffprobe.load_backbone`); without a
             checkpoint a preset's bundled one is used.

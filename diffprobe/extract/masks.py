@@ -9,7 +9,7 @@ from PIL import Image, UnidentifiedImageError
 
 from diffprobe.errors import DataError
 from diffprobe.extract.augment import centre_crop
-from diffprobe.extract.data import Item
+from diffprobe.extract.sources.item import Item
 from diffprobe.extract.views import ViewSpec
 
 

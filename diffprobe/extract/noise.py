@@ -1,7 +1,20 @@
-"""Diffusion noise schedules, forward noising q(x_t | x_0) and deterministic per-item noise."""
+"""Forward processes (how a clean input is noised at step t) and deterministic per-item noise.
+
+Two processes, both ``x_t = a_t·x0 + s_t·eps``, told apart by what ``t`` means:
+
+- :class:`NoiseSchedule` — variance-preserving DDPM (Ho et al. 2020): t is an integer step in
+  0..T−1 of the training schedule, a_t = sqrt(ᾱ_t), s_t = sqrt(1 − ᾱ_t).
+- :class:`RectifiedFlow` — rectified flow (Liu et al. 2022; Esser et al. 2024, eq. 1): t is σ·T
+  before the model's schedule shift (T = 1000: ``--t 500`` is σ = 0.5 before the shift),
+  a_t = 1 − σ_t, s_t = σ_t with σ_t the shifted σ (Esser et al. 2024, eq. 23).
+
+A model family picks its process (from a diffusers scheduler configuration, say); everything
+downstream calls :func:`q_sample`, whatever the process.
+"""
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import math
 from collections.abc import Callable, Sequence
@@ -39,9 +52,30 @@ def cosine_betas(steps: int, max_beta: float = 0.999) -> np.ndarray:
     return np.array([min(1 - abar((i + 1) / steps) / abar(i / steps), max_beta) for i in range(steps)])
 
 
+class ForwardProcess(abc.ABC):
+    """q(x_t | x0) = N(a_t·x0, s_t²·I) over integer t in [0, steps): what every process gives :func:`q_sample`."""
+
+    name: str
+    steps: int
+
+    @property
+    def noiseless(self) -> bool:
+        """One step that adds no noise: the process of an image model without diffusion."""
+        return False
+
+    def check_t(self, t: Sequence[int] | np.ndarray | Tensor) -> None:
+        arr = np.asarray(t.cpu() if isinstance(t, Tensor) else t)
+        if arr.size and (arr.min() < 0 or arr.max() >= self.steps):
+            raise ConfigError(f"timesteps must be integers in [0, {self.steps - 1}], got {arr.tolist()}")
+
+    @abc.abstractmethod
+    def scales(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(a_t, s_t), each (N,) float64 on the CPU, for (N,) int64 timesteps ``t`` (already checked)."""
+
+
 @dataclass(frozen=True)
-class NoiseSchedule:
-    """A discrete diffusion schedule: ``betas`` and ``alphas_cumprod`` (ᾱ_t), float64, length T."""
+class NoiseSchedule(ForwardProcess):
+    """Variance-preserving DDPM: ``betas`` and ``alphas_cumprod`` (ᾱ_t), float64, length T."""
 
     name: str
     steps: int
@@ -56,10 +90,40 @@ class NoiseSchedule:
         """One step that adds no noise (ᾱ_0 = 1): the schedule of an image model without diffusion."""
         return self.steps == 1 and not np.any(self.betas)
 
-    def check_t(self, t: Sequence[int] | np.ndarray | Tensor) -> None:
-        arr = np.asarray(t.cpu() if isinstance(t, Tensor) else t)
-        if arr.size and (arr.min() < 0 or arr.max() >= self.steps):
-            raise ConfigError(f"timesteps must be integers in [0, {self.steps - 1}], got {arr.tolist()}")
+    def scales(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Ho et al. 2020, eq. 4: (sqrt(ᾱ_t), sqrt(1 − ᾱ_t))."""
+        abar = torch.from_numpy(self.alphas_cumprod)[t]
+        return abar.sqrt(), (1 - abar).sqrt()
+
+
+@dataclass(frozen=True)
+class RectifiedFlow(ForwardProcess):
+    """Rectified flow x_σ = (1 − σ)·x0 + σ·eps with σ = shift·u / (1 + (shift − 1)·u), u = t / steps.
+
+    Attributes:
+        shift: the schedule shift (1 = none; SD3 3.0; Flux.1-dev exp(μ) for its resolution's μ).
+        steps: T, the number of training timesteps: t in [0, T) is u = t/T before the shift.
+    """
+
+    shift: float
+    steps: int = 1000
+    name: str = "rectified-flow"
+
+    @property
+    def sigmas(self) -> np.ndarray:
+        """(T,) float64: σ of every t."""
+        u = np.arange(self.steps, dtype=np.float64) / self.steps
+        return self.shift * u / (1 + (self.shift - 1) * u)
+
+    def scales(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        sigma = torch.from_numpy(self.sigmas)[t]
+        return 1 - sigma, sigma
+
+
+#: Forward processes by name (what a store's identity records as "process").
+PROCESSES: Registry[type[ForwardProcess]] = Registry("forward process")
+PROCESSES.register("ddpm", NoiseSchedule)
+PROCESSES.register("rectified-flow", RectifiedFlow)
 
 
 def make_schedule(name: str, steps: int = 1000) -> NoiseSchedule:
@@ -67,11 +131,13 @@ def make_schedule(name: str, steps: int = 1000) -> NoiseSchedule:
     return NoiseSchedule(name, steps, SCHEDULES.get(name)(steps))
 
 
-def q_sample(x0: Tensor, t: Tensor | int, eps: Tensor, schedule: NoiseSchedule) -> Tensor:
-    """Forward noising ``x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·eps`` (Ho et al. 2020, eq. 4).
+def q_sample(x0: Tensor, t: Tensor | int, eps: Tensor, schedule: ForwardProcess) -> Tensor:
+    """Forward noising ``x_t = a_t·x0 + s_t·eps`` of ``schedule``'s process: DDPM's
+    ``sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·eps`` (Ho et al. 2020, eq. 4) or rectified flow's
+    ``(1 − σ_t)·x0 + σ_t·eps`` (Esser et al. 2024, eq. 1).
 
     Args:
-        x0: (N, C, H, W) clean images in [-1, 1].
+        x0: (N, C, H, W) clean inputs.
         t: (N,) integer timesteps, or one int for all.
         eps: (N, C, H, W) standard normal noise.
     Returns:
@@ -83,14 +149,13 @@ def q_sample(x0: Tensor, t: Tensor | int, eps: Tensor, schedule: NoiseSchedule) 
     schedule.check_t(tt)
     if tt.numel() == 1:
         tt = tt.expand(x0.shape[0])
-    abar = torch.from_numpy(schedule.alphas_cumprod)[tt]
+    a64, s64 = schedule.scales(tt)
     if x0.device.type == "cuda":  # a pageable host→device copy would wait for all queued GPU work
-        abar = abar.pin_memory()
-    abar = abar.to(device=x0.device, non_blocking=True)
+        a64, s64 = a64.pin_memory(), s64.pin_memory()
     shape = (-1,) + (1,) * (x0.dim() - 1)
     work = torch.promote_types(x0.dtype, torch.float32)
-    a = abar.sqrt().reshape(shape).to(work)
-    s = (1 - abar).sqrt().reshape(shape).to(work)
+    a = a64.to(device=x0.device, non_blocking=True).reshape(shape).to(work)
+    s = s64.to(device=x0.device, non_blocking=True).reshape(shape).to(work)
     return (a * x0.to(work) + s * eps.to(work)).to(x0.dtype)
 
 

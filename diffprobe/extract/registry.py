@@ -22,8 +22,9 @@ from diffprobe.device import resolve_device
 from diffprobe.errors import CheckpointError, ConfigError
 from diffprobe.extract.backbone import Backbone
 from diffprobe.extract.blocks import BlockInfo
-from diffprobe.extract.family import FAMILIES, Conditioning, ModelSpec, get_family
+from diffprobe.extract.family import FAMILIES, get_family
 from diffprobe.extract.presets import PRESETS, Preset  # PRESETS here lists every family's
+from diffprobe.extract.spec import Conditioning, ModelSpec
 from diffprobe.registry import unknown_name_message
 
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

@@ -198,8 +198,8 @@ def demo_probes(store_path: str | Path, out_dir: str | Path, data: DataConfig | 
 def pixel_store(store: FeatureStore, splits: list[str] | None = None) -> MemoryStore:
     """A :class:`~diffprobe.store.memory.MemoryStore` of the raw pixels (3, S, S) in [-1, 1] of the
     images listed by ``store.paths(split)``, preprocessed as extraction does (S = the model's input size)."""
-    from diffprobe.extract.data import DECODE_ERRORS, load_image
     from diffprobe.extract.registry import model_spec
+    from diffprobe.extract.sources.decode import DECODE_ERRORS, load_image
 
     cfg = store.config
     size = model_spec(cfg.get("model", "adm"), cfg.get("flags") or {}, cfg.get("checkpoint")).image_size

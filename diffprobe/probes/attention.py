@@ -18,7 +18,8 @@ from diffprobe.device import resolve_device
 from diffprobe.probes.base import ProbeBase, seeded
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.heads import AttentionHead, DifFormerHead, Shape, Tokenizer
-from diffprobe.probes.training import TrainConfig, predict_module, train_module
+from diffprobe.probes.optim import TrainConfig
+from diffprobe.probes.training import predict_module, train_module
 
 
 class _TransformerProbe(ProbeBase):

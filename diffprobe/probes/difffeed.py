@@ -33,8 +33,8 @@ from diffprobe.probes.base import ProbeBase, rng_seed, seeded
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.feedback import DifFeedHead
 from diffprobe.probes.images import ImageSet, noisy_batch
-from diffprobe.probes.optim import optimizer_and_schedule
-from diffprobe.probes.training import TrainConfig, amp_precision, count_hits
+from diffprobe.probes.optim import TrainConfig, optimizer_and_schedule
+from diffprobe.probes.training import amp_precision, count_hits
 
 log = logging.getLogger(__name__)
 EVAL_DRAWS = ("first", "mean")

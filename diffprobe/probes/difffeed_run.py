@@ -15,9 +15,9 @@ import numpy as np
 
 from diffprobe.extract.adm.feedback import plan_feedback, require_adm
 from diffprobe.extract.blocks import resolve_blocks
-from diffprobe.extract.data import discover
-from diffprobe.extract.family import Conditioning, ModelSpec
 from diffprobe.extract.registry import check_model, store_identity
+from diffprobe.extract.sources.discover import discover
+from diffprobe.extract.spec import Conditioning, ModelSpec
 from diffprobe.probes.data import Features, KeyInfo, default_splits
 from diffprobe.probes.difffeed import DifFeedProbe
 from diffprobe.probes.errors import ProbeError

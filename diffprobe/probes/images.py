@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from diffprobe.extract.data import DECODE_ERRORS, Item, load_image
 from diffprobe.extract.noise import NoiseSchedule, item_noise, q_sample
-from diffprobe.extract.sources.read import open_item
+from diffprobe.extract.sources.decode import DECODE_ERRORS, load_image
+from diffprobe.extract.sources.item import Item
+from diffprobe.extract.sources.kinds import open_item
 from diffprobe.probes.errors import ProbeError
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.store import FeatureStore

@@ -22,8 +22,9 @@ from diffprobe.device import resolve_device
 from diffprobe.probes.arrays import row_chunks
 from diffprobe.probes.base import ProbeBase, rng_seed, seeded
 from diffprobe.probes.errors import ProbeError
+from diffprobe.probes.optim import TrainConfig
 from diffprobe.probes.splits import stratified_holdout
-from diffprobe.probes.training import TrainConfig, predict_module, train_module
+from diffprobe.probes.training import predict_module, train_module
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -21,49 +20,9 @@ from torch import Tensor, nn
 
 from diffprobe.device import autocast
 from diffprobe.probes.arrays import as_numpy, is_in_memory, on_device, torch_threads
-from diffprobe.probes.base import rng_seed
-from diffprobe.probes.errors import ProbeError
-from diffprobe.probes.optim import OPTIMIZERS, SCHEDULES, optimizer_and_schedule
+from diffprobe.probes.optim import TrainConfig, optimizer_and_schedule
 
 log = logging.getLogger(__name__)
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run. ``lr`` is the base rate; parameter groups may carry their own ``lr``.
-
-    ``momentum`` applies to ``sgd`` (the paper: 0; dense heads default to 0.9). ``num_threads``: CPU
-    threads while training; None = one for small models (see :func:`~diffprobe.probes.arrays.torch_threads`),
-    torch's setting otherwise.
-    """
-
-    optimizer: str = "sgd"
-    lr: float = 1e-2
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    epochs: int = 28
-    batch_size: int = 128
-    schedule: str = "step"
-    device: str = "cpu"
-    amp: bool = True
-    chunk_size: int = 65536
-    seed: int = 0
-    num_threads: int | None = None
-
-    @classmethod
-    def of(cls, probe: Any, **overrides: Any) -> TrainConfig:
-        """A probe estimator's settings: its parameters named like these fields, its
-        ``random_state`` as the seed, then ``overrides``."""
-        kw = {f.name: getattr(probe, f.name) for f in fields(cls) if f.name != "seed" and hasattr(probe, f.name)}
-        return cls(**{**kw, "seed": rng_seed(probe.random_state), **overrides})
-
-    def __post_init__(self) -> None:
-        OPTIMIZERS.get(self.optimizer)  # unknown names raise, listing the valid ones
-        SCHEDULES.get(self.schedule)
-        if not 0.0 <= self.momentum < 1.0:
-            raise ProbeError(f"expected momentum in [0, 1), got {self.momentum}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ProbeError(f"expected epochs ≥ 1 and batch_size ≥ 1, got {self.epochs} and {self.batch_size}")
-
 
 def minibatches(X: Any, y: np.ndarray, batch_size: int, gen: torch.Generator, chunk_size: int) -> Iterator[tuple[Tensor, Tensor]]:
     """One epoch of shuffled (x, y) CPU batches.

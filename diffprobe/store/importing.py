@@ -20,9 +20,9 @@ import numpy as np
 
 from diffprobe._version import __version__
 from diffprobe.errors import ConfigError, StoreError, StoreKeyError
+from diffprobe.registry import Registry
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.store import FeatureStore, open_store
-from diffprobe.registry import Registry
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,9 @@ from click.testing import CliRunner
 import diffprobe
 from diffprobe.cli import main
 from diffprobe.errors import DataError, StoreKeyError
-from diffprobe.extract.data import ImageDataset, discover, load_image
+from diffprobe.extract.dataset import ImageDataset
+from diffprobe.extract.sources.decode import load_image
+from diffprobe.extract.sources.discover import discover
 from diffprobe.extract.sources.fmnist_masks import write_fmnist_masks
 from diffprobe.extract.views import ViewSpec
 from diffprobe.pipelines.extraction.show import find_item, item_views

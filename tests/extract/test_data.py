@@ -7,7 +7,9 @@ import pytest
 from PIL import Image
 
 from diffprobe.errors import DataError
-from diffprobe.extract.data import ImageDataset, discover, load_image
+from diffprobe.extract.dataset import ImageDataset
+from diffprobe.extract.sources.decode import load_image
+from diffprobe.extract.sources.discover import discover
 from tests.helpers import FMNIST, golden
 
 
@@ -118,7 +120,7 @@ def test_missing_data_and_split(tmp_path):
 
 
 def test_dataset_never_raises_on_bad_images(tmp_path):
-    from diffprobe.extract.data import Item
+    from diffprobe.extract.sources.item import Item
 
     good = next((FMNIST / "val" / "1_trouser").glob("*.png"))
     (tmp_path / "empty.png").write_bytes(b"")

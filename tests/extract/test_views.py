@@ -10,8 +10,10 @@ from PIL import Image
 
 from diffprobe.errors import ConfigError
 from diffprobe.extract.augment import AUGMENTATIONS, centre_crop, get_augmentation, register_augmentation
-from diffprobe.extract.data import ImageDataset, Item, load_image
+from diffprobe.extract.dataset import ImageDataset
 from diffprobe.extract.noise import item_seed
+from diffprobe.extract.sources.decode import load_image
+from diffprobe.extract.sources.item import Item
 from diffprobe.extract.views import ViewSpec, view_seed
 from tests.helpers import extract_config
 

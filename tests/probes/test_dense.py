@@ -15,8 +15,9 @@ from PIL import Image
 import diffprobe
 from diffprobe.cli import main
 from diffprobe.errors import DataError
-from diffprobe.extract.data import discover, load_image
 from diffprobe.extract.masks import load_mask
+from diffprobe.extract.sources.decode import load_image
+from diffprobe.extract.sources.discover import discover
 from diffprobe.extract.sources.fmnist_masks import write_fmnist_masks
 from diffprobe.probes.dense.metrics import confusion, segmentation_metrics
 from diffprobe.probes.dense.source import DenseSource
@@ -153,7 +154,7 @@ def test_the_optimiser_and_schedule_are_options(seg_store):
     from diffprobe.probes.dense.heads import LinearDenseHead
     from diffprobe.probes.dense.train import fit_head
     from diffprobe.probes.errors import ProbeError
-    from diffprobe.probes.training import TrainConfig
+    from diffprobe.probes.optim import TrainConfig
 
     with diffprobe.open_store(seg_store) as s:
         src = DenseSource.of(s, "train", ["t0090_b12_full"])

@@ -8,7 +8,7 @@ import torch
 
 import diffprobe
 from diffprobe.extract.adm.feedback import plan_feedback
-from diffprobe.extract.data import discover
+from diffprobe.extract.sources.discover import discover
 from diffprobe.probes.difffeed import DifFeedProbe
 from diffprobe.probes.difffeed_run import with_pass1
 from diffprobe.probes.feedback import DifFeedHead

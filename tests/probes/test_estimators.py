@@ -123,7 +123,8 @@ def test_logistic_row_space_reduction_is_exact():
 def test_multi_head_linear_trains_each_head_as_if_alone():
     """Heads trained together (summed losses, own lr groups) follow exactly the single-head trajectories."""
     from diffprobe.probes.linear import MultiHeadLinear, _summed_ce
-    from diffprobe.probes.training import TrainConfig, train_module
+    from diffprobe.probes.optim import TrainConfig
+    from diffprobe.probes.training import train_module
 
     X, y = blobs(20, 3, (12,), seed=3)
     cfg = TrainConfig(lr=0.1, epochs=3, batch_size=16, seed=5)

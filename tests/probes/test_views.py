@@ -12,9 +12,11 @@ import pytest
 import torch
 
 import diffprobe.probes.run as run_mod
-from diffprobe.extract.data import Item, decode_image, discover
 from diffprobe.extract.masks import split_masks
+from diffprobe.extract.sources.decode import decode_image
+from diffprobe.extract.sources.discover import discover
 from diffprobe.extract.sources.fmnist_masks import write_fmnist_masks
+from diffprobe.extract.sources.item import Item
 from diffprobe.extract.views import ViewSpec
 from diffprobe.pipelines.cka import cka_blocks, cka_stores
 from diffprobe.pipelines.sweep import SweepConfig, run_sweep
@@ -25,8 +27,8 @@ from diffprobe.probes.dense.source import PIXELS, DenseSource
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.images import ImageSet, stored_pass1
 from diffprobe.probes.logistic import LogisticProbe
+from diffprobe.probes.optim import TrainConfig
 from diffprobe.probes.run import run_probe_per_key
-from diffprobe.probes.training import TrainConfig
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.memory import MemoryStore
 from diffprobe.store.store import FeatureStore, create_store

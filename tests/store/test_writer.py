@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-import types
 import time
+import types
 from pathlib import Path
 
 import numpy as np

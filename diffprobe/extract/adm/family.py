@@ -20,9 +20,10 @@ from diffprobe.extract.adm.unet import ADMUNet
 from diffprobe.extract.backbone import Backbone, Timesteps
 from diffprobe.extract.blocks import BlockInfo
 from diffprobe.extract.checkpoint import file_sha256, fit_problems, read_state_dict
-from diffprobe.extract.family import Conditioning, Family, ModelSpec, register_family
+from diffprobe.extract.family import Family, register_family
 from diffprobe.extract.noise import make_schedule
 from diffprobe.extract.presets import Preset
+from diffprobe.extract.spec import Conditioning, ModelSpec
 
 log = logging.getLogger(__name__)
 

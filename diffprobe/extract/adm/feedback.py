@@ -15,7 +15,7 @@ from typing import Any
 
 from diffprobe.errors import BlockError, ConfigError
 from diffprobe.extract.blocks import BlockInfo
-from diffprobe.extract.family import ModelSpec
+from diffprobe.extract.spec import ModelSpec
 
 
 def require_adm(spec: ModelSpec) -> None:

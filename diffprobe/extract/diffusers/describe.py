@@ -1,4 +1,4 @@
-"""Describing a diffusers model without its weights: kind, configurations, schedule, input size.
+"""Describing a diffusers model without its weights: kind, configurations, forward process, input size.
 
 A :class:`DiffusersConfig` is built from a model directory's configuration files or from a preset's
 published ones; the denoiser and VAE are then instantiated on the meta device (no memory) to
@@ -15,17 +15,32 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import torch
 
 from diffprobe.errors import CheckpointError, ConfigError
 from diffprobe.extract.diffusers.layout import ModelDir, read_json
-from diffprobe.extract.noise import NoiseSchedule
+from diffprobe.extract.diffusers.schedules import make_process, process_fields
+from diffprobe.extract.diffusers.runner import Runner, runner
+from diffprobe.extract.noise import ForwardProcess, RectifiedFlow
+from diffprobe.registry import Registry
 
-#: denoiser class → kind (Transformer2DModel with ada_norm_zero is DiT as older checkpoints save it)
-KINDS = {"UNet2DModel": "unet", "UNet2DConditionModel": "sd", "DiTTransformer2DModel": "dit"}
+#: denoiser class → kind. Older checkpoints save DiT and PixArt as ``Transformer2DModel`` (told apart
+#: by their norm type), and SDXL is a ``UNet2DConditionModel`` with added text-time embeddings.
+KINDS: Registry[str] = Registry("diffusers denoiser class", error=ConfigError)
+for _cls, _kind in (("UNet2DModel", "unet"), ("UNet2DConditionModel", "sd"), ("DiTTransformer2DModel", "dit"),
+                    ("SD3Transformer2DModel", "sd3"), ("FluxTransformer2DModel", "flux"), ("SanaTransformer2DModel", "sana"),
+                    ("PixArtTransformer2DModel", "pixart")):  # fmt: skip
+    KINDS.register(_cls, _kind)
+#: ``Transformer2DModel``'s norm type → the class it stands for
+_TRANSFORMER_2D: Registry[str] = Registry("Transformer2DModel norm type")
+_TRANSFORMER_2D.register("ada_norm_zero", "DiTTransformer2DModel")
+_TRANSFORMER_2D.register("ada_norm_single", "PixArtTransformer2DModel")
 INSTALL = "pip install 'diffprobe[diffusers]'"
-SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+#: ``weights=`` flag values → the dtype the weights are loaded in
+WEIGHT_DTYPES: Registry[torch.dtype] = Registry("weights dtype")
+for _name, _dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16), ("float16", torch.float16)):
+    WEIGHT_DTYPES.register(_name, _dtype)
+FLAGS = ("image_size", "weights", "max_tokens", "guidance", "null")
 
 
 def import_diffusers() -> ModuleType:
@@ -48,11 +63,16 @@ class DiffusersConfig:
     """What defines a diffusers model's architecture and noising, as JSON strings (hashable).
 
     Attributes:
-        kind: "unet" (pixel DDPM), "sd" (latent, text-conditioned) or "dit" (latent, class-conditioned).
+        kind: "unet" (pixel DDPM), "sd" (latent, text-conditioned), "dit" (latent, class-conditioned),
+            or one of the text-conditioned latent kinds "sdxl", "sd3", "flux", "sana", "pixart".
         model_class: the denoiser's diffusers class.
-        model, scheduler, vae: configurations (keys starting with "_" dropped).
+        model, scheduler, vae: configurations (keys starting with "_" dropped); ``scheduler`` holds
+            the noise-defining fields only (:func:`~.schedules.process_fields`).
         image_size: the pixel side images are resized to.
         text_len, text_dim: the prompt embedding's shape (L, D) for "sd".
+        autoencoder: the diffusers class of ``vae`` (``AutoencoderKL``, or SANA's ``AutoencoderDC``).
+        text: the text conditioning's settings, JSON (null, max_tokens, guidance), for the new kinds.
+        weights: the dtype the weights load in ("float32" unless the ``weights=`` flag asks).
     """
 
     kind: str
@@ -63,6 +83,9 @@ class DiffusersConfig:
     image_size: int
     text_len: int = 77
     text_dim: int = 0
+    autoencoder: str = "AutoencoderKL"
+    text: str | None = None
+    weights: str = "float32"
 
     def model_dict(self) -> dict[str, Any]:
         return dict(json.loads(self.model))
@@ -73,6 +96,27 @@ class DiffusersConfig:
     def scheduler_dict(self) -> dict[str, Any]:
         return dict(json.loads(self.scheduler))
 
+    def text_dict(self) -> dict[str, Any]:
+        return dict(json.loads(self.text)) if self.text else {}
+
+    @property
+    def flow(self) -> bool:
+        return self.scheduler_dict().get("process") == "rectified-flow"
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return WEIGHT_DTYPES.get(self.weights)
+
+    @property
+    def image_tokens(self) -> int:
+        """Image tokens of a transformer's forward (2×2 latent patches: Flux's dynamic σ shift)."""
+        _, h, w = self.noise_shape
+        return (h // 2) * (w // 2)
+
+    def process(self) -> ForwardProcess:
+        """The forward process: the scheduler's DDPM β schedule, or rectified flow with its shift."""
+        return make_process(self.scheduler_dict(), self.image_tokens)
+
     @property
     def latent(self) -> bool:
         return self.vae is not None
@@ -80,7 +124,7 @@ class DiffusersConfig:
     @property
     def vae_factor(self) -> int:
         """Pixels per latent along each side (2 per VAE down-block after the first)."""
-        return 2 ** (len(self.vae_dict()["block_out_channels"]) - 1) if self.vae else 1
+        return _factor(self.vae_dict()) if self.vae else 1
 
     @property
     def noise_shape(self) -> tuple[int, int, int]:
@@ -92,53 +136,23 @@ class DiffusersConfig:
 def kind_of(model: dict[str, Any], where: str) -> tuple[str, str]:
     """(kind, diffusers class) of a denoiser configuration."""
     cls = str(model.get("_class_name", ""))
-    if cls == "Transformer2DModel" and model.get("norm_type") == "ada_norm_zero":
-        cls = "DiTTransformer2DModel"
+    if cls == "Transformer2DModel" and model.get("norm_type") in _TRANSFORMER_2D:
+        cls = _TRANSFORMER_2D.get(model["norm_type"])
     if cls not in KINDS:
         raise ConfigError(f"{where}: diffprobe reads {', '.join(KINDS)} denoisers; this one is {cls or 'unnamed'}")
-    return KINDS[cls], cls
-
-
-def schedule_fields(sched: dict[str, Any]) -> dict[str, Any]:
-    """The fields of a scheduler configuration that define the training noise (β_t)."""
-    keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "rescale_betas_zero_snr")
-    defaults = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear",
-                "trained_betas": None, "rescale_betas_zero_snr": False}  # fmt: skip
-    return {k: sched.get(k, defaults[k]) for k in keys}
-
-
-def make_schedule(fields: dict[str, Any]) -> NoiseSchedule:
-    """The β schedule a diffusers scheduler configuration describes (computed in float32 as diffusers
-    does; ᾱ_t accumulated in float64)."""
-    steps = int(fields["num_train_timesteps"])
-    kind = fields["beta_schedule"]
-    if fields.get("trained_betas") is not None:
-        betas = np.asarray(fields["trained_betas"], dtype=np.float32)
-    elif kind == "linear":
-        betas = torch.linspace(fields["beta_start"], fields["beta_end"], steps, dtype=torch.float32).numpy()
-    elif kind == "scaled_linear":
-        betas = (torch.linspace(fields["beta_start"] ** 0.5, fields["beta_end"] ** 0.5, steps, dtype=torch.float32) ** 2).numpy()
-    elif kind == "squaredcos_cap_v2":  # Nichol & Dhariwal's cosine ᾱ, β capped at 0.999
-        f = lambda u: np.cos((u + 0.008) / 1.008 * np.pi / 2) ** 2
-        i = np.arange(steps, dtype=np.float64)
-        betas = np.minimum(1 - f((i + 1) / steps) / f(i / steps), 0.999).astype(np.float32)
-    else:
-        raise ConfigError(f"noise schedule {kind!r} is not supported; diffprobe reads {', '.join(SCHEDULES)} (or trained_betas)")
-    betas = betas.astype(np.float64)
-    if fields.get("rescale_betas_zero_snr"):  # Lin et al. 2024, algorithm 1: shift and scale sqrt(ᾱ) so that ᾱ_T = 0
-        a = np.sqrt(np.cumprod(1 - betas))
-        a = (a - a[-1]) * a[0] / (a[0] - a[-1])
-        abar = a**2
-        betas = 1 - np.concatenate([abar[:1], abar[1:] / abar[:-1]])
-    return NoiseSchedule(f"diffusers-{kind}", steps, betas)
+    kind = KINDS.get(cls)
+    if kind == "sd" and model.get("addition_embed_type") == "text_time":
+        kind = "sdxl"
+    return kind, cls
 
 
 def describe(name: str, layout: dict[str, Any] | None, model_dir: ModelDir | None, flags: dict[str, Any]) -> DiffusersConfig:
     """The configuration of a model from its directory, or else from a preset's published ``layout``
-    ({"model": …, "scheduler": …, "vae": …, "text": {"len", "dim"}})."""
-    unknown = set(flags) - {"image_size"}
+    ({"model": …, "scheduler": …, "vae": …, "text": {"len", "dim"}, "condition": {…}}). A preset's
+    "condition" (null condition, token count) applies to its directory too; flags override both."""
+    unknown = set(flags) - set(FLAGS)
     if unknown:
-        raise ConfigError(f"unknown flag(s) {sorted(unknown)} for a diffusers model; valid: image_size")
+        raise ConfigError(f"unknown flag(s) {sorted(unknown)} for a diffusers model; valid: {', '.join(FLAGS)}")
     if model_dir is not None:
         model = read_json(model_dir.denoiser / "config.json")
         where = str(model_dir.root)
@@ -151,26 +165,80 @@ def describe(name: str, layout: dict[str, Any] | None, model_dir: ModelDir | Non
     else:
         raise CheckpointError(f"{name}: a diffusers model is described by its directory: pass --checkpoint DIR")
     kind, cls = kind_of(model, where)
+    run = runner(kind)
     if sched is None:
         raise CheckpointError(f"{where} has no scheduler configuration (scheduler/scheduler_config.json): diffprobe needs the "
                               "training noise schedule; add the scheduler folder of the pipeline the model comes from")  # fmt: skip
+    fields = process_fields(sched, where)
+    if run.process is not None and fields.get("process", "ddpm") != run.process:
+        raise ConfigError(f"{where}: a {cls} is trained with {run.process}, but its scheduler configuration describes "
+                          f"{fields.get('process', 'ddpm')}; use the scheduler folder of the model's own pipeline")  # fmt: skip
     if kind != "unet" and vae is None:
-        raise CheckpointError(f"{where}: a {cls} works on VAE latents, and there is no vae/ folder with the AutoencoderKL")
+        raise CheckpointError(f"{where}: a {cls} works on VAE latents, and there is no vae/ folder with the {run.autoencoder}")
     if kind == "unet" and vae is not None:
         vae = None  # a pixel-space U-Net: a VAE beside it is not part of its input transform
-    factor = 2 ** (len(vae["block_out_channels"]) - 1) if vae else 1
-    size = int(flags.get("image_size") or _side(model.get("sample_size", 64)) * factor)
+    factor = _factor(vae) if vae else 1
+    if "sample_size" in model or kind in ("unet", "sd", "dit"):
+        native = _side(model.get("sample_size", 64)) * factor
+    else:  # Flux's transformer has no size of its own: its VAE's
+        native = int(_side(vae.get("sample_size", 1024)))  # type: ignore[union-attr]
+    size = int(flags.get("image_size") or native)
     if kind == "dit" and flags.get("image_size") and size != _side(model.get("sample_size", 32)) * factor:
         raise ConfigError(f"DiT runs at the size it was trained at ({_side(model.get('sample_size', 32)) * factor}); drop image_size")
-    if kind in ("unet", "sd"):
+    _check_size(kind, model, size, factor)
+    text_len, text_dim = (int(text["len"]), int(text["dim"])) if text else (77, int(_first(model.get("cross_attention_dim") or 0)))
+    weights = str(flags.get("weights", "float32"))
+    WEIGHT_DTYPES.get(weights)  # an unknown name raises "unknown weights dtype …; valid: …"
+    return DiffusersConfig(kind, cls, _dumps(model) or "{}", json.dumps(fields, sort_keys=True), _dumps(vae), size, text_len, text_dim,
+                           run.autoencoder or "AutoencoderKL", _text_settings(run, model, model_dir, layout, flags), weights)  # fmt: skip
+
+
+def _check_size(kind: str, model: dict[str, Any], size: int, factor: int) -> None:
+    """The image side fits the network: whole down-samplings of a U-Net, whole patches of a transformer."""
+    if kind in ("unet", "sd", "sdxl"):
         n_down = len(model.get("block_out_channels", (1,))) - 1
         step = factor * 2**n_down
         if size % step:
             raise ConfigError(f"image_size {size} must be a multiple of {step} for this model ({n_down} down-samplings"
                               f"{f' after a VAE that divides by {factor}' if factor > 1 else ''})")  # fmt: skip
-    text_len, text_dim = (int(text["len"]), int(text["dim"])) if text else (77, int(_first(model.get("cross_attention_dim") or 0)))
-    return DiffusersConfig(kind, cls, _dumps(model) or "{}", json.dumps(schedule_fields(sched), sort_keys=True), _dumps(vae),
-                           size, text_len, text_dim)  # fmt: skip
+    elif kind != "dit":
+        patch = 2 if kind == "flux" else int(model.get("patch_size", 1))  # Flux packs 2×2 latents into one token
+        if size % (factor * patch):
+            raise ConfigError(f"image_size {size} must be a multiple of {factor * patch} for this model "
+                              f"({patch}×{patch} latent patches after a VAE that divides by {factor})")  # fmt: skip
+        most = model.get("pos_embed_max_size")
+        if most and size // (factor * patch) > int(most):
+            raise ConfigError(f"image_size {size} is too large for this model: at most {int(most) * factor * patch} "
+                              f"(its position embedding covers {most}×{most} patches)")  # fmt: skip
+
+
+def _text_settings(run: Runner, model: dict[str, Any], model_dir: ModelDir | None, layout: dict[str, Any] | None,
+                   flags: dict[str, Any]) -> str | None:  # fmt: skip
+    """The text conditioning's settings (JSON): the kind's defaults, the preset's, then the flags."""
+    given = {k: flags[k] for k in ("null", "max_tokens", "guidance") if k in flags}
+    defaults = run.text_defaults(model, model_dir)
+    if not defaults:
+        if given:
+            raise ConfigError(f"flag(s) {sorted(given)} apply to the text-conditioned SDXL, SD3, Flux, SANA and PixArt "
+                              f"models; this is a {run.kind} model")  # fmt: skip
+        return None
+    out = {**defaults, **((layout or {}).get("condition") or {}), **given}
+    if out["null"] not in ("empty", "zeros"):
+        raise ConfigError(f"null must be 'empty' (the text encoders on the empty prompt) or 'zeros', got {out['null']!r}")
+    if not isinstance(out["max_tokens"], int) or out["max_tokens"] < 1:
+        raise ConfigError(f"max_tokens must be a positive integer, got {out['max_tokens']!r}")
+    if "guidance" in given and "guidance" not in defaults:
+        raise ConfigError(f"guidance applies to guidance-distilled models (Flux.1-dev); this {run.kind} model has no guidance embedding")
+    if out.get("guidance") is not None:
+        out["guidance"] = float(out["guidance"])
+    return json.dumps(out, sort_keys=True)
+
+
+def _factor(vae: dict[str, Any]) -> int:
+    """Pixels per latent along each side: 2 per down-block after the first (``AutoencoderKL``'s
+    ``block_out_channels``, ``AutoencoderDC``'s ``encoder_block_out_channels``)."""
+    blocks = vae.get("encoder_block_out_channels") or vae.get("block_out_channels") or (0,) * 6
+    return int(2 ** (len(blocks) - 1))
 
 
 def _side(sample_size: Any) -> int:
@@ -202,7 +270,7 @@ def canonical(cfg: DiffusersConfig) -> tuple[dict[str, Any], dict[str, Any] | No
     """The denoiser's and the VAE's complete configurations, defaults filled in by diffusers."""
     with torch.device("meta"):
         model = build(cfg.model_class, cfg.model_dict())
-        vae = build("AutoencoderKL", cfg.vae_dict()) if cfg.vae else None
+        vae = build(cfg.autoencoder, cfg.vae_dict()) if cfg.vae else None
     clean = lambda c: json.loads(_dumps(dict(c)) or "{}")
     return clean(model.config), (clean(vae.config) if vae is not None else None)
 
@@ -214,6 +282,14 @@ def identity(cfg: DiffusersConfig) -> dict[str, Any]:
                            "schedule": cfg.scheduler_dict(), "image_size": cfg.image_size}  # fmt: skip
     if vae is not None:
         out["vae_config"] = vae
+    if cfg.autoencoder != "AutoencoderKL":
+        out["autoencoder"] = cfg.autoencoder
+    process = cfg.process()
+    if isinstance(process, RectifiedFlow):  # a DDPM model's identity is what it always was: no "process" key
+        out.update({"process": process.name, "shift": process.shift, "t_is": "sigma * 1000 before the shift",
+                    "sigma_of_t": [float(x) for x in process.sigmas]})  # fmt: skip
+    if cfg.weights != "float32":
+        out["weights_dtype"] = cfg.weights
     return out
 
 

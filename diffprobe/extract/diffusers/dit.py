@@ -15,8 +15,10 @@ import torch
 from torch import Tensor, nn
 
 from diffprobe.extract.backbone import Backbone, Timesteps
-from diffprobe.extract.family import Conditioning, ModelSpec
+from diffprobe.extract.diffusers.latents import encode_latents
+from diffprobe.extract.diffusers.runner import Runner, Unit, token_maps
 from diffprobe.extract.hooks import BlockTap
+from diffprobe.extract.spec import Conditioning, ModelSpec
 
 
 def null_class(net_config: Mapping[str, object]) -> int:
@@ -24,21 +26,8 @@ def null_class(net_config: Mapping[str, object]) -> int:
     return int(net_config["num_embeds_ada_norm"])  # type: ignore[call-overload]
 
 
-def dit_units(net: Any) -> list[tuple[str, nn.Module, str]]:
+def dit_units(net: Any) -> list[Unit]:
     return [(f"transformer_blocks.{i}", b, "transformer") for i, b in enumerate(net.transformer_blocks)]
-
-
-def token_maps(grid: tuple[int, int]) -> tuple[object, object]:
-    """(tokens → map, map → tokens) for a ``grid`` = (H/p, W/p) of patches."""
-    h, w = grid
-
-    def to_map(x: Tensor) -> Tensor:  # (N, T, D) → (N, D, h, w)
-        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
-
-    def from_map(x: Tensor) -> Tensor:  # (N, D, h, w) → (N, T, D)
-        return x.flatten(2).transpose(1, 2)
-
-    return to_map, from_map
 
 
 class DiTBackbone(Backbone):
@@ -46,9 +35,7 @@ class DiTBackbone(Backbone):
 
     def __init__(self, spec: ModelSpec, net: Any, vae: Any, cond: Conditioning | None = None,
                  checkpoint: Path | None = None, checkpoint_sha256: str | None = None) -> None:  # fmt: skip
-        from diffprobe.extract.diffusers.describe import make_schedule
-
-        super().__init__(spec, make_schedule(spec.config.scheduler_dict()), cond, checkpoint, checkpoint_sha256)
+        super().__init__(spec, spec.config.process(), cond, checkpoint, checkpoint_sha256)
         self.net: Any = net
         self.vae: Any = vae
         p = int(net.config.patch_size)
@@ -61,8 +48,7 @@ class DiTBackbone(Backbone):
 
     def encode(self, x0: Tensor) -> Tensor:
         """Pixels → latents: the VAE posterior's mean × its scaling factor (deterministic)."""
-        z = self.vae.encode(x0.to(self.vae.dtype)).latent_dist.mean
-        return z * self.vae.config.scaling_factor
+        return encode_latents(self.vae, x0)
 
     def _call(self, x_t: Tensor, t: Tensor | int | Timesteps) -> dict[str, object]:
         self._check_input(x_t)
@@ -80,3 +66,29 @@ class DiTBackbone(Backbone):
     def extra_repr(self) -> str:
         ck = self.checkpoint.name if self.checkpoint else "random init"
         return f"name={self.name}, DiT, blocks={self.tap.n_blocks}, class={self.label}, checkpoint={ck}"
+
+
+class DiTRunner(Runner):
+    """``DiTTransformer2DModel``: class-conditioned, the null class by default."""
+
+    kind = "dit"
+    process = "ddpm"
+
+    def units(self, net: Any) -> list[Unit]:
+        return dit_units(net)
+
+    def grid(self, net: Any, cfg: Any) -> tuple[int, int]:
+        p = int(net.config.patch_size)
+        _, h, w = cfg.noise_shape
+        return h // p, w // p
+
+    def meta_inputs(self, net: Any, cfg: Any) -> dict[str, Any]:
+        return {"hidden_states": torch.empty(1, *cfg.noise_shape), "timestep": torch.zeros(1, dtype=torch.long),
+                "class_labels": torch.zeros(1, dtype=torch.long), "return_dict": False}  # fmt: skip
+
+    def backbone(self, spec: ModelSpec, net: Any, vae: Any, model_dir: Any, cond: Conditioning,
+                 checkpoint: Path | None, sha: str | None, device: torch.device, prepared: Any) -> Backbone:  # fmt: skip
+        return DiTBackbone(spec, net, vae, cond, checkpoint, sha)
+
+
+DIT = DiTRunner()

@@ -21,8 +21,9 @@ from diffprobe.extract.blocks import BlockInfo
 from diffprobe.extract.checkpoint import file_sha256
 from diffprobe.extract.diffusers.describe import DiffusersConfig, build, describe, dir_of, identity, import_diffusers
 from diffprobe.extract.diffusers.layout import ModelDir, tree_sha256, uses_safetensors, weight_files
-from diffprobe.extract.family import Conditioning, Family, ModelSpec, register_family
+from diffprobe.extract.family import Family, register_family
 from diffprobe.extract.hooks import BlockTap
+from diffprobe.extract.spec import Conditioning, ModelSpec
 
 if TYPE_CHECKING:
     from diffprobe.extract.backbone import Backbone

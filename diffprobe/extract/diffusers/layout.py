@@ -56,6 +56,17 @@ class ModelDir:
 
         return cls(root, denoiser, sched, folder("vae"), folder("text_encoder"), folder("tokenizer"))
 
+    def part(self, name: str) -> Path | None:
+        """The pipeline's folder ``name`` (``text_encoder_2``, ``tokenizer_3`` …), if there is one."""
+        p = self.root / name
+        return p if p.is_dir() else None
+
+    def pipeline_config(self) -> dict[str, Any]:
+        """The pipeline's ``model_index.json`` ({} without one): its own settings, such as SDXL's
+        ``force_zeros_for_empty_prompt``."""
+        p = self.root / "model_index.json"
+        return read_json(p) if p.is_file() else {}
+
 
 def read_json(path: Path) -> dict[str, Any]:
     try:

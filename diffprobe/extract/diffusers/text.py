@@ -68,3 +68,14 @@ def embed_prompt(model_dir: ModelDir, prompt: str, device: torch.device) -> Tens
         out = enc(ids.input_ids.to(device), attention_mask=mask)[0]
     log.info("embedded the prompt %r with %s: (%d, %d)", prompt, model_dir.text_encoder, out.shape[1], out.shape[2])
     return out.float().clone()
+
+
+def sd_context(cfg: Any, model_dir: ModelDir | None, cond: Any, device: torch.device) -> Tensor:
+    """(1, L, D) the prompt embedding of a Stable Diffusion 1.x/2.x U-Net: from ``--prompt-embedding``,
+    else the directory's text encoder on the prompt, else (random weights) zeros."""
+    if cond.prompt_embedding:
+        return read_embedding(cond.prompt_embedding, cfg.text_len, cfg.text_dim).to(device)
+    if model_dir is None:  # random weights: no text encoder to embed with
+        log.warning("random weights: the prompt embedding is zeros (pass --prompt-embedding FILE for another)")
+        return torch.zeros(1, cfg.text_len, cfg.text_dim, device=device)
+    return embed_prompt(model_dir, cond.text, device)

@@ -17,8 +17,10 @@ from torch import Tensor, nn
 
 from diffprobe.errors import ConfigError
 from diffprobe.extract.backbone import Backbone, Timesteps
-from diffprobe.extract.family import Conditioning, ModelSpec
+from diffprobe.extract.diffusers.latents import encode_latents
+from diffprobe.extract.diffusers.runner import Runner, Unit
 from diffprobe.extract.hooks import BlockTap
+from diffprobe.extract.spec import Conditioning, ModelSpec
 
 DOWN = ("DownBlock2D", "AttnDownBlock2D", "CrossAttnDownBlock2D")
 MID = ("UNetMidBlock2D", "UNetMidBlock2DCrossAttn")
@@ -31,7 +33,7 @@ def _check(block: Any, allowed: tuple[str, ...], where: str) -> None:
         raise ConfigError(f"{where} is a {name}; diffprobe numbers the blocks of U-Nets made of {', '.join(allowed)}")
 
 
-def unet_units(net: Any) -> list[tuple[str, nn.Module, str]]:
+def unet_units(net: Any) -> list[Unit]:
     """(module path, the module that ends the block, stage) of every block, in forward order."""
     units: list[tuple[str, nn.Module, str]] = [("conv_in", net.conv_in, "input")]
     for i, block in enumerate(net.down_blocks):
@@ -71,9 +73,7 @@ class UNetBackbone(Backbone):
 
     def __init__(self, spec: ModelSpec, net: Any, vae: Any = None, context: Tensor | None = None,
                  cond: Conditioning | None = None, checkpoint: Path | None = None, checkpoint_sha256: str | None = None) -> None:  # fmt: skip
-        from diffprobe.extract.diffusers.describe import make_schedule
-
-        super().__init__(spec, make_schedule(spec.config.scheduler_dict()), cond, checkpoint, checkpoint_sha256)
+        super().__init__(spec, spec.config.process(), cond, checkpoint, checkpoint_sha256)
         self.net: Any = net
         self.vae: Any = vae
         self.register_buffer("context", context, persistent=False)
@@ -82,12 +82,7 @@ class UNetBackbone(Backbone):
 
     def encode(self, x0: Tensor) -> Tensor:
         """Pixels → latents: the VAE posterior's mean × its scaling factor (deterministic)."""
-        if self.vae is None:
-            return x0
-        cfg = self.vae.config
-        z = self.vae.encode(x0.to(self.vae.dtype)).latent_dist.mean
-        shift = getattr(cfg, "shift_factor", None) or 0.0
-        return (z - shift) * cfg.scaling_factor
+        return x0 if self.vae is None else encode_latents(self.vae, x0)
 
     def _kwargs(self, x_t: Tensor, t: Tensor | int | Timesteps) -> dict[str, Any]:
         self._check_input(x_t)
@@ -110,3 +105,37 @@ class UNetBackbone(Backbone):
     def extra_repr(self) -> str:
         ck = self.checkpoint.name if self.checkpoint else "random init"
         return f"name={self.name}, {type(self.net).__name__}, blocks={self.tap.n_blocks}, checkpoint={ck}"
+
+
+class UNetRunner(Runner):
+    """``UNet2DModel`` (pixel space) and Stable Diffusion 1.x/2.x's ``UNet2DConditionModel``."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind  # type: ignore[misc]
+        self.autoencoder = None if kind == "unet" else "AutoencoderKL"  # type: ignore[misc]
+        self.text_conditioned = kind == "sd"  # type: ignore[misc]
+        self.process = "ddpm"  # type: ignore[misc]
+
+    def units(self, net: Any) -> list[Unit]:
+        return unet_units(net)
+
+    def meta_inputs(self, net: Any, cfg: Any) -> dict[str, Any]:
+        kw: dict[str, Any] = {"sample": torch.empty(1, *cfg.noise_shape), "timestep": torch.zeros(1, dtype=torch.long), "return_dict": False}
+        if self.kind == "sd":
+            kw["encoder_hidden_states"] = torch.empty(1, cfg.text_len, cfg.text_dim)
+        if net.config.get("num_class_embeds"):
+            kw["class_labels"] = torch.zeros(1, dtype=torch.long)
+        return kw
+
+    def backbone(self, spec: ModelSpec, net: Any, vae: Any, model_dir: Any, cond: Conditioning,
+                 checkpoint: Path | None, sha: str | None, device: torch.device, prepared: Any) -> Backbone:  # fmt: skip
+        context = None
+        if self.kind == "sd":
+            from diffprobe.extract.diffusers.text import sd_context
+
+            context = sd_context(spec.config, model_dir, cond, device)
+        return UNetBackbone(spec, net, vae, context, cond, checkpoint, sha)
+
+
+PIXEL = UNetRunner("unet")
+SD = UNetRunner("sd")

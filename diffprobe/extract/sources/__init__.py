@@ -1,6 +1,10 @@
-"""Image sources at cluster scale: WebDataset tar shards and Hugging Face datasets on disk.
+"""Where images come from: the item model and every kind of data diffprobe reads.
 
-:mod:`.detect` decides what ``DATA`` is; :mod:`.tars` indexes tar shards (once, cached beside the
-store); :mod:`.tables` lists the rows of ``save_to_disk`` folders and Parquet files; :mod:`.read`
-reads one item's bytes in a loader process, keeping its files open so that reading runs forward.
+:mod:`.item` is the item model (:class:`Item`, :class:`DataSpec`); :mod:`.kinds` the registry of
+source kinds (each a detector and/or a reader); :mod:`.discover` asks the detectors what DATA is.
+The kinds: :mod:`.folder` (ImageFolder and segmentation trees, plain image files), :mod:`.manifest`
+(CSV/TSV), :mod:`.tars` (WebDataset shards, indexed once and cached beside the store),
+:mod:`.tables` (Hugging Face ``save_to_disk`` folders and Parquet files). :mod:`.files` keeps a
+loader process's files open so that reading runs forward; :mod:`.decode` decodes an image and
+applies the evaluation transform.
 """

@@ -8,15 +8,17 @@ of a split in order).
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from diffprobe.errors import DataError
-from diffprobe.extract.data import DataSpec, Item, name_labels
+from diffprobe.extract.sources.files import cached
+from diffprobe.extract.sources.item import DataSpec, Item, name_labels
+from diffprobe.extract.sources.kinds import SourceKind, Target
 from diffprobe.extract.sources.options import DataOptions, split_of
-from diffprobe.extract.sources.read import _cached
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -130,12 +132,12 @@ def _row_group(path: str, row: int) -> tuple[Any, int]:
     """(the row group holding ``row`` as a table, the row's offset in it); the last group stays cached."""
     import pyarrow.parquet as pq
 
-    pf = _cached("parquet", path, lambda: pq.ParquetFile(path))
+    pf = cached("parquet", path, lambda: pq.ParquetFile(path))
     start = 0
     for g in range(pf.metadata.num_row_groups):
         n = pf.metadata.row_group(g).num_rows
         if row < start + n:
-            return _cached("group", f"{path}#{g}", lambda: pf.read_row_group(g)), row - start
+            return cached("group", f"{path}#{g}", lambda: pf.read_row_group(g)), row - start
         start += n
     raise OSError(f"{path} has no row {row}")
 
@@ -143,7 +145,7 @@ def _row_group(path: str, row: int) -> tuple[Any, int]:
 def row_image(item: Item) -> bytes:
     """The encoded image of a table row."""
     if item.kind == "arrow":
-        table, r = _cached("arrow", item.path, lambda: _arrow_table(item.path)), item.offset
+        table, r = cached("arrow", item.path, lambda: _arrow_table(item.path)), item.offset
     else:
         table, r = _row_group(item.path, item.offset)
     value = table.column(item.member)[r].as_py()
@@ -156,3 +158,25 @@ def row_image(item: Item) -> bytes:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     raise OSError(f"{item.path}, row {item.offset}: column {item.member!r} holds {type(value).__name__}, not an encoded image")
+
+
+def _read_row(item: Item) -> io.BytesIO:
+    return io.BytesIO(row_image(item))
+
+
+def _detect_saved(target: Target, options: DataOptions) -> DataSpec | None:
+    p = target.path
+    if p is None or not p.is_dir() or not any((p / n).is_file() for n in ("dataset_dict.json", "state.json", "dataset_info.json")):
+        return None
+    return saved_dataset(p, options)
+
+
+def _detect_parquet(target: Target, options: DataOptions) -> DataSpec | None:
+    files = target.shards(".parquet")
+    return None if files is None else parquet_files(files, options)
+
+
+#: Hugging Face ``save_to_disk`` folders (Arrow files)
+ARROW = SourceKind("arrow", detect=_detect_saved, read=_read_row)
+#: Parquet files (one split each, from ``--split-name`` or a split word in the file name)
+PARQUET = SourceKind("parquet", detect=_detect_parquet, read=_read_row)

@@ -10,6 +10,7 @@ modification time changed.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -19,9 +20,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from diffprobe.errors import DataError
-from diffprobe.extract.data import IMAGE_EXTENSIONS, DataSpec, Item, name_labels
+from diffprobe.extract.sources.files import cached, is_url, open_binary
+from diffprobe.extract.sources.item import IMAGE_EXTENSIONS, DataSpec, Item, name_labels
+from diffprobe.extract.sources.kinds import SourceKind, Target
 from diffprobe.extract.sources.options import DataOptions, split_of
-from diffprobe.extract.sources.read import is_url, open_binary
 
 log = logging.getLogger(__name__)
 
@@ -168,3 +170,26 @@ def tar_shards(files: list[str], options: DataOptions, index: Path | None, write
     if not spec.splits:
         raise DataError(f"no samples with an image member in {len(files)} tar shard(s) ({files[0]} …)")
     return spec
+
+
+def read_member(item: Item) -> io.BytesIO:
+    """The bytes of a tar member, through this thread's open handle on its tar.
+
+    Raises:
+        OSError: the member is shorter than the index says (the tar changed or was cut).
+    """
+    f = cached("tar", item.path, lambda: open_binary(item.path), per_thread=True)
+    f.seek(item.offset)
+    data = f.read(item.size)
+    if len(data) != item.size:
+        raise OSError(f"{item.path}: member at byte {item.offset} has {len(data)} of its {item.size} bytes (the tar is truncated)")
+    return io.BytesIO(data)
+
+
+def _detect(target: Target, options: DataOptions) -> DataSpec | None:
+    files = target.shards(".tar")
+    return None if files is None else tar_shards(files, options, target.index, target.write_index)
+
+
+#: WebDataset tar shards
+SOURCE = SourceKind("tar", detect=_detect, read=read_member)

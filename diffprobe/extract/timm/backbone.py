@@ -11,9 +11,9 @@ import torch
 from torch import Tensor
 
 from diffprobe.extract.backbone import Backbone, Timesteps
-from diffprobe.extract.family import ModelSpec
 from diffprobe.extract.hooks import BlockTap
 from diffprobe.extract.noise import NoiseSchedule
+from diffprobe.extract.spec import ModelSpec
 from diffprobe.extract.timm.describe import TimmConfig, to_map, units
 
 #: One step with ᾱ = 1: q_sample returns the clean input, so the pipeline needs no special case.

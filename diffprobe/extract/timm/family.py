@@ -17,7 +17,8 @@ import torch
 import diffprobe.extract.timm.presets  # noqa: F401  (registers the presets)
 from diffprobe.errors import CheckpointError, CheckpointNotFoundError, ConfigError
 from diffprobe.extract.checkpoint import file_sha256, fit_problems, read_state_dict
-from diffprobe.extract.family import Conditioning, Family, ModelSpec, register_family
+from diffprobe.extract.family import Family, register_family
+from diffprobe.extract.spec import Conditioning, ModelSpec
 from diffprobe.extract.timm.describe import TimmConfig, build, describe, identity, measure_blocks, weights_in
 
 if TYPE_CHECKING:

@@ -22,7 +22,8 @@ from diffprobe.device import resolve_device
 from diffprobe.extract.compute import FeatureComputer
 from diffprobe.extract.compute_spec import ComputeSpec
 from diffprobe.extract.config import ExtractConfig
-from diffprobe.extract.data import ImageDataset, Item
+from diffprobe.extract.dataset import ImageDataset
+from diffprobe.extract.sources.item import Item
 from diffprobe.pipelines.extraction.local import RunStats, compute_chunk, noise_passes, report_bad
 from diffprobe.pipelines.extraction.plan import ExtractPlan
 from diffprobe.store.layout import FeatureKey

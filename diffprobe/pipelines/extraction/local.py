@@ -18,8 +18,9 @@ from diffprobe.errors import DataError
 from diffprobe.extract.compute import FeatureComputer, Pending
 from diffprobe.extract.compute_spec import ComputeSpec
 from diffprobe.extract.config import ExtractConfig
-from diffprobe.extract.data import ImageDataset, Item
+from diffprobe.extract.dataset import ImageDataset
 from diffprobe.extract.noise import Pass
+from diffprobe.extract.sources.item import Item
 from diffprobe.pipelines.extraction.plan import ExtractPlan
 from diffprobe.store.progress import BackgroundWriter, UnitBuffer, UnitTask
 from diffprobe.store.store import FeatureStore

@@ -16,9 +16,10 @@ from diffprobe.errors import ConfigError, StoreError
 from diffprobe.extract.blocks import BlockInfo, resolve_blocks
 from diffprobe.extract.compute_spec import ComputeSpec
 from diffprobe.extract.config import ExtractConfig
-from diffprobe.extract.data import DataSpec, discover
-from diffprobe.extract.family import ModelSpec
 from diffprobe.extract.registry import check_model, store_identity
+from diffprobe.extract.sources.discover import discover
+from diffprobe.extract.sources.item import DataSpec
+from diffprobe.extract.spec import ModelSpec
 from diffprobe.extract.views import ViewSpec
 from diffprobe.store.backend import format_for_path
 from diffprobe.store.layout import FeatureKey, config_hash

@@ -16,8 +16,8 @@ import numpy as np
 
 from diffprobe.errors import StoreError
 from diffprobe.extract.config import ExtractConfig
-from diffprobe.extract.data import discover
 from diffprobe.extract.masks import split_masks
+from diffprobe.extract.sources.discover import discover
 from diffprobe.pipelines.extraction.plan import ExtractPlan, index_path
 from diffprobe.pipelines.extraction.prepare import identity_diff, refused
 from diffprobe.pipelines.extraction.safety import writer_lock

@@ -159,13 +159,14 @@ def item_record(store: FeatureStore, split: str, index: int) -> ItemRecord:
 
 
 def recorded_item(store: FeatureStore, split: str, index: int, data: str | None = None) -> Any:
-    """The :class:`~diffprobe.extract.data.Item` that row ``index`` was extracted from, found again in
+    """The :class:`~diffprobe.extract.sources.item.Item` that row ``index`` was extracted from, found again in
     the recorded data source (``data``: where it is now, when it moved).
 
     Raises:
         DataError: the data (or the item in it) cannot be found; the message says to pass --data.
     """
-    from diffprobe.extract.data import IMAGE_EXTENSIONS, Item, discover
+    from diffprobe.extract.sources.discover import discover
+    from diffprobe.extract.sources.item import IMAGE_EXTENSIONS, Item
     from diffprobe.pipelines.extraction.plan import index_path
     from diffprobe.pipelines.extraction.repair import recorded_config
 
@@ -206,8 +207,8 @@ def item_views(store: FeatureStore, split: str, index: int, data: str | None = N
     from PIL import Image
 
     from diffprobe.extract.augment import centre_crop
-    from diffprobe.extract.data import DECODE_ERRORS, decode_image
-    from diffprobe.extract.sources.read import open_item
+    from diffprobe.extract.sources.decode import DECODE_ERRORS, decode_image
+    from diffprobe.extract.sources.kinds import open_item
     from diffprobe.extract.views import ViewSpec
 
     item = recorded_item(store, split, index, data)

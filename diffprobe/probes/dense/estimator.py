@@ -19,7 +19,7 @@ from diffprobe.probes.dense.heads import HEADS, DenseHead
 from diffprobe.probes.dense.metrics import segmentation_metrics
 from diffprobe.probes.dense.source import ArraySource, Source
 from diffprobe.probes.dense.train import evaluate, fit_head
-from diffprobe.probes.training import TrainConfig
+from diffprobe.probes.optim import TrainConfig
 from diffprobe.store.layout import IGNORE_INDEX
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffprobe.extract.data import load_image
+from diffprobe.extract.sources.decode import load_image
 from diffprobe.probes.dense.source import DenseSource
 from diffprobe.store.layout import IGNORE_INDEX
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from diffprobe.probes.dense.estimator import DenseProbe
 from diffprobe.probes.dense.source import DenseSource
-from diffprobe.probes.training import TrainConfig
+from diffprobe.probes.optim import TrainConfig
 from diffprobe.store.layout import IGNORE_INDEX
 from diffprobe.store.store import FeatureStore
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from diffprobe.errors import StoreKeyError
-from diffprobe.extract.data import decode_image, load_image
+from diffprobe.extract.sources.decode import decode_image, load_image
 from diffprobe.extract.views import ViewSpec
 from diffprobe.probes.errors import ProbeError
 from diffprobe.store.store import FeatureStore

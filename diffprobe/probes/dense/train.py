@@ -13,8 +13,7 @@ from torch import nn
 from diffprobe.probes.dense.heads import DenseHead
 from diffprobe.probes.dense.metrics import confusion
 from diffprobe.probes.dense.source import Source
-from diffprobe.probes.optim import optimizer_and_schedule
-from diffprobe.probes.training import TrainConfig
+from diffprobe.probes.optim import TrainConfig, optimizer_and_schedule
 from diffprobe.store.layout import IGNORE_INDEX
 
 log = logging.getLogger(__name__)

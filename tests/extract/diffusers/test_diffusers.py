@@ -20,7 +20,7 @@ import diffusers  # noqa: E402
 import diffprobe  # noqa: E402
 from diffprobe.cli import main  # noqa: E402
 from diffprobe.errors import CheckpointError, ConfigError, StoreError  # noqa: E402
-from diffprobe.extract.data import load_image  # noqa: E402
+from diffprobe.extract.sources.decode import load_image  # noqa: E402
 from tests.extract.diffusers import tiny  # noqa: E402
 from tests.helpers import extract_config, make_manifest, read_all  # noqa: E402
 

@@ -14,7 +14,7 @@ pytest.importorskip("datasets", reason="the optional extra is not installed: pip
 import diffprobe  # noqa: E402
 from diffprobe.cli import main  # noqa: E402
 from diffprobe.errors import DataError  # noqa: E402
-from diffprobe.extract.data import discover  # noqa: E402
+from diffprobe.extract.sources.discover import discover  # noqa: E402
 from diffprobe.extract.sources.options import DataOptions  # noqa: E402
 from tests.extract.sources import build  # noqa: E402
 from tests.extract.sources.test_tars import KW, by_id  # noqa: E402
@@ -72,7 +72,8 @@ def test_threads_share_parquet_row_groups_and_get_their_own_rows(tmp_path, monke
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from diffprobe.extract.sources import read
+    from diffprobe.extract.sources import files as read
+    from diffprobe.extract.sources.kinds import open_item
 
     rng = np.random.default_rng(0)
     blobs = [rng.bytes(int(rng.integers(500, 5_000))) for _ in range(60)]
@@ -86,7 +87,7 @@ def test_threads_share_parquet_row_groups_and_get_their_own_rows(tmp_path, monke
     monkeypatch.setattr(read, "_SHARED", type(read._SHARED)())  # nothing cached from other tests
 
     def rows(lo: int) -> list[bool]:
-        return [read.open_item(it).read() == blobs[it.offset] for it in items[lo : lo + 20]]  # type: ignore[union-attr]
+        return [open_item(it).read() == blobs[it.offset] for it in items[lo : lo + 20]]  # type: ignore[union-attr]
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(rows, [0, 0, 0, 20, 20, 20, 40, 40]))

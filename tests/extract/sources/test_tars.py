@@ -14,9 +14,9 @@ from click.testing import CliRunner
 import diffprobe
 from diffprobe.cli import main
 from diffprobe.errors import DataError
-from diffprobe.extract.data import discover
 from diffprobe.extract.sources import tars
-from diffprobe.extract.sources.detect import expand_braces
+from diffprobe.extract.sources.discover import discover
+from diffprobe.extract.sources.files import expand_braces
 from tests.extract.sources import build
 from tests.helpers import extract_config
 
@@ -149,8 +149,8 @@ def test_dask_workers_read_tars_to_the_same_bytes(layout, folder_store, tmp_path
 
 
 def test_fsspec_urls_read_like_paths(layout, tmp_path):
-    from diffprobe.extract.data import load_image
-    from diffprobe.extract.sources.read import open_item
+    from diffprobe.extract.sources.decode import load_image
+    from diffprobe.extract.sources.kinds import open_item
 
     local = discover(str(Path(layout["dir"]) / "fm-val-000000.tar")).splits["val"]
     remote = discover(f"file://{Path(layout['dir']) / 'fm-val-{000000..000000}.tar'}", index=tmp_path / "i.json").splits["val"]
@@ -163,7 +163,7 @@ def test_threads_reading_one_tar_each_get_their_own_members(tmp_path):
     not bytes from where another thread's seek left a shared file."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from diffprobe.extract.sources.read import open_item
+    from diffprobe.extract.sources.kinds import open_item
 
     rng = np.random.default_rng(0)
     blobs = {f"k{i:03d}": rng.bytes(int(rng.integers(2_000, 40_000))) for i in range(48)}
@@ -182,7 +182,7 @@ def test_threads_reading_one_tar_each_get_their_own_members(tmp_path):
 
 
 def _opened_in_child(path: str) -> bool:
-    from diffprobe.extract.sources import read
+    from diffprobe.extract.sources import files as read
 
     return any(key[1] == path for key in getattr(read._LOCAL, "open", {}))
 
@@ -191,7 +191,7 @@ def test_a_forked_loader_worker_opens_its_own_tar(layout):
     """A DataLoader worker forked after this process read a tar must not share its file offset."""
     import multiprocessing
 
-    from diffprobe.extract.sources.read import open_item
+    from diffprobe.extract.sources.kinds import open_item
 
     item = discover(str(Path(layout["dir"]) / "fm-val-000000.tar")).splits["val"][0]
     open_item(item)

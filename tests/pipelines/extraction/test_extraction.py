@@ -23,7 +23,7 @@ from tests.helpers import FMNIST, extract_config, read_all
 
 def test_stored_features_equal_direct_computation(small_store, fmnist_backbone):
     """The store holds exactly pool(features(q_sample(x0, t, noise(seed, id, t)))) in float16."""
-    from diffprobe.extract.data import load_image
+    from diffprobe.extract.sources.decode import load_image
 
     with diffprobe.open_store(small_store) as s:
         ids, paths = s.ids("val")[:6], s.paths("val")[:6]

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 import diffprobe
 from diffprobe.cli import main
 from diffprobe.errors import StoreError
-from diffprobe.extract.data import decode_image
 from diffprobe.extract.masks import load_mask, open_mask
+from diffprobe.extract.sources.decode import decode_image
 from diffprobe.extract.sources.fmnist_masks import write_fmnist_masks
 from diffprobe.extract.views import ViewSpec, to_array
 from diffprobe.pipelines.extraction.repair import repair_store

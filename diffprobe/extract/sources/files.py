@@ -1,4 +1,5 @@
-"""Reading one item in a loader process: a file path, or the bytes of a tar member or table row.
+"""Files of a source: local paths and fsspec URLs, patterns that name several of them, and the open
+files and readers a loader process keeps.
 
 Open tar files and table readers are kept (a few at a time), so consecutive items of one shard —
 units and loader batches are contiguous runs of the data's order — are read forward, never by
@@ -11,16 +12,15 @@ offset with the parent's.
 
 from __future__ import annotations
 
-import io
+import glob
 import os
+import re
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, BinaryIO
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from diffprobe.errors import DataError
-
-if TYPE_CHECKING:
-    from diffprobe.extract.data import Item
 
 _LOCAL = threading.local()
 _SHARED: OrderedDict[tuple[str, str], Any] = OrderedDict()
@@ -51,7 +51,7 @@ def open_binary(path: str) -> BinaryIO:
     return fsspec.open(path, "rb").open()  # type: ignore[no-any-return]
 
 
-def _cached(kind: str, path: str, make: Any, per_thread: bool = False) -> Any:
+def cached(kind: str, path: str, make: Any, per_thread: bool = False) -> Any:
     """The open ``(kind, path)`` object, made by ``make()`` on first use; the least recently used of
     more than a few is dropped.
 
@@ -85,23 +85,38 @@ def _lookup(opened: OrderedDict[tuple[str, str], Any], key: tuple[str, str], mak
     return obj, dropped
 
 
-def open_item(item: Item) -> str | BinaryIO:
-    """What PIL opens for ``item``: its path, or its bytes.
+_BRACE = re.compile(r"\{([^{}]*)\}")
 
-    Raises:
-        OSError: a tar member shorter than its index says (the file changed or was cut).
-    """
-    if item.kind == "file":
-        return item.path
-    if item.kind == "tar":
-        f = _cached("tar", item.path, lambda: open_binary(item.path), per_thread=True)
-        f.seek(item.offset)
-        data = f.read(item.size)
-        if len(data) != item.size:
-            raise OSError(f"{item.path}: member at byte {item.offset} has {len(data)} of its {item.size} bytes (the tar is truncated)")
-        return io.BytesIO(data)
-    if item.kind in ("arrow", "parquet"):
-        from diffprobe.extract.sources.tables import row_image
 
-        return io.BytesIO(row_image(item))
-    raise DataError(f"unknown item kind {item.kind!r}")
+def expand_braces(pattern: str) -> list[str]:
+    """``a-{000..002}.tar`` → a-000.tar, a-001.tar, a-002.tar (zero padding kept); ``{x,y}`` → x, y;
+    several braces multiply."""
+    m = _BRACE.search(pattern)
+    if m is None:
+        return [pattern]
+    body, head, tail = m.group(1), pattern[: m.start()], pattern[m.end() :]
+    rng = re.fullmatch(r"(\d+)\.\.(\d+)", body)
+    if rng:
+        lo, hi = rng.group(1), rng.group(2)
+        if int(hi) < int(lo):
+            raise DataError(f"empty range {{{body}}} in {pattern!r}")
+        width = len(lo) if lo.startswith("0") or len(lo) == len(hi) else 0
+        choices = [str(i).zfill(width) for i in range(int(lo), int(hi) + 1)]
+    else:
+        choices = body.split(",")
+    return [p for c in choices for p in expand_braces(head + c + tail)]
+
+
+def expand(data: str) -> list[str]:
+    """Every file ``data`` names: ``::``-joined parts, each a brace pattern, a glob or one path/URL."""
+    out: list[str] = []
+    for part in data.split("::"):
+        for p in expand_braces(part.strip()):
+            if not is_url(p) and any(c in p for c in "*?["):
+                hits = sorted(glob.glob(str(Path(p).expanduser())))
+                if not hits:
+                    raise DataError(f"no files match {p!r}")
+                out += hits
+            else:
+                out.append(p if is_url(p) else str(Path(p).expanduser()))
+    return out

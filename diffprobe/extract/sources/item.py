@@ -1,0 +1,61 @@
+"""The item model every source produces: :class:`Item` (one image) and :class:`DataSpec` (the splits)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})
+SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
+DEFAULT_SPLIT = "train"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image: a stable id, where it is, and its class index (-1: none).
+
+    ``kind`` names the source kind that reads it (see :data:`~diffprobe.extract.sources.kinds.SOURCES`):
+    ``file`` (an image file at ``path``), ``tar`` (the member ``member`` of the tar ``path``: its
+    data's byte ``offset`` and ``size``), ``arrow`` / ``parquet`` (row ``offset`` of that table
+    file, column ``member``).
+    """
+
+    id: str
+    path: str
+    label: int
+    kind: str = "file"
+    offset: int = 0
+    size: int = 0
+    member: str = ""
+    mask: str = ""  # the segmentation mask's file ("" = none)
+
+
+@dataclass
+class DataSpec:
+    """Items of every split and the shared class names.
+
+    Items are in a fixed order: sorted by id for folders and manifests; the order of the data for
+    tar shards and tables (so that reading them is sequential). ``source`` records what they come
+    from and how ids were made.
+    """
+
+    class_names: list[str]
+    splits: dict[str, list[Item]] = field(default_factory=dict)
+    source: dict[str, str] = field(default_factory=dict)
+
+    def fingerprint(self, split: str) -> str:
+        """Hash of a split's ids and labels: stores refuse to mix data sets."""
+        h = hashlib.sha256()
+        for it in self.splits[split]:
+            h.update(f"{it.id}\t{it.label}\n".encode())
+        return h.hexdigest()[:16]
+
+
+def name_labels(labels: set[Any]) -> tuple[list[str], dict[Any, int]]:
+    """(class names, value → class index) for the label values of a tar or table source: strings are
+    sorted by name; integers name themselves (0..max)."""
+    if any(isinstance(v, str) for v in labels):
+        names = sorted(map(str, labels))
+        return names, {v: names.index(str(v)) for v in labels}
+    return ([str(i) for i in range(max(labels) + 1)] if labels else []), {v: int(v) for v in labels}
