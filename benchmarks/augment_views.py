@@ -82,7 +82,8 @@ def _size(path: Path) -> int:
 def probe(store: Path, name: str, key: str, params: dict) -> tuple[float, float]:
     """(val top-1, fit seconds) of one probe trained on every (view, draw) row of the train split."""
     import diffprobe
-    from diffprobe.probes.run import ProbeConfig, run_probe
+    from diffprobe.probes.result import ProbeConfig
+    from diffprobe.probes.run import run_probe
 
     with diffprobe.open_store(store) as s:
         r = run_probe(s, ProbeConfig(name, (key,), params))

@@ -28,7 +28,7 @@ TRAIN = """
 import json, sys, time
 import diffprobe
 from diffprobe.probes.dense.run import dense_probe
-from diffprobe.probes.optim import TrainConfig
+from diffprobe.probes.result import ProbeConfig
 from diffprobe.sizes import parse_size
 
 def status(field):  # kB → MiB, from /proc/self/status (Linux)
@@ -40,9 +40,9 @@ open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the c
 before = status("VmRSS")
 t0 = time.perf_counter()
 with diffprobe.open_store(store) as s:
-    r = dense_probe(s, [key], training=TrainConfig(optimizer="adamw", schedule="cosine", weight_decay=1e-4, epochs=epochs, batch_size=32), max_memory=budget)
+    r = dense_probe(s, ProbeConfig("dense", (key,), {"epochs": epochs, "max_memory": budget}))
 print(json.dumps({"peak_mib": status("VmHWM"), "import_mib": before, "seconds": time.perf_counter() - t0,
-                  "miou": r["metrics"]["miou"], "train": r["train"]["items"]}))
+                  "miou": r.metrics["miou"], "train": r.n_train}))
 """
 
 

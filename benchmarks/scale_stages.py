@@ -104,7 +104,7 @@ def read_pass(path: Path, key: str) -> float:
 def scale_stage(cfg: ScaleConfig, dev: Any, report: Report, budget: Budget, folder: Path) -> None:
     """Write (N, D) features, time one streamed read pass, then the logistic and 4-lr linear calls."""
     from diffprobe.probes.plan import DataConfig
-    from diffprobe.probes.run import ProbeConfig
+    from diffprobe.probes.result import ProbeConfig
     from diffprobe.store.layout import FeatureKey
 
     key, shape = FeatureKey(150, 24, 1), (cfg.dim, 1, 1)
@@ -149,7 +149,8 @@ def attention_stage(cfg: AttentionConfig, dev: Any, report: Report, budget: Budg
     """Write (N, C, S, S) maps, then the default attention call (standardised) for ``cfg.epochs``."""
     from diffprobe.probes.attention import AttentionProbe
     from diffprobe.probes.plan import DataConfig
-    from diffprobe.probes.run import ProbeConfig, run_probe
+    from diffprobe.probes.result import ProbeConfig
+    from diffprobe.probes.run import run_probe
     from diffprobe.probes.standardize import CHUNK_BYTES
     from diffprobe.store.layout import FeatureKey
 

@@ -4,8 +4,8 @@ Data: x (N, D) float32 standard normal and y = tanh(x·W/√D) + noise (related,
 model), generated from a seed inside each measuring process, so the figures exclude it; the
 streamed path reads them through :class:`~diffprobe.pipelines.cka.source.Source` in row chunks.
 
-Compared, each in a fresh process so that its peak memory is its own (the peak resident memory
-above the process's memory once the data is ready, via /proc's VmHWM reset):
+Compared, each in a fresh process (unless --in-process) so that its peak memory is its own (the
+peak resident memory above the process's memory once the data is ready, via /proc's VmHWM reset):
   streamed  diffprobe's ``similarity_matrix([x], [y], metric)``: k-NN tables from (tile, N) blocks,
             CCA/Procrustes from streamed covariances, RSA from tiled RDMs and exact ranks. The three
             k-NN metrics share one neighbour-table pass (measured once, with each metric's finishing
@@ -20,7 +20,7 @@ memory) it is not run: its estimated need is printed instead, and said so. Exact
 table says what it would need.
 
     python benchmarks/similarity_speed.py                    # 10,000 and 50,000 items × 2,048 features
-    python benchmarks/similarity_speed.py --smoke            # 300 items × 32 features, seconds
+    python benchmarks/similarity_speed.py --smoke            # 300 items × 32 features, in-process, seconds
 
 Prints a table; never asserts on time.
 """
@@ -40,12 +40,14 @@ METRICS = ("mutual-knn", "cknna", "cycle-knn", "svcca", "pwcca", "procrustes", "
 KNN = ("mutual-knn", "cknna", "cycle-knn")
 
 
+def proc_bytes(path: str, key: str) -> int:
+    """A kB figure of /proc/self/status or /proc/meminfo, in bytes (0 when absent)."""
+    with open(path) as f:
+        return next((int(line.split()[1]) * 1024 for line in f if line.startswith(key)), 0)
+
+
 def peak_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM"):
-                return int(line.split()[1]) * 1024
-    return 0
+    return proc_bytes("/proc/self/status", "VmHWM")
 
 
 def reset_peak() -> int:
@@ -110,10 +112,8 @@ def naive_cca(x: np.ndarray, y: np.ndarray, metric: str, keep: float = 0.99) -> 
 
 def naive_procrustes(x: np.ndarray, y: np.ndarray) -> float:
     a, b = x.astype(np.float64), y.astype(np.float64)
-    a -= a.mean(0)
-    b -= b.mean(0)
-    a /= np.linalg.norm(a)
-    b /= np.linalg.norm(b)
+    a, b = a - a.mean(0), b - b.mean(0)
+    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
     return float(2 - 2 * np.linalg.svd(a.T @ b, compute_uv=False).sum())
 
 
@@ -135,7 +135,7 @@ def naive_bytes(metric: str, n: int, d: int) -> int:
     """Estimated peak of the naive way: its N×N matrices and float64 copies."""
     m = n * (n - 1) // 2
     if metric in KNN:
-        return 2 * 8 * n * n + 2 * n * n + 16 * n * d  # two float64 N×N kernels, two bool masks
+        return 4 * 8 * n * n + 2 * n * n + 16 * n * d  # two float64 N×N kernels and their copies, two bool masks
     if metric == "rsa":
         return 2 * 8 * n * n + 16 * m + 2 * 8 * m + 3 * 8 * m  # RDMs, triu indices, triangles, scipy's ranks
     return 4 * 8 * n * d  # float64 copies, SVD/QR factors
@@ -147,17 +147,12 @@ def run_naive(metric: str, n: int, d: int, k: int) -> dict:
 
     torch.set_num_threads(os.cpu_count() or 1)
     x, y = make_data(n, d)
+    naive = {**{m: lambda: naive_knn(x, y, k, metric) for m in KNN}, "svcca": lambda: naive_cca(x, y, metric),
+             "pwcca": lambda: naive_cca(x, y, metric), "procrustes": lambda: naive_procrustes(x, y), "rsa": lambda: naive_rsa(x, y)}  # fmt: skip
     base = reset_peak()
     t0 = time.perf_counter()
-    if metric in KNN:
-        value = naive_knn(x, y, k, metric)
-    elif metric in ("svcca", "pwcca"):
-        value = naive_cca(x, y, metric)
-    elif metric == "procrustes":
-        value = naive_procrustes(x, y)
-    else:
-        value = naive_rsa(x, y)
-    return {"seconds": time.perf_counter() - t0, "peak": peak_bytes() - base, "values": {metric: value}}
+    value = naive[metric]()
+    return {"seconds": time.perf_counter() - t0, "peak": max(0, peak_bytes() - base), "values": {metric: value}}
 
 
 def run_streamed(metrics: tuple[str, ...], n: int, d: int, k: int, device: str, max_memory: int) -> dict:
@@ -187,10 +182,11 @@ def run_streamed(metrics: tuple[str, ...], n: int, d: int, k: int, device: str, 
             t1 = time.perf_counter()
             values[m] = finish[m](tables[0], tables[1])
             seconds[m] = shared + time.perf_counter() - t1
-        return {"seconds": seconds, "shared": shared, "peak": peak_bytes() - base, "values": values}
+        return {"seconds": seconds, "shared": shared, "peak": max(0, peak_bytes() - base), "values": values}
     t0 = time.perf_counter()
     res = similarity_matrix(srcs[:1], srcs[1:], metrics[0], cfg)
-    return {"seconds": {metrics[0]: time.perf_counter() - t0}, "peak": peak_bytes() - base, "values": {metrics[0]: float(res.values[0, 0])}}
+    return {"seconds": {metrics[0]: time.perf_counter() - t0}, "peak": max(0, peak_bytes() - base),
+            "values": {metrics[0]: float(res.values[0, 0])}}  # fmt: skip
 
 
 def _report(queue: mp.Queue, fn, *args) -> None:
@@ -198,6 +194,13 @@ def _report(queue: mp.Queue, fn, *args) -> None:
         queue.put(fn(*args))
     except BaseException as e:  # noqa: BLE001  (surface any child error in the parent)
         queue.put({"error": f"{type(e).__name__}: {e}"})
+
+
+def in_process(fn, *args) -> dict:
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001  (reported in the table like a child's error)
+        return {"error": f"{type(e).__name__}: {e}"}
 
 
 def in_child(fn, *args) -> dict:
@@ -214,14 +217,6 @@ def fmt_bytes(n: float) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
-def available_bytes() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--items", default="10000,50000", help="comma-separated N")
@@ -229,9 +224,10 @@ def main() -> None:
     ap.add_argument("--metrics", default=",".join(METRICS))
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--max-memory", default="16GiB", help="the streamed computation's budget (SimilarityConfig.max_memory)")
+    ap.add_argument("--max-memory", default="2GiB", help="the streamed computation's budget (SimilarityConfig.max_memory)")
     ap.add_argument("--machine-memory", default=None, help="run the naive way only below this need (default: MemAvailable)")
-    ap.add_argument("--smoke", action="store_true", help="300 items × 32 features: checks that everything runs")
+    ap.add_argument("--smoke", action="store_true", help="300 items × 32 features, --in-process: checks that everything runs")
+    ap.add_argument("--in-process", action="store_true", help="measure in this process (fast start; peaks less reliable)")
     ap.add_argument("--json", default=None, help="append the figures to this results file (benchmarks/results.py)")
     args = ap.parse_args()
 
@@ -240,8 +236,9 @@ def main() -> None:
     items = [300] if args.smoke else [int(s) for s in args.items.split(",")]
     d = 32 if args.smoke else args.features
     metrics = tuple(m for m in args.metrics.split(",") if m)
-    machine = parse_size(args.machine_memory) if args.machine_memory else available_bytes()
+    machine = parse_size(args.machine_memory) if args.machine_memory else proc_bytes("/proc/meminfo", "MemAvailable")
     budget = parse_size(args.max_memory)
+    run = in_process if args.smoke or args.in_process else in_child
     print(f"# two related float32 arrays (N × {d}), k = {args.k}, device {args.device}, streamed max_memory {fmt_bytes(budget)}; "
           f"naive runs where it needs < {fmt_bytes(machine)}")  # fmt: skip
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
@@ -249,49 +246,48 @@ def main() -> None:
     print(f"{'metric':<12}{'N':>8}{'streamed':>12}{'peak':>12}{'naive':>12}{'peak':>12}{'speed-up':>10}{'|diff|':>10}")
     rows = []
     for n in items:
-        streamed: dict[str, dict] = {}
         knn = tuple(m for m in metrics if m in KNN)
-        if knn:
-            out = in_child(run_streamed, knn, n, d, args.k, args.device, budget)
-            streamed.update({m: out for m in knn})
+        shared = run(run_streamed, knn, n, d, args.k, args.device, budget) if knn else {}
         for m in metrics:
-            if m not in KNN:
-                streamed[m] = in_child(run_streamed, (m,), n, d, args.k, args.device, budget)
-        for m in metrics:
-            s = streamed[m]
+            s = shared if m in KNN else run(run_streamed, (m,), n, d, args.k, args.device, budget)
             need = naive_bytes(m, n, d)
-            naive = in_child(run_naive, m, n, d, args.k) if need < 0.8 * machine else None
-            if "error" in s:
-                s_time, s_peak = "refused", "—"
-                note = s["error"].split(";")[0].replace("ConfigError: ", "")
-            else:
-                s_time, s_peak, note = f"{s['seconds'][m]:.2f} s", fmt_bytes(s["peak"]), ""
-                if m in KNN:
-                    note = f"incl. {s['shared']:.2f} s of k-NN tables shared by the 3 k-NN metrics"
-            if naive is None:
-                n_time, n_peak, ratio, diff = "not run", f"~{fmt_bytes(need)}", "—", "—"
-                note = (note + "; " if note else "") + f"naive needs ~{fmt_bytes(need)} > this machine's {fmt_bytes(machine)}"
-            elif "error" in naive:
-                n_time, n_peak, ratio, diff = "failed", "—", "—", "—"
-                note = (note + "; " if note else "") + naive["error"]
-            else:
-                n_time, n_peak = f"{naive['seconds']:.2f} s", fmt_bytes(naive["peak"])
-                ok = "error" not in s
-                ratio = f"{naive['seconds'] / s['seconds'][m]:.2f}×" if ok else "—"
-                diff = f"{abs(naive['values'][m] - s['values'][m]):.0e}" if ok else "—"
-            print(f"{m:<12}{n:>8}{s_time:>12}{s_peak:>12}{n_time:>12}{n_peak:>12}{ratio:>10}{diff:>10}   {note}")
-            rows.append((m, n, s, naive, need))
+            naive = run(run_naive, m, n, d, args.k) if need < 0.8 * machine else None
+            line, figures = table_row(m, n, s, naive, need, machine)
+            print(line)
+            rows += figures
     print("speed-up = naive time / streamed time (same run); peak = resident memory above the loaded data")
     if args.json:
-        from results import Row, append
+        from results import append
 
-        out_rows = []
-        for m, n, s, naive, need in rows:
-            ok = "error" not in s
-            out_rows.append(Row(f"{m} N={n}: streamed", s["seconds"][m] if ok else None, "s", "" if ok else s["error"]))
-            out_rows.append(Row(f"{m} N={n}: naive", naive["seconds"] if naive and "error" not in naive else None, "s",
-                                "" if naive else f"not run: needs ~{fmt_bytes(need)}"))  # fmt: skip
-        append(args.json, "similarity_speed", out_rows, device=args.device, features=d)
+        append(args.json, "similarity_speed", rows, device=args.device, features=d)
+
+
+def table_row(m: str, n: int, s: dict, naive: dict | None, need: int, machine: int) -> tuple[str, list]:
+    """One printed line of the table and its two figures for --json."""
+    from results import Row
+
+    ok, notes = "error" not in s, []
+    s_time, s_peak = (f"{s['seconds'][m]:.2f} s", fmt_bytes(s["peak"])) if ok else ("refused", "—")
+    if not ok:
+        notes.append(s["error"].split(";")[0].replace("ConfigError: ", ""))
+    elif m in KNN:
+        notes.append(f"incl. {s['shared']:.2f} s of k-NN tables shared by the 3 k-NN metrics")
+    n_time, n_peak, ratio, diff = "not run", f"~{fmt_bytes(need)}", "—", "—"
+    if naive is None:
+        notes.append(f"naive needs ~{fmt_bytes(need)} > this machine's {fmt_bytes(machine)}")
+    elif "error" in naive:
+        n_time, n_peak = "failed", "—"
+        notes.append(naive["error"])
+    else:
+        n_time, n_peak = f"{naive['seconds']:.2f} s", fmt_bytes(naive["peak"])
+        if ok:
+            ratio = f"{naive['seconds'] / s['seconds'][m]:.2f}×"
+            diff = f"{abs(naive['values'][m] - s['values'][m]):.0e}"
+    line = f"{m:<12}{n:>8}{s_time:>12}{s_peak:>12}{n_time:>12}{n_peak:>12}{ratio:>10}{diff:>10}   {'; '.join(notes)}"
+    ran = naive is not None and "error" not in naive
+    figures = [Row(f"{m} N={n}: streamed", s["seconds"][m] if ok else None, "s", "" if ok else s["error"]),
+               Row(f"{m} N={n}: naive", naive["seconds"] if ran else None, "s", "" if ran else f"not run: needs ~{fmt_bytes(need)}")]  # fmt: skip
+    return line, figures
 
 
 if __name__ == "__main__":

@@ -74,7 +74,8 @@ def probe_rows(cfg: SmallConfig, dev: Any, report: Report, budget: Budget, store
     """Fit time and top-1 of each probe with its defaults (heads: the README's recipe)."""
     import torch
 
-    from diffprobe.probes.run import ProbeConfig, run_probe
+    from diffprobe.probes.result import ProbeConfig
+    from diffprobe.probes.run import run_probe
     from diffprobe.store.layout import FeatureKey
 
     head = {**HEAD_RECIPE, **({"epochs": cfg.head_epochs} if cfg.head_epochs else {})}

@@ -65,6 +65,7 @@ def write_synthetic(path: Path, key: Any, shape: tuple[int, int, int], counts: d
     the done marker). Past ``stop_at`` (perf_counter) no new unit starts: the rest stays NaN, valid False."""
     import torch
 
+    from diffprobe.store.arrays import ArrayLayout
     from diffprobe.store.layout import auto_unit_size
     from diffprobe.store.progress import BackgroundWriter, UnitBuffer, UnitTask
     from diffprobe.store.store import create_store
@@ -80,7 +81,7 @@ def write_synthetic(path: Path, key: Any, shape: tuple[int, int, int], counts: d
         labels[split] = rng.permutation(np.arange(n) % k)
         ids = [f"{split}/{i:08d}" for i in range(n)]
         store.create_split(split, ids, ids, labels[split].tolist(), auto_unit_size(int(np.prod(shape)) * 2, n))
-        store.create_feature_array(split, key, shape, "float16", module="synthetic")
+        store.create_feature_array(split, key, ArrayLayout.of_map(*shape), "float16", module="synthetic")
     store.commit()
     gen = torch.Generator(device=device).manual_seed(seed)
     written = dict.fromkeys(counts, 0)

@@ -33,6 +33,7 @@ import numpy as np
 import diffprobe.store.progress as progress
 import diffprobe.store.zarr_backend as zarr_backend
 from diffprobe.store.digests import unit_digests
+from diffprobe.store.arrays import ArrayLayout
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.progress import BackgroundWriter, UnitBuffer, UnitTask, writer_threads
 from diffprobe.store.store import FeatureStore, create_store
@@ -54,7 +55,7 @@ def make_store(path: Path, n: int, unit: int, keys: list[FeatureKey], shape: tup
     ids = [f"img{i:07d}" for i in range(n)]
     store.create_split(SPLIT, ids, ids, [0] * n, unit)
     for k in keys:
-        store.create_feature_array(SPLIT, k, shape, dtype, "benchmark")
+        store.create_feature_array(SPLIT, k, ArrayLayout.of_map(*shape[-3:], draws=shape[0] if len(shape) == 4 else 1), dtype, "benchmark")
     return store
 
 

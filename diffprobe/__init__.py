@@ -13,7 +13,7 @@ from diffprobe._version import __version__
 
 _EXPORTS: dict[str, str] = {
     "Backbone": "diffprobe.extract.backbone",
-    "BlockInfo": "diffprobe.extract.blocks",
+    "BlockInfo": "diffprobe.blocks",
     "NoiseSchedule": "diffprobe.extract.noise",
     "make_schedule": "diffprobe.extract.noise",
     "noise_like": "diffprobe.extract.noise",
@@ -27,6 +27,10 @@ _EXPORTS: dict[str, str] = {
     "ExtractConfig": "diffprobe.extract.config",
     "extract_features": "diffprobe.pipelines.extraction.job",
     "FeatureKey": "diffprobe.store.layout",
+    "ArrayLayout": "diffprobe.store.arrays",
+    "KeySelection": "diffprobe.store.select",
+    "resolve_selection": "diffprobe.store.select",
+    "Registry": "diffprobe.registry",
     "StoreReader": "diffprobe.store.reader",
     "FeatureStore": "diffprobe.store.store",
     "open_store": "diffprobe.store.store",
@@ -36,13 +40,16 @@ __all__ = ["__version__", *_EXPORTS]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
 
 if TYPE_CHECKING:
+    from diffprobe.blocks import BlockInfo
     from diffprobe.extract.backbone import Backbone
-    from diffprobe.extract.blocks import BlockInfo
     from diffprobe.extract.config import ExtractConfig
     from diffprobe.extract.noise import NoiseSchedule, make_schedule, noise_like, q_sample
     from diffprobe.extract.registry import PRESETS, create_backbone, load_backbone, model_spec
     from diffprobe.extract.spec import Conditioning, ModelSpec
     from diffprobe.pipelines.extraction.job import extract_features
+    from diffprobe.registry import Registry
+    from diffprobe.store.arrays import ArrayLayout
     from diffprobe.store.layout import FeatureKey
     from diffprobe.store.reader import StoreReader
+    from diffprobe.store.select import KeySelection, resolve_selection
     from diffprobe.store.store import FeatureStore, open_store

@@ -43,6 +43,17 @@ class _Group(click.Group):
             if ctx.params.get("verbose"):  # -v: the traceback too (without it, one clean message)
                 click.echo(traceback.format_exc(), err=True)
             raise click.ClickException(str(e)) from e
+        except KeyboardInterrupt as e:  # Ctrl-C (or SIGTERM during an extraction): the shell's 128 + signal
+            code = interrupted_exit_code(e)
+            click.echo(f"interrupted (signal {code - 128}); finished work is kept: re-run the same command to resume", err=True)
+            ctx.exit(code)
+
+
+def interrupted_exit_code(error: KeyboardInterrupt) -> int:
+    """128 + the signal that stopped the command: SIGINT (130) unless the interrupt names another."""
+    text = str(error.args[0]) if error.args else ""
+    number = text.removeprefix("signal ")
+    return 128 + (int(number) if number.isdigit() else 2)
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:

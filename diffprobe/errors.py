@@ -60,3 +60,7 @@ class StoreIOError(StoreError, OSError):
 
 class StoreCorruptError(StoreError):
     """A chunk of the store fails its checksum or cannot be decoded: it changed on disk after it was written."""
+
+
+class StoreIncompleteError(StoreError):
+    """A reader asked for units of a split that are not done (a run was stopped, or is still writing)."""

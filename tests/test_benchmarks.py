@@ -186,3 +186,36 @@ def test_gpu_probes_benchmark_keeps_its_figures_when_terminated(tmp_path):
     assert line["stage"] == "attention" and {"attention: write", "attention: write throughput"} <= set(rows), line
     assert "stopped by SIGTERM" in rows["attention: stage"]["note"], line
     assert list(tmp_path.iterdir()) == [results]  # the store is gone
+
+
+@pytest.mark.slow
+def test_similarity_speed_benchmark_runs(tmp_path):
+    results = tmp_path / "results.jsonl"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "similarity_speed.py"), "--smoke", "--json", str(results)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    number = r"\s+[\d.]+ s\s+\d+ MiB\s+[\d.]+ s\s+\d+ MiB\s+[\d.]+×\s+\d+e[-+]\d+"
+    for metric in ("mutual-knn", "cknna", "cycle-knn", "svcca", "pwcca", "procrustes", "rsa"):
+        assert re.search(rf"^{metric}\s+300{number}", out, re.M), (metric, out)
+    assert "shared by the 3 k-NN metrics" in out and "speed-up = naive time / streamed time (same run)" in out
+    tiny = subprocess.run(cmd[:2] + ["--items", "400", "--features", "8", "--metrics", "rsa", "--machine-memory", "1MiB",
+                                     "--max-memory", "1MiB", "--in-process"], capture_output=True, text=True, timeout=300, cwd=ROOT)  # fmt: skip
+    assert tiny.returncode == 0, tiny.stderr[-2000:]
+    assert re.search(r"^rsa\s+400\s+refused\s+—\s+not run\s+~\d+ MiB", tiny.stdout, re.M), tiny.stdout
+    assert "exact RSA over 400 items needs" in tiny.stdout and "naive needs ~" in tiny.stdout
+    assert '"benchmark": "similarity_speed"' in results.read_text()
+
+
+@pytest.mark.slow
+def test_read_integrity_benchmark_runs(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "read_integrity.py"), "--items", "400", "--channels", "8", "--repeats", "1",
+           "--workdir", str(tmp_path)]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    assert "400 train + 100 val items × 1 key of 8×2×2 float16" in out, out
+    for label in ("probe read \\(row prints\\)", "probe read \\(digest fallback\\)"):
+        assert re.search(label + r"\s+[\d.]+s\s+[\d.]+s\s+-?[\d.]+%", out), (label, out)
+    assert re.search(r"target ≤ 5% for stores written now: (met|MISSED) \(-?[\d.]+%\)", out), out
+    assert list(tmp_path.iterdir()) == []  # the stores are gone

@@ -83,3 +83,46 @@ def test_help_imports_no_heavy_library():
     code = "import sys, diffprobe.cli; print(sorted(m for m in ('torch', 'numpy', 'zarr', 'dask', 'h5py') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def _lazy_packages() -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+    """{package: ({name: module} of its _EXPORTS, {name: module} of its TYPE_CHECKING imports)}."""
+    out = {}
+    for name, p in modules().items():
+        if p.name != "__init__.py":
+            continue
+        tree = ast.parse(p.read_text())
+        exports = next((ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.AnnAssign) and ast.unparse(n.target) == "_EXPORTS"), None)
+        if exports is None:
+            continue
+        typed = {}
+        for node in tree.body:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                for imp in node.body:
+                    if isinstance(imp, ast.ImportFrom):
+                        typed.update({a.name: imp.module for a in imp.names})
+        out[name] = (exports, typed)
+    return out
+
+
+def test_every_lazy_export_resolves_and_its_two_lists_agree():
+    import importlib
+
+    packages = _lazy_packages()
+    assert {"diffprobe", "diffprobe.probes", "diffprobe.store"} <= set(packages)
+    for package, (exports, typed) in packages.items():
+        assert exports == typed, f"{package}: _EXPORTS and the TYPE_CHECKING imports differ: {set(exports.items()) ^ set(typed.items())}"
+        mod = importlib.import_module(package)
+        for name in exports:
+            assert getattr(mod, name) is getattr(importlib.import_module(exports[name]), name), f"{package}.{name}"
+        assert set(exports) <= set(mod.__all__)
+
+
+def test_every_estimator_is_importable_from_diffprobe_probes():
+    import diffprobe.probes as probes
+    from diffprobe.probes.registry import DENSE_PROBES, IMAGE_PROBES, PROBES
+
+    for reg in (PROBES, DENSE_PROBES, IMAGE_PROBES):
+        for name in reg.names():
+            cls = reg.get(name)
+            assert getattr(probes, cls.__name__) is cls, f"diffprobe.probes.{cls.__name__} ({name})"

@@ -34,11 +34,14 @@ def cka_options(f: Any) -> Any:
         click.option("--batch-size", type=click.IntRange(min=4), default=1024, show_default=True, help="Minibatch size."),
         click.option("--rbf-fraction", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
                      help="RBF bandwidth as a fraction of the median pairwise distance."),
-        device_option("cpu"),
+        device_option(),
         max_memory_option("2GiB", "Memory the computation may hold (approximate)."),
         click.option("--method", type=click.Choice(METHOD_NAMES), default="auto", show_default=True,
                      help="Exact estimators: streamed feature space (linear) or in-memory N×N Grams."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of the minibatch permutation."),
+        click.option("--allow-incomplete", is_flag=True,
+                     help="Compare only the finished items of a store whose extraction is not done; the outputs record "
+                          "complete: false [default: such a store is an error]."),
         click.option("--out", "out", type=click.Path(file_okay=False), default=None,
                      help="Output folder for cka.csv, cka.json, cka.png [default: ./cka-<command>]."),
         overwrite_option("the --out folder"),
@@ -59,6 +62,7 @@ def _run(analysis: str, opts: dict[str, Any], stores: tuple[str, ...], selection
     cfg = CKAConfig(
         kernel=opts["kernel"], estimator=opts["estimator"], batch_size=opts["batch_size"], rbf_fraction=opts["rbf_fraction"],
         device=opts["device"], max_memory=opts["max_memory"], method=opts["method"], seed=opts["seed"],
+        allow_incomplete=opts["allow_incomplete"],
     )  # fmt: skip
     out = claim_output(opts["out"] or f"cka-{analysis}", overwrite=opts["overwrite"])  # before any computation
     color_range = opts["color_range"] or DEFAULT_COLOR_RANGE[analysis]
@@ -111,7 +115,7 @@ _one_store_matrix(
 )
 _one_store_matrix(
     "timesteps", "CKA between every pair of timesteps of one block of STORE.",
-    blocks_option("Block: a number or module path [default: the only one stored].", aliases=("--block",)),
+    blocks_option("Block: a number or module path [default: the only one stored]."),
     timesteps_option("Timesteps to compare, e.g. 10,90,150 [default: all stored]."),
     lambda ts, bs: {"block": one(bs, "--blocks"), "timesteps": list(ts) or None},
 )

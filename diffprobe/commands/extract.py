@@ -58,6 +58,7 @@ from diffprobe.extract.config import NORM_KERNELS, PRECISIONS, REDUCTIONS, STORA
 @click.option("--label-column", default="label", show_default=True, help="Hugging Face datasets / Parquet: the label column ('' for none).")
 @click.option("--id-column", default=None, help="Hugging Face datasets / Parquet: the column of item ids [default: the row index, row-00000042].")
 @click.option("--strict", is_flag=True, help="Stop at the first image that cannot be decoded.")
+@click.option("--allow-nonfinite", is_flag=True, help="Extract even with weights that hold NaN or Inf (refused otherwise: every feature would be NaN).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store made with another configuration.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Start a dask LocalCluster of N worker processes (one per GPU on CUDA).")
 @click.option("--scheduler", default=None, help="Address of an existing dask scheduler (e.g. tcp://host:8786) to run the units on.")

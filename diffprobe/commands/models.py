@@ -41,6 +41,8 @@ def blocks(model: str, checkpoint: str | None, flags: str, class_label: int | No
     else:
         latent = f", noised as {c}×{h}×{w} latents" if (h, w) != (spec.image_size, spec.image_size) else ""
         how = f"{spec.image_size}×{spec.image_size} input{latent}; t in 0..{spec.steps - 1}"
+        if spec.identity.get("process") == "rectified-flow":  # t is σ·T before the shift
+            how += f" = σ·{spec.steps} (rectified flow, shift {spec.identity['shift']:.4g})"
     click.echo(f"{model} ({spec.family}): {len(infos)} blocks ({how})")
     width = max(18, *(len(b.path) for b in infos))
     click.echo(f"{'block':>5}  {'module path':<{width}} {'stage':<11} {'channels':>8}  resolution")
@@ -62,5 +64,6 @@ def models() -> None:
         if p.best:
             click.echo(f"{'':<{width}} best in the literature: {p.best}")
     click.echo(f"{'adm':<{width}} any other ADM checkpoint, described with --flags")
-    click.echo(f"{'diffusers':<{width}} any UNet2DModel, Stable Diffusion (UNet2DConditionModel + VAE) or DiT directory: --checkpoint DIR")
+    kinds = "UNet2DModel, Stable Diffusion 1.x/2.x, SDXL, SD3/3.5, Flux.1, SANA, PixArt-α/Σ or DiT"
+    click.echo(f"{'diffusers':<{width}} any {kinds} pipeline directory: --checkpoint DIR")
     click.echo(f"{'timm':<{width}} any timm image model: --flags arch=NAME --checkpoint FILE, or --checkpoint DIR with the hub's config.json")

@@ -75,17 +75,6 @@ class Size(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
-class AliasOption(click.Option):
-    """An option whose secondary long names are old spellings: accepted, but left out of ``--help``."""
-
-    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
-        shown, self.opts = self.opts, self.opts[:1]
-        try:
-            return super().get_help_record(ctx)
-        finally:
-            self.opts = shown
-
-
 def flatten(values: tuple[tuple, ...]) -> tuple:
     """Merge the tuples of a ``multiple=True`` CommaList option."""
     return tuple(v for group in values for v in group)
@@ -114,28 +103,34 @@ def stack_options(f: Callable[..., Any], options: Sequence[Decorator]) -> Callab
     return f
 
 
-def _list_option(flag: str, dest: str, kind: str, help: str, aliases: Sequence[str], **kw: Any) -> Decorator:
-    return click.option(flag, *aliases, dest, cls=AliasOption, type=CommaList(kind), multiple=True, help=help, **kw)
+#: The shared vocabulary: every command that takes one of these spells it so, matching the Python
+#: API's names (``timesteps``, ``blocks``, ``pools``); a test walks every command and checks it.
+VOCABULARY = {"timesteps": ("--t", "--timesteps"), "blocks": ("--blocks", "--block"), "pools": ("--pools", "--pool"),
+              "device": ("--device",)}  # fmt: skip
+
+
+def _list_option(dest: str, kind: str, help: str, **kw: Any) -> Decorator:
+    return click.option(*VOCABULARY[dest], dest, type=CommaList(kind), multiple=True, help=help, **kw)
 
 
 def timesteps_option(help: str = "Timesteps t, e.g. 90,150.", **kw: Any) -> Decorator:
-    """``--t``: diffusion timesteps (a comma list or ranges); the parameter is ``timesteps``."""
-    return _list_option("--t", "timesteps", "int", help, (), **kw)
+    """``--t``/``--timesteps``: diffusion timesteps (a comma list or ranges); the parameter is ``timesteps``."""
+    return _list_option("timesteps", "int", help, **kw)
 
 
-def blocks_option(help: str = "Blocks: paper numbers, ranges or module paths, e.g. 19,24 or 1-10.", aliases: Sequence[str] = (),
-                  **kw: Any) -> Decorator:  # fmt: skip
-    """``--blocks``: paper block numbers, ranges or module paths; the parameter is ``blocks``."""
-    return _list_option("--blocks", "blocks", "block", help, aliases, **kw)
+def blocks_option(help: str = "Blocks: paper numbers, ranges or module paths, e.g. 19,24 or 1-10.", **kw: Any) -> Decorator:
+    """``--blocks``/``--block``: paper block numbers, ranges or module paths; the parameter is ``blocks``."""
+    return _list_option("blocks", "block", help, **kw)
 
 
-def pools_option(help: str = "Pool sizes p (p×p) or 'full' (the native map).", aliases: Sequence[str] = (), **kw: Any) -> Decorator:
-    """``--pool``: pool sizes or ``full``; the parameter is ``pools``."""
-    return _list_option("--pool", "pools", "pool", help, aliases, **kw)
+def pools_option(help: str = "Pool sizes p (p×p) or 'full' (the native map).", **kw: Any) -> Decorator:
+    """``--pools``/``--pool``: pool sizes or ``full``; the parameter is ``pools``."""
+    return _list_option("pools", "pool", help, **kw)
 
 
-def device_option(default: str | None = "auto", help: str = "auto (CUDA if present), cpu, cuda or cuda:K.") -> Decorator:
-    return click.option("--device", default=default, show_default=default is not None, help=help)
+def device_option(help: str = "auto (CUDA if present), cpu, cuda or cuda:K.") -> Decorator:
+    """``--device``, default ``auto`` on every command."""
+    return click.option(*VOCABULARY["device"], default="auto", show_default=True, help=help)
 
 
 def max_memory_option(default: str, help: str) -> Decorator:

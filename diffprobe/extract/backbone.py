@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from diffprobe.blocks import BlockInfo, BlockSpec, resolve_blocks
 from diffprobe.errors import ConfigError
-from diffprobe.extract.blocks import BlockInfo, BlockSpec, resolve_blocks
-from diffprobe.extract.noise import NoiseSchedule
+from diffprobe.extract.noise import ForwardProcess
 from diffprobe.extract.spec import Conditioning, ModelSpec
 
 
@@ -57,7 +57,7 @@ class Backbone(nn.Module, abc.ABC):
     def __init__(
         self,
         spec: ModelSpec,
-        schedule: NoiseSchedule,
+        schedule: ForwardProcess,
         cond: Conditioning | None = None,
         checkpoint: Path | None = None,
         checkpoint_sha256: str | None = None,

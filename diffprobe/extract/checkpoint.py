@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -18,6 +19,8 @@ import torch
 from torch import Tensor
 
 from diffprobe.errors import CheckpointError, CheckpointNotFoundError
+
+_log = logging.getLogger(__name__)
 
 #: Keys under which training checkpoints commonly nest the model's state dict, in preference order.
 WRAPPER_KEYS = ("ema", "ema_model", "model_ema", "state_dict", "model_state_dict", "model", "module", "net")
@@ -144,3 +147,30 @@ def fit_problems(expected: Mapping[str, tuple[int, ...]], got: Mapping[str, tupl
         lines = [f"checkpoint {path}: {len(bad)} tensors have the wrong shape; first: {k} expected {list(exp)}, got {list(shape)}"]
         return lines + [f"  {k2}: expected {list(e2)}, got {list(g2)}" for k2, e2, g2 in bad[1:4]]
     return []
+
+
+def check_finite(model: torch.nn.Module, source: str | Path, *, allow: bool = False) -> list[str]:
+    """The loaded weights of ``model`` (parameters and floating buffers) that hold NaN or Inf.
+
+    Every feature of such a model is NaN or Inf, so it is refused unless ``allow`` (then a warning
+    names them). One pass over the weights, one device synchronisation.
+
+    Raises:
+        CheckpointError: a weight is not finite and ``allow`` is False (the message names the tensors).
+    """
+    named = [(n, t) for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_floating_point() and t.numel()]
+    if not named:
+        return []
+    ok = torch.stack([torch.isfinite(t.detach()).all() for _, t in named]).cpu().tolist()
+    bad = [n for (n, _), good in zip(named, ok) if not good]
+    if not bad:
+        return []
+    shown = ", ".join(bad[:5]) + (f" … ({len(bad)} in all)" if len(bad) > 5 else "")
+    if not allow:
+        raise CheckpointError(
+            f"{source} holds NaN or Inf in {len(bad)} of {len(named)} weight tensors ({shown}): every feature it gives would be "
+            "NaN or Inf. Use another checkpoint (a diverged training run saves such weights), or pass --allow-nonfinite "
+            "to extract anyway"
+        )
+    _log.warning("%s holds NaN or Inf in %d weight tensors (%s); extracting anyway (--allow-nonfinite)", source, len(bad), shown)
+    return bad

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from diffprobe.device import autocast, device_name
 from diffprobe.extract.backbone import Backbone, Timesteps
+from diffprobe.extract.checkpoint import check_finite
 from diffprobe.extract.compute_spec import ComputeSpec
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.noise import Pass, noise_like, q_sample
@@ -58,6 +59,7 @@ class FeatureComputer:
         bb = load_backbone(config.model, config.checkpoint, random_weights=config.random_weights, device=device,
                            class_label=config.class_label, prompt=config.prompt, prompt_embedding=config.prompt_embedding,
                            **config.flag_dict)  # fmt: skip
+        check_finite(bb, config.checkpoint or f"{config.model}'s weights", allow=config.allow_nonfinite)
         return cls(bb, device, spec)
 
     @property

@@ -65,6 +65,8 @@ class ExtractConfig:
         batch_size, device, loader_workers, unit_size: throughput knobs that never change values
             (batch_size = images decoded per step).
         splits: restrict to these splits (empty = all). strict: the first bad image is an error.
+        allow_nonfinite: extract with weights that hold NaN or Inf (refused otherwise: their
+            features are NaN); not part of the store's identity.
         label_field, split_name, image_column, label_column, id_column: how to read tar shards and
             tables (see :class:`~diffprobe.extract.sources.options.DataOptions`).
         workers: 0 runs in this process; N > 0 starts a dask LocalCluster of N worker processes
@@ -109,6 +111,7 @@ class ExtractConfig:
     label_column: str | None = "label"
     id_column: str | None = None
     strict: bool = False
+    allow_nonfinite: bool = False
     overwrite: bool = False
     workers: int = 0
     scheduler: str | None = None

@@ -18,10 +18,10 @@ import torch
 import diffprobe.extract.adm.family  # noqa: F401  (registers the adm family)
 import diffprobe.extract.diffusers.family  # noqa: F401  (registers the diffusers family and its presets)
 import diffprobe.extract.timm.family  # noqa: F401  (registers the timm family and its presets)
+from diffprobe.blocks import BlockInfo
 from diffprobe.device import resolve_device
 from diffprobe.errors import CheckpointError, ConfigError
 from diffprobe.extract.backbone import Backbone
-from diffprobe.extract.blocks import BlockInfo
 from diffprobe.extract.family import FAMILIES, get_family
 from diffprobe.extract.presets import PRESETS, Preset  # PRESETS here lists every family's
 from diffprobe.extract.spec import Conditioning, ModelSpec

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from diffprobe.extract.blocks import BlockInfo
+from diffprobe.blocks import BlockInfo
 
 
 @dataclass(frozen=True)

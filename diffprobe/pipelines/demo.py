@@ -10,20 +10,17 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
+from diffprobe.errors import OutputExistsError
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.presets import ASSETS
 from diffprobe.extract.registry import PRESETS
 from diffprobe.outputs import claim_output
 from diffprobe.pipelines.extraction.job import ExtractSummary, extract_features
-from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.plan import DataConfig
-from diffprobe.probes.run import ProbeConfig, run_probe
+from diffprobe.probes.result import ProbeResult, key_dict
 from diffprobe.store.layout import FeatureKey
-from diffprobe.store.memory import MemorySplit, MemoryStore
+from diffprobe.store.select import KeySelection
 from diffprobe.store.store import FeatureStore, open_store
 
 log = logging.getLogger(__name__)
@@ -54,14 +51,15 @@ class KeyScore:
     key: str
     t: int | None
     block: int | None
-    pool: str
+    pool: int | str
     top1: float
     top5: float
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> KeyScore:
-        """From a tidy sweep row (see :data:`~diffprobe.probes.report.CSV_COLUMNS`)."""
-        return cls(row["key"], row["t"], row["block"], str(row["pool"]), float(row["top1"]), float(row["top5"]))
+    def of(cls, res: ProbeResult) -> KeyScore:
+        """From one key's result."""
+        k = key_dict(res.keys[0])
+        return cls(k["key"], k["t"], k["block"], k["pool"], float(res.metrics["top1"]), float(res.metrics["top5"]))
 
 
 @dataclass(frozen=True)
@@ -144,6 +142,7 @@ def run_demo(out_dir: str | Path = "diffprobe-demo", device: str = "auto", progr
     from diffprobe.pipelines.cka.outputs import write_outputs
 
     out = Path(out_dir).expanduser()
+    check_demo_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     n_blocks = len(model_spec(DEMO_MODEL).blocks)
     extractions = tuple((what, extract_features(cfg, progress=progress)) for what, cfg in demo_configs(out, n_blocks, device).items())
@@ -154,6 +153,27 @@ def run_demo(out_dir: str | Path = "diffprobe-demo", device: str = "auto", progr
     with open_store(store) as s:
         stored = tuple(stored_lines(s))
     return DemoResult(store, extractions, probes, cka_png, stored)
+
+
+#: What the demo writes into its folder; a folder holding anything else is not the demo's.
+DEMO_ENTRIES = frozenset({"features.zarr", "probes", "cka"})
+
+
+def check_demo_folder(out: Path) -> None:
+    """Refuse a folder the demo did not make: one that holds anything besides its own outputs.
+
+    Raises:
+        OutputExistsError: names what is there (nothing is touched).
+    """
+    if not out.exists():
+        return
+    other = sorted(p.name for p in out.iterdir()) if out.is_dir() else [out.name]
+    other = [n for n in other if n not in DEMO_ENTRIES] if out.is_dir() else other
+    if other:
+        from diffprobe.store.ownership import describe
+
+        raise OutputExistsError(f"{out} is {describe(out)}, not a demo folder (it would hold only {', '.join(sorted(DEMO_ENTRIES))}); "
+                                "nothing was written. Pass another folder, or a new name")  # fmt: skip
 
 
 def stored_lines(store: FeatureStore) -> list[str]:
@@ -182,50 +202,15 @@ def demo_probes(store_path: str | Path, out_dir: str | Path, data: DataConfig | 
 
     out = claim_output(Path(out_dir) / "probes", overwrite=overwrite, option="out_dir")
     data = data or DataConfig()
-    cfg = SweepConfig(probe="logistic", keys=tuple(keys), data=data)
+    cfg = SweepConfig(probe="logistic", selection=KeySelection(names=tuple(keys)) if keys else KeySelection(), data=data, pixels=True)
     with open_store(store_path) as store:
-        pixels = run_probe(pixel_store(store), ProbeConfig("logistic", ("pixels",), {}, data))
         res = run_sweep(store, cfg)
-    files = write_sweep(res, cfg, out, overwrite=overwrite, baseline=pixels.metrics["top1"])
+    pixels = res.baseline
+    assert pixels is not None
+    files = write_sweep(res, cfg, out, overwrite=overwrite)
     pixels.save_json(out / "pixels.json", overwrite=overwrite)
-    scores = tuple(KeyScore.from_row(r) for r in res.rows)
+    scores = tuple(KeyScore.of(r) for r in res.results)
     best = max(scores, key=lambda s: s.top1)
     log.info("best key %s: top-1 %.3f; raw pixels: %.3f", best.key, best.top1, pixels.metrics["top1"])
     files = {**files, "pixels": str(out / "pixels.json")}
     return DemoProbes(scores, best, pixels.metrics["top1"], pixels.metrics["top5"], files)
-
-
-def pixel_store(store: FeatureStore, splits: list[str] | None = None) -> MemoryStore:
-    """A :class:`~diffprobe.store.memory.MemoryStore` of the raw pixels (3, S, S) in [-1, 1] of the
-    images listed by ``store.paths(split)``, preprocessed as extraction does (S = the model's input size)."""
-    from diffprobe.extract.registry import model_spec
-    from diffprobe.extract.sources.decode import DECODE_ERRORS, load_image
-
-    cfg = store.config
-    size = model_spec(cfg.get("model", "adm"), cfg.get("flags") or {}, cfg.get("checkpoint")).image_size
-    data = {}
-    for split in splits or store.splits:
-        paths = [str(p) for p in store.paths(split)]
-        valid = np.asarray(store.valid(split), dtype=bool).copy()
-        pix = np.full((len(paths), 3, size, size), np.nan, dtype=np.float32)
-        for i, p in enumerate(paths):
-            if not valid[i]:
-                continue
-            try:
-                pix[i] = load_image(_locate(p, store), size)
-            except DECODE_ERRORS as e:
-                log.warning("pixel baseline: skipping %s (%s)", p, e)
-                valid[i] = False
-        data[split] = MemorySplit({"pixels": pix}, store.labels(split), store.ids(split), np.asarray(paths), valid)
-    return MemoryStore(data, store.class_names, store.config_hash)
-
-
-def _locate(path: str, store: FeatureStore) -> Path:
-    p = Path(path)
-    for candidate in (p, Path(store.path).parent / p):
-        if candidate.is_file():
-            return candidate
-    raise ProbeError(f"expected the source image {path!r} to exist (relative paths are read from the working directory)")
-
-
-__all__ = ["DemoProbes", "DemoResult", "KeyScore", "demo_probes", "pixel_store", "run_demo"]

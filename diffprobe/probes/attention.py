@@ -70,7 +70,9 @@ def _shape_of(X: Any, given: Sequence[int] | None) -> Shape:
         return shape  # type: ignore[return-value]
     if X.ndim == 4:
         return tuple(int(v) for v in X.shape[1:])  # type: ignore[return-value]
-    raise ProbeError(f"expected X of shape (N, C, H, W), or (N, D) with input_shape=(C, H, W); got {tuple(X.shape)}")
+    if X.ndim == 2:  # vectors: a 1×1 map of D channels (one token)
+        return (int(X.shape[1]), 1, 1)
+    raise ProbeError(f"expected X of shape (N, C, H, W), or (N, D) (a 1×1 map, or with input_shape=(C, H, W)); got {tuple(X.shape)}")
 
 
 class AttentionProbe(_TransformerProbe):

@@ -26,19 +26,73 @@ from diffprobe.probes.errors import LabelError, ProbeError
 from diffprobe.probes.standardize import Standardizer
 
 
+def check_input(X: Any, who: str, fitting: bool = False) -> Any:
+    """X as a probe reads it: arrays (numpy, or lazy arrays with a shape: dask, zarr, h5py) pass as
+    they are; anything else array-like becomes numpy. Refuses, saying what to do: sparse matrices,
+    complex numbers, one-dimensional X, no features, too few rows to fit, NaN/Inf in an in-memory X.
+
+    Raises:
+        ProbeError (a ValueError): any of the above.
+    """
+    if hasattr(X, "toarray") and hasattr(X, "nnz"):
+        raise ProbeError(f"{who} does not take sparse input (a sparse matrix or array): pass X.toarray()")
+    if not hasattr(X, "shape") or not hasattr(X, "dtype"):
+        X = np.asarray(X)
+    if np.issubdtype(X.dtype, np.complexfloating):
+        raise ProbeError(f"{who}: Complex data not supported; pass real features")
+    if len(X.shape) < 2:
+        raise ProbeError(f"{who} expects a 2D array (N, D) or maps (N, C, H, W), got shape {tuple(X.shape)}. Reshape your data "
+                         "with X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample")  # fmt: skip
+    d = int(np.prod(X.shape[1:]))
+    if d == 0:
+        raise ProbeError(f"{who}: 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is required.")
+    if fitting and X.shape[0] < 2:
+        raise ProbeError(f"{who} needs at least 2 training rows, got {X.shape[0]} (n_samples = {X.shape[0]}); 1 sample cannot be split by class")
+    if isinstance(X, np.ndarray):
+        if X.dtype == object:
+            X = X.astype(np.float64)
+        if np.issubdtype(X.dtype, np.floating) and not all(np.isfinite(X[s : s + 65536]).all() for s in range(0, X.shape[0], 65536)):
+            raise ProbeError(f"{who}: Input X contains NaN or infinity; remove or impute those rows (stored features mark them invalid)")
+    return X
+
+
+def check_labels(y: Any, n: int, who: str) -> np.ndarray:
+    """y as a probe reads it: (N,) class labels; a column vector (N, 1) is flattened. Refuses a missing
+    y, a continuous target, or a count that differs from X's rows.
+
+    Raises:
+        ProbeError (a ValueError): any of the above.
+    """
+    if y is None:
+        raise ProbeError(f"{who} requires y to be passed, but the target y is None")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        import warnings
+
+        from sklearn.exceptions import DataConversionWarning
+
+        warnings.warn("A column-vector y was passed when a 1d array was expected; it is flattened", DataConversionWarning, stacklevel=3)
+        y = y.ravel()
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ProbeError(f"expected one label per row of X ({n}), got labels of shape {y.shape}")
+    if np.issubdtype(y.dtype, np.floating) and not np.all(np.mod(y[np.isfinite(y)], 1) == 0):
+        raise ProbeError(f"Unknown label type: continuous. {who} is a classifier: pass class labels (integers or names)")
+    return y
+
+
 class ProbeBase(ClassifierMixin, BaseEstimator):
     """Base class: label encoding, input checks and the public predict API."""
 
     #: True when the probe needs spatial maps; X is then (N, D) flat with ``input_shapes`` given, or (N, C, H, W).
     spatial: bool = False
+    #: False for probes whose X is not a feature array (DifFeed's images): :func:`check_input` is theirs to do.
+    takes_features: bool = True
 
-    def fit(self, X: Any, y: Any) -> ProbeBase:
+    def fit(self, X: Any, y: Any = None) -> ProbeBase:
         """Train on ``X`` (N, D) — or (N, C, H, W), flattened by vector probes — and labels ``y`` (N,)."""
-        y = np.asarray(y)
-        if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise ProbeError(f"expected one label per row of X ({X.shape[0]}), got labels of shape {y.shape}")
-        if X.shape[0] == 0:
-            raise ProbeError("expected at least one training row, got an empty X")
+        if self.takes_features:
+            X = check_input(X, type(self).__name__, fitting=True)
+        y = check_labels(y, X.shape[0], type(self).__name__)
         classes, y_enc = np.unique(y, return_inverse=True)
         if classes.size < 2:
             raise LabelError(f"expected at least 2 classes in the training labels, got {classes.tolist()}")
@@ -54,11 +108,19 @@ class ProbeBase(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (N, K), columns in the order of ``classes_``."""
+        return self._predict_proba(self._standardized(self._checked(X)))
+
+    def _checked(self, X: Any) -> Any:
+        """X for a fitted probe: :func:`check_input`, and as many features as in fit."""
         check_is_fitted(self, "classes_")
+        if not self.takes_features:
+            return X
+        X = check_input(X, type(self).__name__)
         d = int(np.prod(X.shape[1:]))
         if d != self.n_features_in_:
-            raise ProbeError(f"expected {self.n_features_in_} features per row (as in fit), got {d}")
-        return self._predict_proba(self._standardized(X))
+            raise ProbeError(f"X has {d} features, but {type(self).__name__} is expecting {self.n_features_in_} features as input "
+                             "(as in fit)")  # fmt: skip
+        return X
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels (N,)."""

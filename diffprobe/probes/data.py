@@ -1,4 +1,4 @@
-"""From a feature store to probe inputs: keys, splits, label subsets, concatenation, streaming.
+"""From a feature store to probe inputs: splits, label subsets, concatenation, streaming.
 
 A :class:`Features` holds one split's rows for one or more store keys, concatenated column-wise as
 float32 (N·V·K, D), item-major over the V views (V > 1 when extraction cached augmented views, see
@@ -6,12 +6,13 @@ float32 (N·V·K, D), item-major over the V views (V > 1 when extraction cached 
 draws): row (i·V + v)·K + k is item i, view v, draw k. Training uses every (view, draw) row of an item
 as a sample (:meth:`Features.rows`); evaluation uses view 0 — the evaluation transform — only, and
 averages the predicted probabilities over its draws (:meth:`Features.eval_rows`). Arrays larger than
-``max_memory`` bytes stay lazy (dask, chunked along N) and the probes stream them.
+``max_memory`` bytes stay lazy (dask, chunked along N) and the probes stream them. Which arrays
+to read is a :class:`~diffprobe.store.select.KeySelection`; how each is laid out per item, its
+recorded :class:`~diffprobe.store.arrays.ArrayLayout`.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,36 +22,16 @@ import numpy as np
 
 from diffprobe.errors import StoreKeyError
 from diffprobe.probes.errors import LabelError, ProbeError
-from diffprobe.store.layout import FeatureKey, parse_pool, pool_label, pool_order
-from diffprobe.store.reader import StoreReader, views_of
-from diffprobe.store.select import BlockSpec, axes_summary, preview, resolve_block_specs
+from diffprobe.store.arrays import ArrayLayout
+from diffprobe.store.coverage import Coverage, require_complete
+from diffprobe.store.reader import StoreReader
+from diffprobe.store.select import KeyInfo, KeySelection, resolve_selection
 
 log = logging.getLogger(__name__)
 
 Shape = tuple[int, int, int]
 #: Probes load at most this many bytes of float32 features into memory unless told otherwise.
 DEFAULT_MAX_MEMORY = 4 * 2**30
-
-
-@dataclass(frozen=True)
-class KeyInfo:
-    """One store array: its name, and its :class:`FeatureKey` for extracted arrays (None for imported ones)."""
-
-    name: str
-    key: FeatureKey | None = None
-
-    @classmethod
-    def of(cls, name: str) -> KeyInfo:
-        return cls(name, FeatureKey.maybe(name))
-
-    def to_dict(self) -> dict[str, Any]:
-        k = self.key
-        return {"key": self.name, "t": k.t if k else None, "block": k.block if k else None, "pool": k.pool if k else None}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> KeyInfo:
-        """Inverse of :meth:`to_dict` (saved probes)."""
-        return cls(d["key"], FeatureKey(int(d["t"]), int(d["block"]), d["pool"]) if d.get("t") is not None else None)
 
 
 @dataclass
@@ -71,6 +52,12 @@ class Features:
     draws: int
     shapes: tuple[Shape, ...]
     views: int = 1
+    #: which items of the split these are: all of them, or (``allow_incomplete``) those of its done units
+    coverage: Coverage | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.coverage is None or self.coverage.complete
 
     @property
     def n_items(self) -> int:
@@ -100,81 +87,10 @@ class Features:
         return np.flatnonzero(self.valid & (self.y >= 0))
 
 
-# -- keys ------------------------------------------------------------------------------------------
-def key_infos(store: StoreReader, split: str) -> dict[str, KeyInfo]:
-    """Every array of ``split`` by name; extracted ones carry their :class:`FeatureKey`."""
-    _check_split(store, split)
-    return {name: KeyInfo.of(name) for name in store.keys(split)}
-
-
-def resolve_keys(
-    store: StoreReader,
-    split: str,
-    t: Sequence[int] = (),
-    block: Sequence[BlockSpec] = (),
-    pool: Sequence[int | None] = (),
-    names: Sequence[str] = (),
-) -> list[KeyInfo]:
-    """The arrays named by ``names`` plus every (t, block, pool) combination asked for.
-
-    Blocks are paper numbers or module paths. An empty ``t``/``block``/``pool`` means the store's
-    only value of it, also when none of the three is given (and no ``names``): a store holding one
-    extracted array needs no selection at all. Raises :class:`ProbeError` naming the choices when an
-    axis left out has several values, :class:`StoreKeyError` naming what the store does have.
-    """
-    infos = key_infos(store, split)
-    out = []
-    for n in names:
-        if n not in infos:
-            raise StoreKeyError(f"unknown key {n!r} in split {split!r}; valid: {preview(infos)}")
-        out.append(infos[n])
-    if out and not (t or block or pool):
-        return out
-    extracted = [k.key for k in infos.values() if k.key is not None]
-    if not extracted:
-        raise ProbeError(
-            f"expected key names (--key): split {split!r} has no (t, block, pool) arrays; valid: {preview(infos)}"
-        )
-    wanted: dict[str, list[Any]] = {
-        "t": [int(v) for v in t], "block": resolve_block_specs(store, split, block), "pool": [parse_pool(p) for p in pool],
-    }  # fmt: skip
-    several = []
-    for axis, values in wanted.items():
-        if not values:
-            have = sorted({getattr(k, axis) for k in extracted}, key=pool_order if axis == "pool" else None)
-            wanted[axis] = have
-            if len(have) != 1:
-                several.append((axis, ", ".join(map(pool_label, have) if axis == "pool" else map(str, have))))
-    if several:
-        axes = _and([f"a {axis}" for axis, _ in several])
-        flags = _and([f"--{'blocks' if axis == 'block' else axis}" for axis, _ in several])
-        shown = several[0][1] if len(several) == 1 else "; ".join(f"{axis}: {values}" for axis, values in several)
-        raise ProbeError(f"expected {axes} (the store has several: {shown}); pass {flags}")
-    stored = set(extracted)
-    for tt, bb, pp in itertools.product(wanted["t"], wanted["block"], wanted["pool"]):
-        key = FeatureKey(tt, bb, pp)
-        if key not in stored:
-            raise StoreKeyError(
-                f"unknown key t={tt}, block={bb}, pool={pool_label(pp)} in split {split!r}; valid: {axes_summary(extracted)}"
-            )
-        out.append(infos[key.name])
-    return out
-
-
-def _and(words: Sequence[str]) -> str:
-    """["a", "b", "c"] → "a, b and c"."""
-    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
-
-
-def _check_split(store: StoreReader, split: str) -> None:
-    if split not in store.splits:
-        raise StoreKeyError(f"unknown split {split!r}; valid: {', '.join(store.splits) or 'none'}")
-
-
 # -- loading ---------------------------------------------------------------------------------------
 def load_features(
     store: StoreReader, split: str, keys: Sequence[KeyInfo | str], *, lazy: bool | None = None,
-    max_memory: int = DEFAULT_MAX_MEMORY, first_view: bool = False,
+    max_memory: int = DEFAULT_MAX_MEMORY, first_view: bool = False, allow_incomplete: bool = False,
 ) -> Features:
     """Read and concatenate ``keys`` of ``split``.
 
@@ -182,27 +98,37 @@ def load_features(
         keys: :class:`KeyInfo` or array names (all of one split, same N and number of draws).
         lazy: True keeps X as a dask array; None decides by size (float32 bytes > ``max_memory``).
         first_view: read view 0 only (all that evaluation uses); the result then has ``views`` 1.
+        allow_incomplete: a split whose units are not all done gives the items of its done units
+            (``coverage`` says which) instead of an error.
     Returns:
-        :class:`Features` with X (N·V·K, Σ C·p·p), V = ``store.views`` (1 with ``first_view``).
+        :class:`Features` with X (N·V·K, Σ C·p·p), V the arrays' views (1 with ``first_view``).
+    Raises:
+        StoreIncompleteError: units of the split are not done for these keys (and not ``allow_incomplete``).
     """
-    infos = key_infos(store, split)
-    ks = []
-    for k in keys:
-        name = k.name if isinstance(k, KeyInfo) else str(k)
-        if name not in infos:
-            raise StoreKeyError(f"unknown key {name!r} in split {split!r}; valid: {preview(infos)}")
-        ks.append(infos[name])
+    ks = resolve_selection(store, split, KeySelection(names=tuple(k.name if isinstance(k, KeyInfo) else str(k) for k in keys)))
     if not ks:
         raise ProbeError("expected at least one key to load, got none")
-    y = np.asarray(store.labels(split), dtype=np.int64)
-    arrays = [store.read(split, k.name, lazy=True) for k in ks]
-    n, views, draws, shapes = _layout(ks, arrays, y.shape[0], views_of(store))
-    axis = [_has_view_axis(k, views_of(store)) for k in ks]
-    sliced = any(axis) and (first_view or views == 1)  # views == 1 here: imported keys combined with extracted ones
-    if sliced:
-        arrays, views = [a[:, 0] if v else a for a, v in zip(arrays, axis)], 1
+    cov = require_complete(store, split, [k.name for k in ks], allow_incomplete=allow_incomplete)
+    sel = None if cov.complete else cov.rows  # the done units' items, when not all are done
+
+    def rows(values: Any) -> np.ndarray:
+        return np.asarray(values) if sel is None else np.asarray(values)[sel]
+
+    y = rows(store.labels(split)).astype(np.int64)
+    layouts = [store.layout(split, k.name) for k in ks]
+    views, draws = _agree(ks, layouts, first_view)
+    arrays = []
+    for k, lay in zip(ks, layouts):
+        a = store.read(split, k.name, lazy=True)
+        a = a if sel is None else a[sel]
+        arrays.append(lay.first_view(a) if lay.has_views and views == 1 else a)
+    n = int(arrays[0].shape[0])
+    if any(int(a.shape[0]) != n for a in arrays) or n != y.shape[0]:
+        counts = ", ".join(f"{k.name}: {int(a.shape[0])}" for k, a in zip(ks, arrays))
+        raise ProbeError(f"mismatched item counts: expected every key to have {y.shape[0]} items (as the labels), got {counts}")
+    shapes = tuple(lay.map_shape for lay in layouts)
     per_item = views * draws
-    total = sum(int(np.prod(s)) for s in shapes)
+    total = sum(lay.width_per_row for lay in layouts)
     nbytes = n * per_item * total * 4
     if lazy is None:
         lazy = nbytes > max_memory
@@ -213,56 +139,37 @@ def load_features(
     else:
         X = np.empty((n * per_item, total), dtype=np.float32)
         col = 0
-        for k, a, s in zip(ks, arrays, shapes):
-            width = int(np.prod(s))
-            # a view slice is read through dask, chunk by chunk: the other views are never held whole
-            X[:, col : col + width] = np.asarray(a if sliced else store.read(split, k.name)).reshape(n * per_item, width)
+        for k, a, lay in zip(ks, arrays, layouts):
+            width = lay.width_per_row
+            sliced = lay.has_views and views == 1  # a view slice is read through dask, chunk by chunk: the other views are never held whole
+            X[:, col : col + width] = np.asarray(a if sliced else store.read(split, k.name, items=sel)).reshape(n * per_item, width)
             col += width
-    valid = np.asarray(store.valid(split), dtype=bool).copy()
+    valid = rows(store.valid(split)).astype(bool)
     if not lazy:
         bad = np.isnan(X).reshape(n, -1).any(axis=1) & valid
         if bad.any():
             log.warning("split %r: %d items have NaN features although marked valid; they are skipped", split, bad.sum())
             valid &= ~bad
-    return Features(split, tuple(ks), X, y, np.asarray(store.ids(split)), np.asarray(store.paths(split)), valid, draws, shapes, views)
+    return Features(split, tuple(ks), X, y, rows(store.ids(split)), rows(store.paths(split)), valid, draws, shapes, views, cov)
 
 
-def _has_view_axis(k: KeyInfo, views: int) -> bool:
-    """Extracted arrays of a store with V > 1 views lead with (N, V, …); imported ones have one row per item."""
-    return views > 1 and k.key is not None
+def _agree(ks: Sequence[KeyInfo], layouts: Sequence[ArrayLayout], first_view: bool) -> tuple[int, int]:
+    """(V views, K draws) the concatenated keys share, read from their recorded layouts.
 
-
-def _layout(ks: Sequence[KeyInfo], arrays: Sequence[Any], n_labels: int, views: int) -> tuple[int, int, int, tuple[Shape, ...]]:
-    """(N, V views, K draws, per-key (C, H, W)) after checking that all keys agree with each other,
-    the labels and the store's ``views``.
-
-    A store with V > 1 views holds extracted arrays as (N, V, C, H, W) or (N, V, K, C, H, W); imported
-    arrays, and every array of a store without views, are (N, C, H, W) or (N, K, C, H, W). When
-    imported and extracted keys of a views store are combined, V is 1: view 0 of the extracted ones.
+    Arrays with a view axis combined with arrays without one (imported features: one row per item)
+    give view 0 of the former (V = 1); ``first_view`` asks for that too.
     """
-    ns, vs, ds, shapes = [], [], [], []
-    for k, a in zip(ks, arrays):
-        sh = tuple(int(s) for s in a.shape)
-        lead = 1 if _has_view_axis(k, views) else 0
-        if len(sh) not in (4 + lead, 5 + lead):
-            want = "(N, V, C, H, W) or (N, V, K, C, H, W)" if lead else "(N, C, H, W) or (N, K, C, H, W)"
-            why = f" (the store has V={views} views)" if lead else ""
-            raise ProbeError(f"expected key {k.name!r} to be {want}{why}, got shape {sh}")
-        if lead and sh[1] != views:
-            raise ProbeError(f"expected key {k.name!r} to hold the store's {views} views on axis 1, got shape {sh}")
-        ns.append(sh[0])
-        vs.append(sh[1] if lead else 1)
-        ds.append(sh[1 + lead] if len(sh) == 5 + lead else 1)
-        shapes.append(sh[-3:])
-    if len(set(ns)) > 1 or ns[0] != n_labels:
-        counts = ", ".join(f"{k.name}: {n}" for k, n in zip(ks, ns))
-        raise ProbeError(f"mismatched item counts: expected every key to have {n_labels} items (as the labels), got {counts}")
-    if len(set(ds)) > 1:
-        counts = ", ".join(f"{k.name}: {d}" for k, d in zip(ks, ds))
+    draws = {lay.n_draws for lay in layouts}
+    if len(draws) > 1:
+        counts = ", ".join(f"{k.name}: {lay.n_draws}" for k, lay in zip(ks, layouts))
         raise ProbeError(f"expected every key to have the same number of noise draws, got {counts}")
-    if len(set(vs)) > 1:
-        log.warning("combining imported arrays (one row per item) with extracted arrays of %d views: using view 0 only", views)
-    return ns[0], min(vs), ds[0], tuple(shapes)  # type: ignore[arg-type]
+    views = {lay.n_views for lay in layouts}
+    if len(views) > 1:
+        counts = ", ".join(f"{k.name}: {lay.n_views}" for k, lay in zip(ks, layouts))
+        if len({lay.n_views for lay in layouts if lay.has_views}) > 1:
+            raise ProbeError(f"expected every key to have the same number of views, got {counts}")
+        log.warning("combining arrays of one row per item with arrays of %d views: using view 0 only", max(views))
+    return (1 if first_view or len(views) > 1 else views.pop()), draws.pop()
 
 
 # -- splits ----------------------------------------------------------------------------------------

@@ -57,6 +57,8 @@ class DifFeedProbe(ProbeBase):
     ``loss_history_``.
     """
 
+    takes_features = False
+
     def __init__(
         self,
         model: str = "adm-256-uncond",

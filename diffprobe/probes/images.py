@@ -22,6 +22,7 @@ from diffprobe.extract.sources.decode import DECODE_ERRORS, load_image
 from diffprobe.extract.sources.item import Item
 from diffprobe.extract.sources.kinds import open_item
 from diffprobe.probes.errors import ProbeError
+from diffprobe.store.coverage import coverage
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.store import FeatureStore
 
@@ -32,14 +33,15 @@ log = logging.getLogger(__name__)
 class ImageSet:
     """Items of one split and, when a store holds them, their first-pass maps.
 
-    ``pass1`` maps a block to an (N0, C, H, W) — or (N0, K, C, H, W) with K draws — array of the
-    store (lazy is fine), and ``rows`` gives each item's row in it. ``shape`` is (N,), so the set can
-    stand where estimators expect X.
+    ``pass1`` maps a block to an (N0, C, H, W) — or (N0, K, C, H, W) with K draws kept (``draw_axis``,
+    as the arrays' recorded layout says) — array of the store (lazy is fine), and ``rows`` gives each
+    item's row in it. ``shape`` is (N,), so the set can stand where estimators expect X.
     """
 
     items: tuple[Item, ...]
     pass1: Mapping[int, Any] = field(default_factory=dict)
     rows: np.ndarray | None = None
+    draw_axis: bool = False
 
     @property
     def shape(self) -> tuple[int]:
@@ -72,7 +74,7 @@ class ImageSet:
         for b, arr in self.pass1.items():
             got = np.asarray(arr[np.sort(rows)])  # sorted: a chunked store reads each chunk once
             got = got[np.argsort(order)]
-            if got.ndim == 5:
+            if self.draw_axis:
                 got = got[:, draw]
             out[b] = torch.from_numpy(got.astype(np.float32)).to(device)
         return out
@@ -97,7 +99,7 @@ def noisy_batch(items: Sequence[Item], size: int, t: int, seed: int, draw: int, 
 
 
 def stored_pass1(store: FeatureStore, split: str, items: Sequence[Item], t: int, blocks: Sequence[int],
-                 identity: Mapping[str, Any], draws: int) -> tuple[dict[int, Any], np.ndarray] | None:  # fmt: skip
+                 identity: Mapping[str, Any], draws: int) -> tuple[dict[int, Any], np.ndarray, bool] | None:  # fmt: skip
     """The first-pass maps of ``blocks`` at ``t`` from ``store`` when they are what an online pass
     would compute — the same model, class label and noise (seed, ``draws`` draws, each kept), the
     native maps of every block, every item present and valid — else None, with the reason logged.
@@ -105,7 +107,7 @@ def stored_pass1(store: FeatureStore, split: str, items: Sequence[Item], t: int,
     without views, which is what DifFeed feeds the U-Net.
 
     Returns:
-        ({block: lazy (N0, [K,] C, H, W) array}, each item's row) or None.
+        ({block: lazy (N0, [K,] C, H, W) array}, each item's row, whether the arrays have a draw axis) or None.
     """
     have = store.attrs.get("identity", {})
     why = None
@@ -133,10 +135,14 @@ def stored_pass1(store: FeatureStore, split: str, items: Sequence[Item], t: int,
             why = f"{len(absent)} of the items are not (validly) in it, e.g. {absent[0]!r}"
         else:
             rows = np.array([pos[it.id] for it in items], dtype=np.int64)
+            pending = int((~np.isin(rows, coverage(store, split, names).rows)).sum())  # units not done: never read
+            if pending:
+                why, rows = f"{pending} of the items are in units its extraction has not finished", None
     if why is not None or rows is None:
         log.info("first pass computed online: the store at %s cannot serve it (%s)", store.path, why)
         return None
     views = store.views
     log.info("first pass read from %s (%s%s)", store.path, ", ".join(names), f"; view 0 of {views}" if views > 1 else "")
-    arrays = {b: store.read(split, n, lazy=True) for b, n in zip(blocks, names)}
-    return {b: a[:, 0] if views > 1 else a for b, a in arrays.items()}, rows
+    layouts = {b: store.layout(split, n) for b, n in zip(blocks, names)}
+    arrays = {b: layouts[b].first_view(store.read(split, n, lazy=True)) for b, n in zip(blocks, names)}
+    return arrays, rows, any(lay.draws for lay in layouts.values())

@@ -25,11 +25,12 @@ from torch import nn
 
 from diffprobe.outputs import claim_output
 from diffprobe.probes.arrays import as_numpy
-from diffprobe.probes.data import Features, KeyInfo, load_features
+from diffprobe.probes.data import Features, load_features
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.metrics import expand_proba
 from diffprobe.probes.registry import probe_class, probe_name_of
 from diffprobe.store.reader import StoreReader
+from diffprobe.store.select import KeyInfo
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 2

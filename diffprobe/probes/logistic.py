@@ -200,8 +200,10 @@ class LogisticProbe(ProbeBase):
 
     # -- prediction --------------------------------------------------------------------------------
     def decision_function(self, X: Any) -> np.ndarray:
-        """Logits (N, K) of raw X (N, D) (standardised here when the probe standardises)."""
-        return self._logits(self._standardized(X))
+        """Logits (N, K) of raw X (N, D) (standardised here when the probe standardises); for two
+        classes, as scikit-learn's classifiers give it, the (N,) margin of ``classes_[1]`` over ``classes_[0]``."""
+        z = self._logits(self._standardized(self._checked(X)))
+        return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
 
     def _logits(self, X: Any) -> np.ndarray:
         if X.ndim != 2:

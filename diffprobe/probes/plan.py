@@ -29,6 +29,9 @@ class DataConfig:
         standardize: per-feature standardisation with training statistics only.
         lazy: keep features on disk and stream them (None: only when over ``max_memory``).
         max_memory: bytes of float32 features a split may take in memory before it is streamed.
+        allow_incomplete: read a split whose units are not all done (a stopped or running
+            extraction): only the items of its done units, the result recording ``complete: false``
+            (by default such a split is an error; see :mod:`diffprobe.store.coverage`).
     """
 
     train_split: str | None = None
@@ -41,6 +44,7 @@ class DataConfig:
     standardize: bool = True
     lazy: bool | None = None
     max_memory: int = DEFAULT_MAX_MEMORY
+    allow_incomplete: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 < self.holdout < 1.0:

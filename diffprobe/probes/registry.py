@@ -24,9 +24,16 @@ IMAGE_PROBES: Registry[type] = Registry("image probe", error=ProbeError)
 IMAGE_PROBES.register_lazy("difffeed", "diffprobe.probes.difffeed:DifFeedProbe")
 
 
+#: Probes of feature maps and segmentation masks: ``diffprobe probe dense STORE`` (per-pixel classes).
+DENSE_PROBES: Registry[type] = Registry("dense probe", error=ProbeError)
+DENSE_PROBES.register_lazy("dense", "diffprobe.probes.dense.estimator:DenseProbe")
+
+_KINDS = (PROBES, IMAGE_PROBES, DENSE_PROBES)
+
+
 def is_probe(name: str) -> bool:
-    """Whether ``name`` is a registered probe of either kind."""
-    return name in PROBES or name in IMAGE_PROBES
+    """Whether ``name`` is a registered probe of any kind."""
+    return any(name in reg for reg in _KINDS)
 
 
 def check_probe_name(name: str) -> None:
@@ -34,7 +41,7 @@ def check_probe_name(name: str) -> None:
     if not is_probe(name):
         from diffprobe.registry import unknown_name_message
 
-        raise ProbeError(unknown_name_message("probe", name, [*PROBES.names(), *IMAGE_PROBES.names()]))
+        raise ProbeError(unknown_name_message("probe", name, [n for reg in _KINDS for n in reg.names()]))
 
 
 def probe_names() -> list[str]:
@@ -45,12 +52,12 @@ def probe_names() -> list[str]:
 def probe_class(name: str) -> type:
     """The estimator class registered as ``name`` (either kind)."""
     check_probe_name(name)
-    return (PROBES if name in PROBES else IMAGE_PROBES).get(name)
+    return next(reg for reg in _KINDS if name in reg).get(name)
 
 
 def probe_name_of(estimator: Any) -> str:
     """The registry name of an estimator instance (or its class name when unregistered)."""
-    return PROBES.name_of(estimator) or IMAGE_PROBES.name_of(estimator) or type(estimator).__qualname__
+    return next((n for reg in _KINDS if (n := reg.name_of(estimator))), type(estimator).__qualname__)
 
 
 def create_probe(name: str, **params: Any) -> Any:

@@ -2,135 +2,35 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from diffprobe.outputs import claim_output
-from diffprobe.probes.data import Features, KeyInfo, default_splits, load_features, resolve_keys
+from diffprobe.probes.data import Features, default_splits, load_features
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.io import TrainedProbe
 from diffprobe.probes.metrics import classification_metrics, topk_accuracy
-from diffprobe.probes.plan import DataConfig, Fold, plan_folds
-from diffprobe.probes.registry import check_probe_name, create_probe
+from diffprobe.probes.plan import DataConfig, plan_folds
+from diffprobe.probes.registry import create_probe
+from diffprobe.probes.result import ProbeConfig, ProbeResult
 from diffprobe.store.reader import StoreReader
-from diffprobe.store.select import BlockSpec
+from diffprobe.store.select import KeyInfo, KeySelection, resolve_selection
 
 log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class ProbeConfig:
-    """A probe run: which probe with which hyper-parameters, on which keys, with which data plan."""
-
-    probe: str
-    keys: tuple[str, ...]
-    params: Mapping[str, Any] = field(default_factory=dict)
-    data: DataConfig = field(default_factory=DataConfig)
-
-    def __post_init__(self) -> None:
-        check_probe_name(self.probe)
-        keys = (self.keys,) if isinstance(self.keys, str) else tuple(self.keys)
-        if not keys:
-            raise ProbeError("expected at least one key in ProbeConfig.keys")
-        object.__setattr__(self, "keys", keys)
-        given = self.params.get("standardize", self.data.standardize)
-        if bool(given) != self.data.standardize:
-            raise ProbeError(
-                f"expected standardisation to be set once, by DataConfig.standardize ({self.data.standardize}); "
-                f"got params standardize={given!r}: use --standardize/--no-standardize instead of -p standardize"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["params"] = dict(self.params)
-        return d
-
-
-def config_for_store(
-    store: StoreReader, probe: str, t: Sequence[int] = (), blocks: Sequence[BlockSpec] = (), pools: Sequence[int | None] = (),
-    names: Sequence[str] = (), params: Mapping[str, Any] | None = None, data: DataConfig | None = None,
-) -> ProbeConfig:
-    """The run of ``probe`` on the keys that (t, blocks, pools) and ``names`` select in ``store``'s
-    training split (see :func:`~diffprobe.probes.data.resolve_keys`)."""
+def config_for_store(store: StoreReader, probe: str, selection: KeySelection | None = None, params: Mapping[str, Any] | None = None,
+                     data: DataConfig | None = None) -> ProbeConfig:  # fmt: skip
+    """The run of ``probe`` on the arrays ``selection`` names in ``store``'s training split (see
+    :func:`~diffprobe.store.select.resolve_selection`; the default: the split's only stored key)."""
     data = data or DataConfig()
     train_split, _ = default_splits(list(store.splits), data.train_split, data.eval_split)
-    keys = resolve_keys(store, train_split, t, blocks, pools, names)
+    keys = resolve_selection(store, train_split, selection or KeySelection())
     return ProbeConfig(probe, tuple(k.name for k in keys), dict(params or {}), data)
-
-
-@dataclass
-class ProbeResult:
-    """Metrics and provenance of one run (``trained`` is the fitted probe; absent after k-fold)."""
-
-    config: ProbeConfig
-    keys: tuple[KeyInfo, ...]
-    train_split: str
-    eval_split: str
-    metrics: dict[str, Any]
-    fold_top1: list[float]
-    n_train: int
-    n_eval: int
-    fit_seconds: float
-    selected: dict[str, Any]
-    store: dict[str, Any]
-    trained: TrainedProbe | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``metrics.top1`` is a fraction in [0, 1]."""
-        cfg = self.config.to_dict()
-        return {
-            "probe": self.config.probe,
-            "keys": [k.to_dict() for k in self.keys],
-            "train_split": self.train_split,
-            "eval_split": self.eval_split,
-            "metrics": self.metrics,
-            "fold_top1": self.fold_top1,
-            "n_train": self.n_train,
-            "n_eval": self.n_eval,
-            "fit_seconds": round(self.fit_seconds, 4),
-            "selected": self.selected,
-            "store": self.store,
-            "config": cfg,
-        }
-
-    def csv_row(self) -> dict[str, Any]:
-        """One tidy row (see :data:`~diffprobe.probes.report.CSV_COLUMNS`); several keys are joined with '+'."""
-
-        def joined(attr: str) -> Any:
-            vals = ["" if k.key is None else (k.key.pool_label if attr == "pool" else getattr(k.key, attr)) for k in self.keys]
-            return vals[0] if len(vals) == 1 else "+".join(map(str, vals))
-
-        return {
-            "probe": self.config.probe,
-            "train_split": self.train_split,
-            "eval_split": self.eval_split,
-            "key": "+".join(k.name for k in self.keys),
-            "t": joined("t"),
-            "block": joined("block"),
-            "pool": joined("pool"),
-            "params": json.dumps(dict(self.config.params), sort_keys=True, default=str),
-            "selected": json.dumps(self.selected, sort_keys=True, default=str),
-            "top1": self.metrics["top1"],
-            "top5": self.metrics["top5"],
-            "mean_per_class": self.metrics["mean_per_class"],
-            "n_train": self.n_train,
-            "n_eval": self.n_eval,
-            "fit_seconds": round(self.fit_seconds, 4),
-            "config_hash": self.store.get("config_hash"),
-        }
-
-    def save_json(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write :meth:`to_dict` as JSON; an existing ``path`` is refused (:class:`OutputExistsError`) unless ``overwrite``."""
-        p = claim_output(path, overwrite=overwrite)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(self.to_dict(), indent=1, default=str))
-        return p
 
 
 def selected_params(est: Any) -> dict[str, Any]:
@@ -220,9 +120,10 @@ def _run(store: StoreReader | str | Path, config: ProbeConfig, class_names: list
         with open_store(store) as opened:
             return _run(opened, config, class_names, per_key)
     train_split, eval_split = _splits(store, config.data)
-    lazy, limit = config.data.lazy, config.data.max_memory
-    train = load_features(store, train_split, config.keys, lazy=lazy, max_memory=limit)
-    evaluation = load_features(store, eval_split, config.keys, lazy=lazy, max_memory=limit, first_view=True) if eval_split else None
+    lazy, limit, partial = config.data.lazy, config.data.max_memory, config.data.allow_incomplete
+    train = load_features(store, train_split, config.keys, lazy=lazy, max_memory=limit, allow_incomplete=partial)
+    evaluation = (load_features(store, eval_split, config.keys, lazy=lazy, max_memory=limit, first_view=True, allow_incomplete=partial)
+                  if eval_split else None)  # fmt: skip
     folds = plan_folds(train, evaluation, config.data)
     target = evaluation if evaluation is not None else train
     names = class_names or list(store.class_names)
@@ -234,7 +135,7 @@ def _run(store: StoreReader | str | Path, config: ProbeConfig, class_names: list
         config = replace(config, params={**dict(config.params), "feature_groups": widths})
     proba = np.zeros((groups, target.n_items, n_classes), dtype=np.float32)
     seen = np.zeros(target.n_items, dtype=bool)
-    fold_top1: list[list[float]] = [[] for _ in range(groups)]
+    fold_scores: list[list[float]] = [[] for _ in range(groups)]
     seconds, trained = 0.0, None
     for i, fold in enumerate(folds):
         est, sec = fit_probe(config, train, fold.train_items)
@@ -242,12 +143,16 @@ def _run(store: StoreReader | str | Path, config: ProbeConfig, class_names: list
         p = trained.predict_proba_groups(target, fold.eval_items) if per_key else trained.predict_proba(target, fold.eval_items)[None]
         proba[:, fold.eval_items], seen[fold.eval_items] = p, True
         for g in range(groups):
-            fold_top1[g].append(topk_accuracy(target.y[fold.eval_items], p[g], 1))
+            fold_scores[g].append(topk_accuracy(target.y[fold.eval_items], p[g], 1))
         seconds += sec
         log.info("%s on %s, fold %d/%d: %.2fs", config.probe, "+".join(config.keys), i + 1, len(folds), sec)
     items = np.flatnonzero(seen)
     eval_name = eval_split or (f"{train_split}[{len(folds)}-fold]" if len(folds) > 1 else f"{train_split}[holdout={config.data.holdout}]")
     store_info = {"path": str(store.path), "config_hash": store.config_hash}
+    read = [f for f in (train, evaluation) if f is not None]
+    if not all(f.complete for f in read):
+        log.warning("%s: read only the finished items (--allow-incomplete): %s", config.probe,
+                    "; ".join(f"{f.split} {f.n_items} of {f.coverage.n_items}" for f in read if f.coverage is not None))  # fmt: skip
     if trained is not None:
         trained.info = {"store": store_info, "train_split": train_split, "keys": list(config.keys)}
     selected = selected_params(trained.estimator) if trained else {}
@@ -262,16 +167,18 @@ def _run(store: StoreReader | str | Path, config: ProbeConfig, class_names: list
                 train_split=train_split,
                 eval_split=eval_name,
                 metrics=classification_metrics(target.y[items], proba[g, items], names),
-                fold_top1=[round(float(v), 6) for v in fold_top1[g]],
+                fold_scores=[round(float(v), 6) for v in fold_scores[g]],
                 n_train=int(sum(f.train_items.size for f in folds) / len(folds)),
                 n_eval=int(items.size),
                 fit_seconds=seconds / groups,
                 selected=sel,
                 store=store_info,
                 trained=trained if len(folds) == 1 and not per_key else None,
+                complete=all(f.complete for f in read),
+                coverage={f.split: f.coverage.record() for f in read if f.coverage is not None},
             )
         )
     return results
 
 
-__all__ = ["DataConfig", "Fold", "ProbeConfig", "ProbeResult", "fit_probe", "run_probe", "run_probe_per_key"]
+

@@ -16,6 +16,7 @@ import numpy as np
 
 from diffprobe.errors import StoreCorruptError, StoreError
 from diffprobe.registry import Registry
+from diffprobe.store.metadata import ArrayMeta
 
 
 class Backend(abc.ABC):
@@ -35,6 +36,8 @@ class Backend(abc.ABC):
     """
 
     format: str
+    #: the format's name in messages ("Zarr", "HDF5")
+    title: str = ""
     suffixes: tuple[str, ...] = ()
     concurrent_writers: bool = False
     atomic_publish: bool = False
@@ -42,6 +45,12 @@ class Backend(abc.ABC):
     def __init__(self, path: Path, mode: str) -> None:
         self.path = path
         self.mode = mode
+
+    @classmethod
+    def holds_store(cls, path: Path) -> bool:
+        """Whether ``path`` is a diffprobe store of this format — readable, or damaged but recognisably
+        one (what :mod:`~diffprobe.store.ownership` may replace). Cheap: reads metadata only."""
+        return False
 
     def _check_writable(self) -> None:
         if self.mode == "r":
@@ -90,6 +99,21 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def array_info(self, group: str, name: str) -> tuple[tuple[int, ...], np.dtype, dict[str, Any]]:
         """(shape, dtype, attrs) of an array."""
+
+    @abc.abstractmethod
+    def array_meta(self, group: str, name: str) -> ArrayMeta:
+        """The array's metadata as recorded, unchecked (see :mod:`~diffprobe.store.metadata`), read
+        without trusting it.
+
+        Raises:
+            StoreCorruptError: the metadata cannot be read at all (truncated, not JSON, a missing field).
+        """
+
+    def replace_metadata(self, group: str, name: str, shape: tuple[int, ...], dtype: str, chunk_rows: int, shard_rows: int,
+                         dims: tuple[str, ...], attrs: dict[str, Any]) -> bool:  # fmt: skip
+        """Write an array's metadata again as :meth:`create_array` would, leaving its chunks as they
+        are (``store repair``); False where the backend cannot."""
+        return False
 
     @abc.abstractmethod
     def array_dims(self, group: str, name: str) -> tuple[str, ...]:
@@ -142,6 +166,10 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def array_nbytes_stored(self, group: str, name: str) -> int: ...
+
+    @abc.abstractmethod
+    def chunk_rows(self, group: str, name: str) -> int:
+        """Rows (along N) of one chunk of the array: the unit of storage that can be damaged or moved."""
 
     @abc.abstractmethod
     def chunk_checksum(self, group: str, name: str) -> str | None:

@@ -14,11 +14,14 @@ from typing import Any
 import h5py
 import numpy as np
 
-from diffprobe.errors import StoreError
+from diffprobe.errors import StoreCorruptError, StoreError
 from diffprobe.store.backend import Backend, register_backend
 from diffprobe.store.layout import PROGRESS_GROUP, ROOT_ATTR
+from diffprobe.store.metadata import ArrayMeta
 
 _STR = h5py.string_dtype("utf-8")
+#: the first bytes of every HDF5 file
+_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
 def _get_json(attrs: h5py.AttributeManager) -> dict[str, Any]:
@@ -29,11 +32,31 @@ def _get_json(attrs: h5py.AttributeManager) -> dict[str, Any]:
 @register_backend("hdf5")
 class HDF5Backend(Backend):
     format = "hdf5"
+    title = "HDF5"
     suffixes = (".h5", ".hdf5")
     atomic_publish = True  # h5py writes in place: a killed writer could leave the file torn
 
+    @classmethod
+    def holds_store(cls, path: Path) -> bool:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4 << 20)
+        except OSError:
+            return False
+        if not head.startswith(_MAGIC):
+            return False
+        try:
+            with h5py.File(path, "r") as f:
+                return ROOT_ATTR in f.attrs
+        except OSError:  # damaged: recognisably ours if its root attribute's name survives
+            return ROOT_ATTR.encode() in head
+
     def __init__(self, path: Path, mode: str) -> None:
         super().__init__(path, mode)
+        if mode == "w" and (path.exists() or path.is_symlink()):
+            from diffprobe.store.ownership import check_replaceable
+
+            check_replaceable(path)
         if mode in ("r", "a") and not path.is_file():
             raise StoreError(f"no store at {path} (expected an HDF5 file)")
         try:
@@ -115,6 +138,16 @@ class HDF5Backend(Backend):
         dt = np.dtype(str) if h5py.check_string_dtype(a.dtype) else a.dtype
         return tuple(a.shape), dt, _get_json(a.attrs)
 
+    def array_meta(self, group: str, name: str) -> ArrayMeta:
+        try:
+            a = self._array(group, name)
+            string = h5py.check_string_dtype(a.dtype) is not None
+            attrs = _get_json(a.attrs)
+            return ArrayMeta(tuple(a.shape), "string" if string else a.dtype.name, tuple(a.chunks or a.shape), None, attrs,
+                             self.array_dims(group, name))  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise StoreCorruptError(f"the metadata of {group}/{name} in {self.path} cannot be read ({type(e).__name__}: {e})") from None
+
     def array_dims(self, group: str, name: str) -> tuple[str, ...]:
         raw = self._array(group, name).attrs.get("dimension_names")
         return tuple(json.loads(raw)) if raw is not None else ()
@@ -152,6 +185,10 @@ class HDF5Backend(Backend):
 
     def array_nbytes_stored(self, group: str, name: str) -> int:
         return int(self._array(group, name).id.get_storage_size())
+
+    def chunk_rows(self, group: str, name: str) -> int:
+        a = self._array(group, name)
+        return int(a.chunks[0]) if a.chunks else max(1, int(a.shape[0]))
 
     def chunk_checksum(self, group: str, name: str) -> str | None:
         return "fletcher32" if self._array(group, name).fletcher32 else None

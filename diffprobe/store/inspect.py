@@ -10,13 +10,18 @@ from typing import Any
 from diffprobe.sizes import format_bytes
 from diffprobe.store.integrity import checksum_summary
 from diffprobe.store.layout import FeatureKey
+from diffprobe.store.metadata import metadata_findings
 from diffprobe.store.store import FeatureStore
 
 log = logging.getLogger(__name__)
 
 
 def store_info(store: FeatureStore) -> dict[str, Any]:
-    """Splits, arrays (shape, dtype, units done), items, failures and size on disk."""
+    """Splits, arrays (shape, dtype, units done), items, failures and size on disk; damaged metadata
+    (see :mod:`~diffprobe.store.metadata`) is listed under ``metadata`` and its splits and arrays left out."""
+    findings = metadata_findings(store)
+    bad_splits = {f.split for f in findings if f.whole_split}
+    bad_arrays = {(f.split, f.array) for f in findings}
     info: dict[str, Any] = {
         "path": str(store.path),
         "format": store.format,
@@ -32,14 +37,19 @@ def store_info(store: FeatureStore) -> dict[str, Any]:
         "views": store.views,
         "augment": store.attrs.get("identity", {}).get("augment") if store.views > 1 else None,
         "bytes_on_disk": store.backend.nbytes_on_disk(),
-        "complete": store.is_complete(),
-        **checksum_summary(store),
+        "complete": not findings and store.is_complete(),
+        **checksum_summary(store, bad_arrays | {(s, None) for s in bad_splits}),
+        "metadata": [f.line() for f in findings],
         "splits": {},
     }
     for split in store.splits:
+        if split in bad_splits:
+            continue
         comp = store.completeness(split)
         arrays = {}
         for name in store.keys(split):
+            if (split, name) in bad_arrays:
+                continue
             shape, dtype, _ = store.array_info(split, name)
             arrays[name] = {"shape": list(shape), "dtype": str(dtype), "units_done": comp[name][0], "units": comp[name][1]}
         info["splits"][split] = {
@@ -64,10 +74,12 @@ class VerifyReport:
     failed_items: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     #: things worth knowing that do not make the store incomplete (mixed devices, eager fallback)
     notes: list[str] = field(default_factory=list)
+    #: what makes the store unusable although its units may be done: damaged metadata, splits whose every item failed
+    findings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not any(self.missing_units.values())
+        return not any(self.missing_units.values()) and not self.findings
 
     @property
     def n_failed(self) -> int:
@@ -103,11 +115,19 @@ def verify_store(store: FeatureStore) -> VerifyReport:
     takes the same time for any store size; :func:`~diffprobe.store.integrity.deep_verify` reads
     the values."""
     rep = VerifyReport()
+    found = metadata_findings(store)
+    rep.findings += [f.line() for f in found]
     for split in store.splits:
+        if any(f.split == split and f.whole_split for f in found):
+            continue  # without a trusted item count its units cannot be judged
         marks = store.markers(split)
         rep.failed_items[split] = failed_items(store, split, marks)
         rep.missing_units[split] = missing_units(store, split, marks)
         rep.notes += compute_notes(store, split, marks)
+        n = store.n_items(split)
+        if n and not rep.missing_units[split] and len(rep.failed_items[split]) >= n:
+            rep.findings.append(f"every one of the {n} items of split {split!r} failed to decode: it holds no features. Fix the "
+                                "images, then extract again with --overwrite")  # fmt: skip
     return rep
 
 
@@ -155,6 +175,7 @@ def info_lines(info: dict[str, Any]) -> list[str]:
         f"  chunk checksums: {info['checksums']}" + (f" ({info['arrays_without']} array(s) without)" if info["arrays_without"] and info["checksums"] else "")
         if info["checksums"] else "  chunk checksums: NONE (a store written before diffprobe added them: corruption of a chunk goes unnoticed)",
         f"  {'complete' if info['complete'] else 'INCOMPLETE'}",
+        *(f"  {line}" for line in info.get("metadata", [])),
     ]
     if info.get("views", 1) > 1:
         v = info["views"]
@@ -187,6 +208,10 @@ def verify_lines(rep: VerifyReport) -> list[str]:
     out = missing_lines(rep.missing_units, "incomplete")
     out += [f"note: {line}" for line in rep.notes]
     out += [f"failed item: {split}/{item}: {err}" for split, fails in rep.failed_items.items() for item, err in fails]
+    out += rep.findings
+    if rep.findings:
+        return [*out, f"store is DAMAGED or unusable: {len(rep.findings)} finding(s) above; `diffprobe store repair` rebuilds "
+                      "damaged metadata from the store's own records (and says what it cannot)"]  # fmt: skip
     if not rep.ok:
         return [*out, "store is NOT complete; re-run the extraction to finish it"]
     return [*out, f"ok: every unit is done ({rep.n_failed} failed item(s) recorded; metadata only: --deep reads every chunk)"]

@@ -24,6 +24,7 @@ import numpy as np
 from diffprobe.errors import StoreCorruptError
 from diffprobe.store.digests import digest
 from diffprobe.store.layout import ITEM_ARRAYS, SIDE_ARRAYS, FeatureKey
+from diffprobe.store.metadata import Finding, metadata_findings
 from diffprobe.store.store import FeatureStore
 
 #: Item-table arrays written once when the split is created (``valid`` is written by every unit).
@@ -59,10 +60,12 @@ class DeepReport:
     bad_values: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     chunks_read: int = 0
+    #: damaged metadata (see :mod:`~diffprobe.store.metadata`): those splits and arrays are not read
+    metadata: list[Finding] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.damage and not self.bad_values
+        return not self.damage and not self.bad_values and not self.metadata
 
     def units(self) -> dict[str, set[int]]:
         """{split: damaged unit numbers}."""
@@ -90,13 +93,21 @@ def deep_verify(store: FeatureStore, splits: Iterable[str] | None = None) -> Dee
     before digests were recorded are checked for readable chunks only (noted in the report).
     """
     rep = DeepReport()
-    for split in splits or store.splits:
-        ids = np.asarray(store.ids(split)).astype(str)
+    chosen = list(splits or store.splits)
+    rep.metadata = metadata_findings(store, chosen)
+    skip = {(f.split, f.array) for f in rep.metadata} | {(f.split, None) for f in rep.metadata if f.whole_split}
+    for split in chosen:
+        if (split, None) in skip:
+            continue  # its item count is not trusted: nothing of it is read
+        ids, _ = _read(store, split, "item_id", slice(None)) if (split, "item_id") not in skip else (None, "")
+        ids = np.asarray(ids if ids is not None else [""] * store.n_items(split)).astype(str)
         marks = store.markers(split)
-        valid, _ = _read(store, split, "valid", slice(None))  # damage to it is reported below
+        valid, _ = _read(store, split, "valid", slice(None)) if (split, "valid") not in skip else (None, "")  # damage: reported below
         nonfinite: dict[str, list[int]] = {}  # array → [rows with NaN, rows with Inf]
         table = store.backend.group_attrs(split).get("digests", {})
         for name in TABLE_ARRAYS:
+            if (split, name) in skip:
+                continue
             values, err = _read(store, split, name, slice(None))
             rep.chunks_read += 1
             if err or (name in table and digest(values) != table[name]):  # type: ignore[arg-type]
@@ -107,6 +118,8 @@ def deep_verify(store: FeatureStore, splits: Iterable[str] | None = None) -> Dee
         undigested: set[str] = set()
         side = [a for a in SIDE_ARRAYS if a in store.backend.arrays(split)]  # masks, view parameters: written whole
         for name in [*side, *store.keys(split), "valid"]:
+            if (split, name) in skip:
+                continue
             extracted = name == "valid" or FeatureKey.is_key(name)
             if not extracted:  # an imported or side array: written whole, its digest in its attributes
                 values, err = _read(store, split, name, slice(None))
@@ -152,12 +165,15 @@ def _count_nonfinite(rows: np.ndarray, counts: list[int]) -> None:
         counts[1] += int(np.isinf(rows).any(axis=axes).sum())
 
 
-def checksum_summary(store: FeatureStore) -> dict[str, Any]:
-    """{"checksums": kind or None, "arrays_without": n}: whether the store's chunks carry checksums."""
+def checksum_summary(store: FeatureStore, skip: set[tuple[str, str | None]] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+    """{"checksums": kind or None, "arrays_without": n}: whether the store's chunks carry checksums
+    (``skip``: (split, array) pairs whose metadata is damaged; (split, None) skips a whole split)."""
     kinds: set[str] = set()
     without = 0
     for split in store.splits:
         for name in [*store.backend.arrays(split)]:
+            if (split, name) in skip or (split, None) in skip:
+                continue
             kind = store.backend.chunk_checksum(split, name)
             if kind:
                 kinds.add(kind)

@@ -19,6 +19,8 @@ from diffprobe.errors import ConfigError, StoreKeyError
 SCHEMA_VERSION = 1
 ROOT_ATTR = "diffprobe"
 ITEM_ARRAYS = ("item_id", "path", "label", "valid")
+#: the dtype of each item-table array (as :meth:`~diffprobe.store.backend.Backend.create_array` takes it)
+ITEM_DTYPES = {"item_id": "str", "path": "str", "label": "int64", "valid": "bool"}
 #: the item-aligned (N, S, S) uint8 segmentation masks of a split, when its data has them
 MASK_ARRAY = "mask"
 #: the (N, V, P) float64 parameters of each item's views, when V > 1 views were extracted

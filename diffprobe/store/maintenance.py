@@ -12,6 +12,7 @@ from diffprobe.errors import StoreError
 from diffprobe.store.backend import backend_for_path
 from diffprobe.store.inspect import VerifyReport, failed_items, missing_lines, missing_units
 from diffprobe.store.layout import FeatureKey, chunk_items
+from diffprobe.store.ownership import check_replaceable, is_empty_dir
 from diffprobe.store.store import open_store
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,9 @@ def export_store(src: str | Path, dst: str | Path, overwrite: bool = False) -> P
     units whose done marker lists it; the rest stay NaN-filled and not done, as they were.
     """
     dst_p = Path(dst).expanduser()
-    if dst_p.exists() and not overwrite:
-        raise StoreError(f"{dst_p} exists; pass --overwrite to replace it")
+    check_replaceable(dst_p, "DST")  # only a store or an empty folder is ever replaced
+    if dst_p.exists() and not is_empty_dir(dst_p) and not overwrite:
+        raise StoreError(f"{dst_p} exists (a diffprobe store); pass --overwrite to replace it")
     if Path(src).expanduser().resolve() == dst_p.resolve():
         raise StoreError("source and destination are the same path")
     with open_store(src) as s:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from diffprobe.errors import StoreError, StoreKeyError
+from diffprobe.store.arrays import ArrayLayout
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.reader import StoreReader
 
@@ -106,7 +107,23 @@ class MemoryStore(StoreReader):
 
     def array_info(self, split: str, name: str) -> tuple[tuple[int, ...], np.dtype, dict[str, Any]]:
         arr = self._array(split, name)
-        return tuple(arr.shape), arr.dtype, {}
+        return tuple(arr.shape), arr.dtype, {"layout": self._layout(name, tuple(arr.shape)).to_attrs()}
+
+    def _layout(self, name: str, shape: tuple[int, ...]) -> ArrayLayout:
+        """An in-memory array's layout, read from its name and shape once, here (the edge where
+        arrays come in): extracted ones (N, [V,] [K,] C, H, W), with V when the store has views;
+        any other name an imported array."""
+        if FeatureKey.maybe(name) is None:
+            return ArrayLayout.imported(shape)
+        lead = len(shape) - 4
+        views = self._views if self._views > 1 else 1
+        if lead not in ((1, 2) if views > 1 else (0, 1)):
+            want = "(N, V, [K,] C, H, W)" if views > 1 else "(N, [K,] C, H, W)"
+            raise StoreError(f"expected array {name!r} to be {want}, got shape {shape}")
+        draws = shape[1 + (views > 1)] if lead - (views > 1) == 1 else 1
+        if views > 1 and shape[1] != views:
+            raise StoreError(f"expected array {name!r} to hold the store's {views} views on axis 1, got shape {shape}")
+        return ArrayLayout.of_map(*shape[-3:], views=views, draws=draws)
 
     def read_array(self, split: str, name: str, *, lazy: bool = False, items: slice | np.ndarray | None = None) -> Any:
         arr = self._array(split, name)

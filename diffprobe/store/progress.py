@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from diffprobe.store.digests import DIGEST, unit_digests
+from diffprobe.store.digests import DIGEST, ROW_PRINT, unit_digests, unit_prints
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.store import FeatureStore
 
@@ -33,6 +33,8 @@ class UnitTask:
     done_keys: tuple[str, ...] = ()
     #: the digests the unit's marker already records (for ``done_keys``), kept when it is extended
     done_digests: Mapping[str, str] = field(default_factory=dict)
+    #: the row prints it records (see :func:`~diffprobe.store.digests.row_print`), kept likewise
+    done_prints: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -90,6 +92,9 @@ def write_unit(store: FeatureStore, buf: UnitBuffer) -> int:
         "keys": sorted(set(task.done_keys) | set(written)),
         "digest": DIGEST,
         "digests": {**task.done_digests, **unit_digests({**written, "valid": buf.valid})},
+        "print": ROW_PRINT,
+        "prints": {**task.done_prints, **unit_prints({**written, "valid": buf.valid},
+                                                     {n: store.backend.chunk_rows(task.split, n) for n in [*written, "valid"]})},
         "start": task.start,
         "stop": task.stop,
         "failed": [list(f) for f in buf.failures],

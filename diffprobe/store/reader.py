@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from diffprobe.store.arrays import ArrayLayout
 from diffprobe.store.layout import FeatureKey, array_name
 
 
@@ -52,6 +53,11 @@ class StoreReader(Protocol):
     def array_info(self, split: str, name: str) -> tuple[tuple[int, ...], np.dtype, dict[str, Any]]:
         """(shape, dtype, attrs) of one array."""
 
+    def layout(self, split: str, name: str) -> ArrayLayout:
+        """The per-item layout of one array, as recorded (see :class:`~diffprobe.store.arrays.ArrayLayout`)."""
+        shape, _, attrs = self.array_info(split, name)
+        return ArrayLayout.recorded(name, shape, attrs)
+
     def read_array(self, split: str, name: str, *, lazy: bool = False, items: slice | np.ndarray | None = None) -> Any:
         """The array ``name`` of ``split``: (N, ...) numpy, or a dask array chunked along N when
         ``lazy``; ``items`` reads only those rows (ignored when lazy)."""
@@ -89,8 +95,3 @@ class StoreReader(Protocol):
 
     def valid(self, split: str) -> np.ndarray:
         """(N,) bool: False for items whose features are missing (NaN rows)."""
-
-
-def views_of(store: StoreReader) -> int:
-    """V of a store: its ``views``, or 1 for a duck-typed reader written before stores had views (without the property)."""
-    return int(getattr(store, "views", 1))

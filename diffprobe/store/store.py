@@ -12,11 +12,14 @@ from diffprobe._version import __version__
 from diffprobe.errors import StoreError, StoreKeyError
 from diffprobe.store import hdf5_backend as _h5  # noqa: F401  (registers the backend)
 from diffprobe.store import zarr_backend as _zarr  # noqa: F401
+from diffprobe.store.arrays import ArrayLayout, feature_array_args
 from diffprobe.store.backend import Backend, backend_for_path
 from diffprobe.store.digests import DIGEST, digest, unit_digests
-from diffprobe.store.layout import ITEM_ARRAYS, SCHEMA_VERSION, SIDE_ARRAYS, FeatureKey, chunk_items, plan_units
+from diffprobe.store.layout import ITEM_ARRAYS, ITEM_DTYPES, SCHEMA_VERSION, SIDE_ARRAYS, FeatureKey, chunk_items, plan_units
+from diffprobe.store.metadata import array_findings, damaged, split_findings
 from diffprobe.store.reader import StoreReader
 from diffprobe.store.side import SideArrays
+from diffprobe.store.verified import ReadCheck
 
 
 class FeatureStore(SideArrays, StoreReader):
@@ -28,6 +31,8 @@ class FeatureStore(SideArrays, StoreReader):
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        self.checks = ReadCheck(self)  # every read of a done unit is checked against its marker
+        self._trusted: set[str | tuple[str, str]] = set()  # splits and arrays whose metadata passed its check
         attrs = backend.root_attrs()
         if backend.mode != "w":
             if not attrs:
@@ -87,8 +92,13 @@ class FeatureStore(SideArrays, StoreReader):
         return int(self.attrs.get("identity", {}).get("views", 1))
 
     def _split(self, split: str) -> str:
-        if split not in self.splits:
-            raise StoreKeyError(f"no split {split!r} in {self.path}; splits: {', '.join(self.splits) or 'none'}")
+        """``split``, its record and item table checked once (see :mod:`~diffprobe.store.metadata`)."""
+        if split not in self._trusted:
+            if split not in self.splits:
+                raise StoreKeyError(f"no split {split!r} in {self.path}; splits: {', '.join(self.splits) or 'none'}")
+            if found := split_findings(self, split):
+                raise damaged(self, found)
+            self._trusted.add(split)
         return split
 
     def n_items(self, split: str) -> int:
@@ -112,34 +122,46 @@ class FeatureStore(SideArrays, StoreReader):
     def array_info(self, split: str, name: str) -> tuple[tuple[int, ...], np.dtype, dict[str, Any]]:
         return self.backend.array_info(self._split(split), self._name(split, name))
 
+    def layout(self, split: str, name: str) -> ArrayLayout:
+        """The per-item layout of one array, as recorded (older stores: from its dimension names)."""
+        shape, _, attrs = self.array_info(split, name)
+        dims = None if "layout" in attrs else self.backend.array_dims(split, name)
+        return ArrayLayout.recorded(name, shape, attrs, dims)
+
     # --- reading ---------------------------------------------------------------------------
     def _name(self, split: str, name: str) -> str:
+        """``name``, an array of ``split`` whose metadata is checked once (rows, item shape, dtype, chunks)."""
+        if (split, name) in self._trusted:
+            return name
         if name not in self.keys(split):
             have = ", ".join(self.keys(split)[:12]) or "none"
             raise StoreKeyError(f"no array {name!r} in split {split!r} of {self.path}; arrays: {have}")
+        if found := array_findings(self, split, name, self.n_items(split), self.unit_size(split)):
+            raise damaged(self, found)
+        self._trusted.add((split, name))
         return name
 
     def read_array(self, split: str, name: str, *, lazy: bool = False, items: slice | np.ndarray | None = None) -> Any:
         name = self._name(split, name)
         if lazy:
-            return self.backend.lazy(split, name)
-        return self.backend.read_rows(split, name, items)
+            return self.checks.lazy(split, name)
+        return self.checks.rows(split, name, items)
 
     def labels(self, split: str) -> np.ndarray:
         """(N,) int64 class indices; -1 where an item has no label."""
-        return self.backend.read_rows(self._split(split), "label").astype(np.int64)
+        return self.checks.rows(self._split(split), "label", None).astype(np.int64)
 
     def ids(self, split: str) -> np.ndarray:
         """(N,) stable item ids (relative paths, sorted)."""
-        return self.backend.read_rows(self._split(split), "item_id")
+        return self.checks.rows(self._split(split), "item_id", None)
 
     def paths(self, split: str) -> np.ndarray:
         """(N,) source image paths."""
-        return self.backend.read_rows(self._split(split), "path")
+        return self.checks.rows(self._split(split), "path", None)
 
     def valid(self, split: str) -> np.ndarray:
         """(N,) False for items whose image could not be decoded (their feature rows are NaN)."""
-        return self.backend.read_rows(self._split(split), "valid").astype(bool)
+        return self.checks.rows(self._split(split), "valid", None).astype(bool)
 
     # --- progress --------------------------------------------------------------------------
     def markers(self, split: str) -> dict[int, dict[str, Any]]:
@@ -172,8 +194,9 @@ class FeatureStore(SideArrays, StoreReader):
         """
         n = len(ids)
         b = self.backend
+        self._trusted = {t for t in self._trusted if t != split and not (isinstance(t, tuple) and t[0] == split)}
         b.create_group(split, {"n_items": n, "unit_size": unit_size})
-        for name, dtype in (("item_id", "str"), ("path", "str"), ("label", "int64"), ("valid", "bool")):
+        for name, dtype in ITEM_DTYPES.items():
             b.create_array(split, name, (n,), dtype, unit_size, unit_size, ("item",), {"kind": "items"})
         self.write_item_table(split, ids, paths, labels)
 
@@ -188,19 +211,10 @@ class FeatureStore(SideArrays, StoreReader):
                 self.backend.write_rows(split, name, 0, values.astype(object) if values.dtype.kind == "U" else values)
         self.backend.update_group_attrs(split, {"digest": DIGEST, "digests": unit_digests(table)})
 
-    def create_feature_array(self, split: str, key: FeatureKey, item_shape: tuple[int, ...], dtype: str, module: str,
-                             views: int = 1) -> None:  # fmt: skip
-        """Create the NaN-filled array of ``key`` in ``split``: (N, *item_shape), chunked along N and
-        sharded by work unit; item_shape is (C, p, p), led by (V,) with V > 1 ``views`` and then (K,)
-        with K draws kept."""
-        n, unit = self.n_items(split), self.unit_size(split)
-        pool = key.pool_label
-        lead = ["view"] if views > 1 else []
-        lead += ["draw"] if len(item_shape) - 3 > len(lead) else []
-        dims = ("item", *lead, f"c{item_shape[-3]}", f"h{pool}_{item_shape[-2]}", f"w{pool}_{item_shape[-1]}")
-        row = int(np.prod(item_shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        attrs = {"kind": "feature", "t": key.t, "block": key.block, "pool": key.pool, "module": module}
-        self.backend.create_array(split, str(key), (n, *item_shape), dtype, chunk_items(unit, row), unit, dims, attrs)
+    def create_feature_array(self, split: str, key: FeatureKey, layout: ArrayLayout, dtype: str, module: str) -> None:
+        """Create the NaN-filled array of ``key`` in ``split``: (N, *layout.item_shape), chunked along N
+        and sharded by work unit, its layout recorded in its attributes."""
+        self.backend.create_array(split, str(key), *feature_array_args(self.n_items(split), self.unit_size(split), key, layout, dtype, module))
 
     def commit(self) -> None:
         """Make the metadata written so far durable and fast to open (consolidated where supported)."""
@@ -222,6 +236,7 @@ class FeatureStore(SideArrays, StoreReader):
             raise StoreError(f"array for split {split!r} must have {n} rows (one per item), got shape {data.shape}")
         if name in self.keys(split) and not overwrite:
             raise StoreError(f"split {split!r} already has an array {name!r}; pass overwrite=True to replace it")
+        self._trusted.discard((split, name))
         dims = ("item", *(f"{name}_d{i}" for i in range(1, data.ndim)))
         row_bytes = int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize
         unit = self.unit_size(split)

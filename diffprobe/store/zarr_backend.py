@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, cast
@@ -17,9 +18,11 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from diffprobe.errors import StoreError
+from diffprobe.errors import StoreCorruptError, StoreError
+from diffprobe.store import zarr_meta
 from diffprobe.store.backend import Backend, register_backend
 from diffprobe.store.layout import PROGRESS_GROUP, ROOT_ATTR
+from diffprobe.store.metadata import ArrayMeta
 
 
 def _fill(dtype: np.dtype) -> Any:
@@ -45,14 +48,21 @@ def _no_empty_chunk(array: zarr.Array, start: int, data: np.ndarray) -> bool:
 @register_backend("zarr")
 class ZarrBackend(Backend):
     format = "zarr"
+    title = "Zarr"
     concurrent_writers = True  # each unit owns whole shards and its own done marker
     #: crc32c on every chunk of new arrays (``benchmarks/checksum_cost.py`` turns it off to measure it)
     chunk_checksums = True
 
+    @classmethod
+    def holds_store(cls, path: Path) -> bool:
+        return zarr_meta.holds_store(path)
+
     def __init__(self, path: Path, mode: str) -> None:
         super().__init__(path, mode)
-        if mode == "w" and path.exists():
-            shutil.rmtree(path)
+        if mode == "w" and (path.exists() or path.is_symlink()):
+            from diffprobe.store.ownership import remove_store
+
+            remove_store(path)
         if mode in ("r", "a") and not (path / "zarr.json").is_file():
             raise StoreError(f"no store at {path} (expected a Zarr v3 directory with zarr.json)")
         try:
@@ -73,16 +83,18 @@ class ZarrBackend(Backend):
         self.root.attrs[ROOT_ATTR] = cur
 
     def groups(self) -> list[str]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return sorted(k for k in self.root.group_keys() if k != PROGRESS_GROUP)
+        return zarr_meta.children(self.path, "group")
 
     def _group(self, group: str) -> zarr.Group:
+        if group not in self.groups():
+            raise StoreError(f"store {self.path} has no split {group!r}; splits: {', '.join(self.groups())}")
         try:
             g = self.root[group]
-        except KeyError:
-            raise StoreError(f"store {self.path} has no split {group!r}; splits: {', '.join(self.groups())}") from None
-        assert isinstance(g, zarr.Group)
+        except Exception as e:  # zarr raises several types for damaged metadata
+            raise StoreCorruptError(f"the metadata of split {group!r} in {self.path} cannot be read ({type(e).__name__}: {e}); "
+                                    f"`diffprobe store verify {self.path}` reports it") from None  # fmt: skip
+        if not isinstance(g, zarr.Group):
+            raise StoreCorruptError(f"{group!r} in {self.path} is not a split (a group); `diffprobe store verify {self.path}` reports it")
         return g
 
     def create_group(self, group: str, attrs: dict[str, Any]) -> None:
@@ -103,13 +115,32 @@ class ZarrBackend(Backend):
         g.attrs[ROOT_ATTR] = cur
 
     def arrays(self, group: str) -> list[str]:
-        return sorted(self._group(group).array_keys())
+        if group not in self.groups():
+            raise StoreError(f"store {self.path} has no split {group!r}; splits: {', '.join(self.groups())}")
+        return zarr_meta.children(self.path / group, "array")
 
     def _array(self, group: str, name: str) -> zarr.Array:
-        a = self._group(group).get(name)
+        g = self._group(group)
+        try:
+            a = g.get(name)
+        except Exception as e:  # zarr raises several types for damaged metadata
+            raise StoreCorruptError(f"the metadata of {group}/{name} in {self.path} cannot be read ({type(e).__name__}: {e}); "
+                                    f"`diffprobe store verify {self.path}` reports it") from None  # fmt: skip
         if not isinstance(a, zarr.Array):
             raise KeyError(name)
         return a
+
+    def array_meta(self, group: str, name: str) -> ArrayMeta:
+        return zarr_meta.array_meta(self.path, group, name)
+
+    def replace_metadata(self, group, name, shape, dtype, chunk_rows, shard_rows, dims, attrs) -> bool:  # type: ignore[override]
+        self._check_writable()
+        with tempfile.TemporaryDirectory() as tmp:  # the same call as extraction's, into an empty store
+            scratch = ZarrBackend(Path(tmp) / "scratch.zarr", "w")
+            scratch.create_group(group, {})
+            scratch.create_array(group, name, shape, dtype, chunk_rows, shard_rows, dims, attrs)
+            zarr_meta.install(Path(tmp) / "scratch.zarr" / group / name, self.path / group / name)
+        return True
 
     def create_array(self, group, name, shape, dtype, chunk_rows, shard_rows, dims, attrs) -> None:  # type: ignore[override]
         self._check_writable()
@@ -178,6 +209,9 @@ class ZarrBackend(Backend):
 
     def array_nbytes_stored(self, group: str, name: str) -> int:
         return int(self._array(group, name).nbytes_stored())
+
+    def chunk_rows(self, group: str, name: str) -> int:
+        return int(self._array(group, name).chunks[0])
 
     def chunk_checksum(self, group: str, name: str) -> str | None:
         meta: Any = self._array(group, name).metadata.to_dict()

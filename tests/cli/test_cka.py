@@ -60,12 +60,12 @@ def test_cka_stores_with_imported_features(small_store, tmp_path):
 
 def test_cli_errors_are_clean(small_store, tmp_path):
     r = invoke("cka", "blocks", small_store, "--split", "val", "--out", tmp_path / "x")
-    assert r.exit_code != 0 and "expected --t" in r.output and "valid: 50, 150" in r.output and "Traceback" not in r.output
+    assert r.exit_code != 0 and "expected a t (the store has several: 50, 150); pass --t" in r.output and "Traceback" not in r.output
     r = invoke("cka", "blocks", small_store, "--split", "val", "--t", "150", "--pool", "zero")
     assert r.exit_code != 0 and "expected a pool size (a positive integer) or 'full', got 'zero'" in r.output
     r = invoke("cka", "blocks", small_store, "--split", "val", "--t", "150", "--blocks", "10,x")
-    assert r.exit_code != 0 and "expected a block number or a stored block's module path, got 'x'" in r.output
-    assert "middle_block (10)" in r.output and "Traceback" not in r.output
+    assert r.exit_code != 0 and "unknown block 'x': give a block number 1..19 or a module path" in r.output
+    assert "stored blocks: 10 (middle_block), 13 (" in r.output and "Traceback" not in r.output
     r = invoke("cka", "blocks", small_store, "--split", "val", "--t", "50,150")
     assert r.exit_code == 2 and "expected one value here, got 50, 150" in r.output
     r = invoke("cka", "blocks", small_store, "--split", "val", "--t", "150", "--max-memory", "lots")

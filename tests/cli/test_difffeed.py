@@ -28,7 +28,7 @@ def test_difffeed_trains_reports_saves_and_predicts(tmp_path):
     code, text = run("probe", "difffeed", data, "--model", "adm-32-fmnist", *small, "--dry-run")
     assert code == 0, text
     cfg = json.loads(text)
-    assert cfg["keys"] == ["t0150_b15_full"] and cfg["params"]["batch_size"] == 4 and cfg["params"]["t"] == 150
+    assert cfg["keys"] == ["t0150_b15_full"] and cfg["params"]["epochs"] == 2 and cfg["params"]["t"] == 150
     code, text = run("probe", "difffeed", data, "--model", "adm-32-fmnist", "--feedback", "12-18:3", *small,
                      "--out", tmp_path / "r.json", "--save", tmp_path / "saved", "--checkpoint-dir", tmp_path / "ck")  # fmt: skip
     assert code == 0, text

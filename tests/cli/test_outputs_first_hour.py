@@ -65,7 +65,7 @@ def test_sweep_refuses_an_existing_output_folder(small_store, tmp_path, monkeypa
     table = (tmp_path / "sweep" / "results.csv").read_text()
     import diffprobe.pipelines.sweep.run as run
 
-    monkeypatch.setattr(run, "run_probe", lambda *a, **k: pytest.fail("fitted before the output was checked"))
+    monkeypatch.setattr(run, "run_key", lambda *a, **k: pytest.fail("fitted before the output was checked"))
     r = invoke(*args[:3], "50", *args[4:])
     assert refused(r, "sweep") and (tmp_path / "sweep" / "results.csv").read_text() == table
     r = invoke(*args, "--dry-run")
@@ -81,14 +81,14 @@ def test_library_writers_refuse_unless_overwrite(small_store, tmp_path):
     from diffprobe.pipelines.cka.analyses import cka_blocks
     from diffprobe.pipelines.cka.outputs import write_outputs
     from diffprobe.pipelines.sweep.run import SweepConfig, run_sweep, write_sweep
-    from diffprobe.store import open_store
+    from diffprobe.store import KeySelection, open_store
 
     result = cka_blocks(small_store, split="val", t=150, pool=1)
     write_outputs(result, tmp_path / "c")
     with pytest.raises(OutputExistsError, match="pass --overwrite"):
         write_outputs(result, tmp_path / "c")
     assert write_outputs(result, tmp_path / "c", overwrite=True)["csv"].exists()
-    cfg = SweepConfig(t=(150,), blocks=(13,), pools=(1,), params={"C": 0.1})
+    cfg = SweepConfig(selection=KeySelection((150,), (13,), (1,)), params={"C": 0.1})
     with open_store(small_store) as s:
         res = run_sweep(s, cfg, tmp_path / "s")
         with pytest.raises(OutputExistsError):

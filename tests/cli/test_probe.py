@@ -45,7 +45,7 @@ def test_save_then_predict_on_a_store(store, tmp_path):
     assert code == 0, text
     assert "predicted 200 items of 'val' with the knn probe on t0090_b13_p1" in text
     header = preds.read_text().splitlines()[0].split(",")
-    assert header[:3] == ["id", "pred", "label"] and len(header) == 13
+    assert header[:3] == ["id", "label", "pred"] and header[3] == "p_0_tshirt_top" and len(header) == 13
 
 
 def test_several_keys_params_and_json(store):
@@ -53,11 +53,11 @@ def test_several_keys_params_and_json(store):
     assert code == 0, text
     doc = json.loads(text)
     assert [k["key"] for k in doc["keys"]] == ["t0090_b10_p1", "t0090_b13_p1"]
-    assert doc["config"]["params"] == {"lr": [0.01, 0.1], "epochs": 5}
+    assert doc["config"]["params"] == {"lr": [0.01, 0.1], "epochs": 5, "device": "cpu"}  # --device auto, resolved
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--t", "90", "--block", "24", "--pool", "2"], "unknown key t=90, block=24, pool=2 in split 'train'; valid: t ∈ {90}, block ∈ {10, 13}"),
+    (["--t", "90", "--block", "24", "--pool", "2"], "block 24 does not exist: this model has blocks 1..19 (1..9 input, 10 middle, 11..19 output); stored blocks: 10 (middle_block), 13 (output_blocks.2)"),
     (["--key", "mae_layer6"], "unknown key 'mae_layer6'"),
     (["--t", "90", "--block", "13", "--pool", "2", "--eval-split", "test"], "unknown split 'test'; valid: train, val"),
     (["--t", "90", "--block", "13", "--pool", "2", "-p", "gamma=2"], "unknown parameter(s) gamma for probe 'knn'; valid:"),
@@ -73,7 +73,7 @@ def test_dry_run_prints_the_config(store):
     code, text = run("probe", "attention", store, "--t", "90", "--block", "13", "--pool", "4", "-p", "dim=64", "--folds", "3", "--dry-run")
     assert code == 0, text
     cfg = json.loads(text)
-    assert cfg["probe"] == "attention" and cfg["keys"] == ["t0090_b13_p4"] and cfg["params"] == {"dim": 64}
+    assert cfg["probe"] == "attention" and cfg["keys"] == ["t0090_b13_p4"] and cfg["params"] == {"dim": 64, "device": "cpu"}
     assert cfg["data"]["folds"] == 3
 
 

@@ -83,7 +83,7 @@ def test_existing_out_json_is_refused_before_training_then_overwritten_on_reques
         refused(invoke("probe", "knn", store, *KEY, "--out", str(out), "--dry-run"), "--out")
     assert out.read_text() == first
     ok("probe", "knn", store, *KEY, "-p", "k=3", "--out", str(out), "--overwrite")
-    assert json.loads(out.read_text())["config"]["params"] == {"k": 3}
+    assert json.loads(out.read_text())["config"]["params"] == {"k": 3, "device": "cpu"}
 
 
 def test_existing_save_folder_is_refused_then_overwritten_on_request(store, tmp_path, monkeypatch):
@@ -107,7 +107,7 @@ def test_existing_predictions_are_refused_then_overwritten_on_request(store, tmp
         refused(invoke("probe", "predict", str(saved), store, "--out", str(preds)), "--out")
     assert preds.read_text() == "mine\n"
     ok("probe", "predict", str(saved), store, "--out", str(preds), "--overwrite")
-    assert preds.read_text().startswith("id,pred,label,")
+    assert preds.read_text().startswith("id,label,pred,p_")
 
 
 def test_csv_keeps_appending(store, tmp_path):
@@ -115,7 +115,7 @@ def test_csv_keeps_appending(store, tmp_path):
     for k in ("3", "5"):
         ok("probe", "knn", store, *KEY, "-p", f"k={k}", "--csv", str(table))
     rows = list(csv.DictReader(table.open()))
-    assert [json.loads(r["params"]) for r in rows] == [{"k": 3}, {"k": 5}]
+    assert [json.loads(r["params"]) for r in rows] == [{"k": 3, "device": "cpu"}, {"k": 5, "device": "cpu"}]
 
 
 # -- 6: the estimators and the CLI agree ---------------------------------------------------------

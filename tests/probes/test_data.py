@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from diffprobe.errors import DiffprobeError, StoreKeyError
 from diffprobe.probes import DataConfig, ProbeConfig, load_probe, run_probe, save_probe
-from diffprobe.probes.data import default_splits, load_features, resolve_keys
+from diffprobe.probes.data import default_splits, load_features
 from diffprobe.probes.errors import LabelError, ProbeError
 from diffprobe.probes.metrics import classification_metrics, confusion_matrix, topk_accuracy
 from diffprobe.probes.splits import match_subset, stratified_fraction, stratified_holdout, stratified_kfold
@@ -28,15 +28,7 @@ def store():
     return blobs_store()
 
 
-def test_resolve_keys_and_clear_errors(store):
-    assert [k.name for k in resolve_keys(store, "train", [90], [7], [2])] == [KEY]
-    assert [k.name for k in resolve_keys(store, "train", [10, 90], [7], [None])] == ["t0010_b07_full", "t0090_b07_full"]
-    with pytest.raises(StoreKeyError, match=r"unknown key t=150, block=7, pool=2 .* valid: t ∈ \{10, 90\}, block ∈ \{4, 7\}, pool ∈ \{1, 2, full\}"):
-        resolve_keys(store, "train", [150], [7], [2])
-    with pytest.raises(StoreKeyError, match="unknown key 'mae_layer6' in split 'train'; valid: t0010_b04_full"):
-        resolve_keys(store, "train", names=["mae_layer6"])
-    with pytest.raises(ProbeError, match="expected a t .*several: 10, 90"):
-        resolve_keys(store, "train", block=[7], pool=[2])
+def test_a_wrong_split_is_a_clear_error(store):
     with pytest.raises(StoreKeyError, match="unknown split 'test'; valid: train, val"):
         load_features(store, "test", [KEY])
     assert isinstance(ProbeError("x"), DiffprobeError)
@@ -74,7 +66,7 @@ def test_concatenated_keys_and_train_statistics_only(store):
     res = run_probe(store, ProbeConfig("logistic", ("t0090_b07_p1", KEY), {"C": 1.0}))
     mean = res.trained.estimator.mean_
     np.testing.assert_allclose(mean, f.X.mean(0), atol=1e-5)  # train rows only, not val
-    assert res.csv_row()["key"] == "t0090_b07_p1+t0090_b07_p2" and res.csv_row()["block"] == "7+7"
+    assert res.csv_row()["key"] == "t0090_b07_p1+t0090_b07_p2" and res.csv_row()["block"] == "7+7" and res.csv_row()["pool"] == "1+2"
 
 
 def test_one_split_holdout_and_kfold():
@@ -83,7 +75,7 @@ def test_one_split_holdout_and_kfold():
     hold = run_probe(s, ProbeConfig("logistic", (KEY,), {"C": 1.0}, DataConfig(holdout=0.25, seed=3)))
     assert hold.eval_split == "all[holdout=0.25]" and hold.n_eval == 20 and hold.n_train == 60
     folds = run_probe(s, ProbeConfig("logistic", (KEY,), {"C": 1.0}, DataConfig(folds=4)))
-    assert folds.n_eval == 80 and len(folds.fold_top1) == 4 and folds.trained is None
+    assert folds.n_eval == 80 and len(folds.fold_scores) == 4 and folds.trained is None
     assert folds.metrics["top1"] > 0.8
 
 

@@ -3,6 +3,7 @@ store, segmentation metrics, streamed training, and a real offline task — Fash
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -117,7 +118,8 @@ def test_the_mlp_ensemble_trains_and_the_grid_shows_items(seg_store, tmp_path):
     assert r.exit_code == 0, r.output
     assert "dense mlp ×2 probe on t0090_b12_full" in r.output and f"wrote {grid}" in r.output
     res = json.loads(out.read_text())
-    assert res["probe"] == "dense-mlp" and res["members"] == 2 and len(res["losses"]) == 3 and res["losses"][-1] < res["losses"][0]
+    assert (res["probe"], res["task"], res["metric"], res["config"]["params"]["head"], res["config"]["params"]["members"]) == ("dense", "dense", "miou", "mlp", 2)
+    assert len(res["losses"]) == 3 and res["losses"][-1] < res["losses"][0] and res["score"] == res["metrics"]["miou"]
     assert res["metrics"]["miou"] > 0.2  # far above the pixel baseline's ~0.1 even after 3 epochs
     with Image.open(grid) as im:
         assert im.size == (600, 1600)  # 8 items × (image, truth, prediction)
@@ -130,10 +132,12 @@ def test_a_dense_sweep_writes_the_table_best_key_and_miou_plots(seg_store, tmp_p
     r = CliRunner().invoke(main, ["probe", "dense", str(seg_store), "--sweep", str(out), "--epochs", "2"])
     assert r.exit_code == 0, r.output
     assert "t0090_b12_full" in r.output and "raw pixels" in r.output and "best: t0090_b12_full" in r.output
-    lines = (out / "results.csv").read_text().splitlines()
-    assert lines[0] == "key,t,block,pool,miou,pixel_accuracy,seconds" and lines[1].startswith("t0090_b12_full,90,12,full,")
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(r["key"], r["t"], r["block"], r["pool"], r["task"], r["metric"]) for r in rows] == [
+        ("t0090_b12_full", "90", "12", "full", "dense", "miou"), ("pixels", "", "", "", "dense", "miou")]
+    assert rows[0]["score"] == rows[0]["miou"] and rows[0]["top1"] == ""  # mIoU under its own name, never under top1
     best = json.loads((out / "best.json").read_text())
-    assert best["overall"]["key"] == "t0090_b12_full" and 0 < best["pixels_miou"] < best["overall"]["miou"]
+    assert best["overall"]["key"] == "t0090_b12_full" and 0 < best["baseline"]["score"] < best["overall"]["score"]
     assert (out / "acc_vs_block.png").stat().st_size > 0 and (out / "acc_vs_t.png").stat().st_size > 0
 
 

@@ -9,8 +9,8 @@ import torch
 import diffprobe
 from diffprobe.extract.adm.feedback import plan_feedback
 from diffprobe.extract.sources.discover import discover
+from diffprobe.pipelines.difffeed import FeedbackModel, with_pass1
 from diffprobe.probes.difffeed import DifFeedProbe
-from diffprobe.probes.difffeed_run import with_pass1
 from diffprobe.probes.feedback import DifFeedHead
 from diffprobe.probes.images import ImageSet, noisy_batch
 from diffprobe.probes.io import TrainedProbe, load_probe, save_probe
@@ -95,7 +95,7 @@ def test_pass_1_from_a_store_equals_pass_1_online(tmp_path, images):
     ), progress=False)  # fmt: skip
     est = DifFeedProbe(**SMALL, epochs=1)
     with diffprobe.open_store(tmp_path / "p1.zarr") as store:
-        stored = with_pass1(online, store, "train", est)
+        stored = with_pass1(online, store, "train", est, FeedbackModel.of(est))
         assert stored.pass1 and stored.rows is not None
         est.fit(online, online.labels)  # builds the feedback nets; pass 1 online
         bb, idx = est.backbone(), np.arange(4)
@@ -109,7 +109,7 @@ def test_pass_1_from_a_store_equals_pass_1_online(tmp_path, images):
             torch.testing.assert_close(est.module_.second_pass(bb, x_t, 150, from_store),
                                        est.module_.second_pass(bb, x_t, 150, computed), rtol=1e-4, atol=1e-4)  # fmt: skip
         other = DifFeedProbe(**{**SMALL, "seed": 1})
-        assert with_pass1(online, store, "train", other).pass1 == {}  # other noise: computed online instead
+        assert with_pass1(online, store, "train", other, FeedbackModel.of(other)).pass1 == {}  # other noise: computed online instead
 
 
 def test_save_load_predict_round_trip(tmp_path, images):

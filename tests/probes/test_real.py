@@ -81,7 +81,7 @@ def test_every_probe_learns_on_real_features(store, name):
 
 
 def test_diffusion_features_beat_raw_pixels(store):
-    from diffprobe.pipelines.demo import pixel_store
+    from diffprobe.probes.pixels import pixel_store
 
     feats = run_probe(store, ProbeConfig("logistic", (GOOD_KEY,)))
     pixels = run_probe(pixel_store(store), ProbeConfig("logistic", ("pixels",)))

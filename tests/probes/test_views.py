@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import diffprobe.probes.run as run_mod
+from diffprobe.errors import StoreError
 from diffprobe.extract.masks import split_masks
 from diffprobe.extract.sources.decode import decode_image
 from diffprobe.extract.sources.discover import discover
@@ -24,13 +25,13 @@ from diffprobe.probes import DataConfig, ProbeConfig, run_probe
 from diffprobe.probes.data import load_features
 from diffprobe.probes.dense.run import dense_probe
 from diffprobe.probes.dense.source import PIXELS, DenseSource
-from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.images import ImageSet, stored_pass1
 from diffprobe.probes.logistic import LogisticProbe
-from diffprobe.probes.optim import TrainConfig
 from diffprobe.probes.run import run_probe_per_key
+from diffprobe.store.arrays import ArrayLayout
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.memory import MemoryStore
+from diffprobe.store.select import KeySelection
 from diffprobe.store.store import FeatureStore, create_store
 from tests.probes.support import blobs
 
@@ -119,10 +120,10 @@ def test_rows_run_item_then_view_then_draw_and_evaluation_rows_are_view_0(lazy):
 def test_shapes_that_disagree_with_the_store_s_views_are_clear_errors(caplog):
     X, y = coded(0)
     bad = MemoryStore.from_arrays({"train": {KEY: X[:, 0, 0]}}, {"train": y}, views=V)
-    with pytest.raises(ProbeError, match=r"expected key 't0090_b07_p2' to be \(N, V, C, H, W\) or \(N, V, K, C, H, W\) \(the store has V=3"):
+    with pytest.raises(StoreError, match=r"expected array 't0090_b07_p2' to be \(N, V, \[K,\] C, H, W\), got shape \(20, 4, 2, 2\)"):
         load_features(bad, "train", [KEY])
     two = MemoryStore.from_arrays({"train": {KEY: X[:, :2]}}, {"train": y}, views=V)
-    with pytest.raises(ProbeError, match="to hold the store's 3 views on axis 1, got shape \\(20, 2, 2, 4, 2, 2\\)"):
+    with pytest.raises(StoreError, match="to hold the store's 3 views on axis 1, got shape \\(20, 2, 2, 4, 2, 2\\)"):
         load_features(two, "train", [KEY])
     # an imported array (one row per item) beside extracted views: view 0 of the extracted ones, said once
     mixed = MemoryStore.from_arrays({"train": {KEY: X[:, :, 0], "mae": X[:, 1, 0]}}, {"train": y}, views=V)
@@ -198,7 +199,7 @@ def test_per_key_heads_and_sweeps_evaluate_view_0(seen):
     results = run_probe_per_key(store, ProbeConfig("linear", (KEY, KEY2), {"epochs": 2}))
     assert len(results) == 2 and len(seen["fit"][0][0]) == 20 * V * K
     assert decode(seen["predict"][-1]) == [(i, 0, k) for i in range(20) for k in range(K)]
-    sweep = run_sweep(store, SweepConfig("knn", {"k": 5}, keys=(KEY, KEY2)))
+    sweep = run_sweep(store, SweepConfig("knn", {"k": 5}, KeySelection(names=(KEY, KEY2))))
     assert [r["key"] for r in sweep.rows] == [KEY, KEY2]
     assert all(decode(Xe) == [(i, 0, k) for i in range(20) for k in range(K)] for Xe in seen["predict"][1:])
 
@@ -242,7 +243,9 @@ def disk_store(path: Path, masks: dict[str, np.ndarray], maps: dict[str, np.ndar
         its = items[split] if items else [Item(f"{split}/{i}", f"{split}/{i}.png", 0) for i in range(n)]
         store.create_split(split, [it.id for it in its], [it.path for it in its], [0] * n, unit_size=n)
         key = FeatureKey(90, 12, None)
-        store.create_feature_array(split, key, maps[split].shape[1:], "float32", "output_blocks.1", views=V)
+        shape = maps[split].shape
+        lay = ArrayLayout.of_map(*shape[-3:], views=shape[1] if len(shape) >= 5 else 1, draws=shape[2] if len(shape) == 6 else 1)
+        store.create_feature_array(split, key, lay, "float32", "output_blocks.1")
         store.backend.write_rows(split, key.name, 0, maps[split])
         store.backend.write_rows(split, "valid", 0, np.ones(n, bool))
         store.write_masks(split, m)
@@ -270,8 +273,8 @@ def test_dense_training_pairs_every_view_with_its_mask_and_evaluation_uses_view_
         got = [(m[0].argmax(1), y) for m, y in test.batches(3, np.random.default_rng(0))]
         assert sum(len(y) for _, y in got) == 4 and all(torch.equal(a, b) for a, b in got)
         assert sorted(map(bytes, np.concatenate([y.numpy().astype(np.uint8) for _, y in got]))) == sorted(map(bytes, s.masks("val")[:, 0]))
-        res = dense_probe(s, ["t0090_b12_full"], training=TrainConfig(optimizer="adamw", schedule="cosine", weight_decay=1e-4, epochs=1, batch_size=8))
-        assert res["train"] == {"split": "train", "items": 6, "views": V} and res["metrics"]["pixels"] == 4 * S * S
+        res = dense_probe(s, ProbeConfig("dense", ("t0090_b12_full",), {"epochs": 1, "batch_size": 8}))
+        assert (res.task, res.train_split, res.n_train, res.extra["views"]) == ("dense", "train", 6, V) and res.metrics["pixels"] == 4 * S * S
 
 
 def test_dense_sources_refuse_arrays_and_masks_without_the_view_axis(tmp_path):
@@ -283,7 +286,7 @@ def test_dense_sources_refuse_arrays_and_masks_without_the_view_axis(tmp_path):
             DenseSource.of(s, "train", ["t0090_b12_full"])
     masks = {"train": np.zeros((4, V, S, S), np.uint8)}
     with disk_store(tmp_path / "b.zarr", masks, {"train": np.zeros((4, V, 2, 3, S, S), np.float32)}) as s:
-        with pytest.raises(StoreKeyError, match=r"holds \(3, 2, 3, 8, 8\) per item; a dense probe reads \(V, C, h, w\) maps"):
+        with pytest.raises(StoreKeyError, match=r"holds \(V, K, C, h, w\) per item; a dense probe reads \(C, h, w\) maps per view"):
             DenseSource.of(s, "train", ["t0090_b12_full"])
 
 
@@ -313,7 +316,7 @@ def test_difffeed_reads_its_first_pass_from_view_0_of_a_views_store(tmp_path):
         items = [Item(f"train/{i}", "", 0) for i in (3, 1)]
         found = stored_pass1(s, "train", items, 90, [12], ident, draws=1)
         assert found is not None
-        arrays, rows = found
-        assert arrays[12].shape == (5, 2, 4, 4) and rows.tolist() == [3, 1]
+        arrays, rows, draw_axis = found
+        assert not draw_axis and arrays[12].shape == (5, 2, 4, 4) and rows.tolist() == [3, 1]
         got = ImageSet(tuple(items), arrays, rows).pass1_batch(np.arange(2), 0, torch.device("cpu"))
         assert got is not None and np.array_equal(got[12].numpy(), maps[[3, 1], 0])

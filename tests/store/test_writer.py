@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import diffprobe.store.progress as progress
+from diffprobe.store.arrays import ArrayLayout
 from diffprobe.store.digests import digest
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.progress import BackgroundWriter, UnitBuffer, UnitTask, writer_threads
@@ -18,6 +19,7 @@ from diffprobe.store.store import FeatureStore, create_store, open_store
 
 KEYS = (FeatureKey(50, 7, 2), FeatureKey(50, 7, None))
 SHAPES = {KEYS[0]: (4, 2, 2), KEYS[1]: (4, 4, 4)}
+LAYOUTS = {k: ArrayLayout.of_map(*s) for k, s in SHAPES.items()}
 UNIT, N = 8, 36  # the last unit is partial
 
 
@@ -26,7 +28,7 @@ def make_store(path: Path) -> FeatureStore:
     ids = [f"i{i:03d}" for i in range(N)]
     store.create_split("val", ids, ids, list(range(N)), UNIT)
     for k in KEYS:
-        store.create_feature_array("val", k, SHAPES[k], "float16", "m")
+        store.create_feature_array("val", k, LAYOUTS[k], "float16", "m")
     return store
 
 

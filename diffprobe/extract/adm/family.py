@@ -12,13 +12,13 @@ import torch
 from torch import Tensor
 
 import diffprobe.extract.adm.presets  # noqa: F401  (registers the presets)
+from diffprobe.blocks import BlockInfo
 from diffprobe.errors import CheckpointError, ConfigError
 from diffprobe.extract.adm.config import ADMConfig, apply_flags
 from diffprobe.extract.adm.diagnose import mismatch_hints
 from diffprobe.extract.adm.layers import GroupNorm32
 from diffprobe.extract.adm.unet import ADMUNet
 from diffprobe.extract.backbone import Backbone, Timesteps
-from diffprobe.extract.blocks import BlockInfo
 from diffprobe.extract.checkpoint import file_sha256, fit_problems, read_state_dict
 from diffprobe.extract.family import Family, register_family
 from diffprobe.extract.noise import make_schedule

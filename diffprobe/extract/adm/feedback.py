@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from diffprobe.blocks import BlockInfo
 from diffprobe.errors import BlockError, ConfigError
-from diffprobe.extract.blocks import BlockInfo
 from diffprobe.extract.spec import ModelSpec
 
 

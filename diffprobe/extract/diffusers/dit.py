@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from diffprobe.extract.backbone import Backbone, Timesteps
 from diffprobe.extract.diffusers.latents import encode_latents

@@ -16,13 +16,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 import diffprobe.extract.diffusers.presets  # noqa: F401  (registers the presets)
+import diffprobe.extract.diffusers.presets_2024  # noqa: F401  (registers SDXL, SD3, Flux, SANA and PixArt)
+from diffprobe.blocks import BlockInfo
 from diffprobe.errors import CheckpointError, ConfigError
-from diffprobe.extract.blocks import BlockInfo
 from diffprobe.extract.checkpoint import file_sha256
-from diffprobe.extract.diffusers.describe import DiffusersConfig, build, describe, dir_of, identity, import_diffusers
+from diffprobe.extract.diffusers.config import DiffusersConfig
+from diffprobe.extract.diffusers.describe import build, describe, dir_of, identity, import_diffusers
+from diffprobe.extract.diffusers.latents import encoder_only
 from diffprobe.extract.diffusers.layout import ModelDir, tree_sha256, uses_safetensors, weight_files
+from diffprobe.extract.diffusers.runner import runner
 from diffprobe.extract.family import Family, register_family
-from diffprobe.extract.hooks import BlockTap
 from diffprobe.extract.spec import Conditioning, ModelSpec
 
 if TYPE_CHECKING:
@@ -35,39 +38,16 @@ log = logging.getLogger(__name__)
 RANDOM_INIT_SEED = 0
 
 
-def _units(kind: str, net: Any) -> list[tuple[str, torch.nn.Module, str]]:
-    if kind == "dit":
-        from diffprobe.extract.diffusers.dit import dit_units
-
-        return dit_units(net)
-    from diffprobe.extract.diffusers.unet import unet_units
-
-    return unet_units(net)
-
-
 @lru_cache(maxsize=16)
 def measure_blocks(cfg: DiffusersConfig) -> tuple[BlockInfo, ...]:
     """Every block's output shape, from a forward on the meta device (no memory)."""
+    run = runner(cfg.kind)
     with torch.device("meta"):
         net: Any = build(cfg.model_class, cfg.model_dict())
-        c, h, w = cfg.noise_shape
-        x = torch.empty(1, c, h, w)
-        t = torch.zeros(1, dtype=torch.long)
-        kw: dict[str, Any] = {"return_dict": False}
-        if cfg.kind == "sd":
-            kw["encoder_hidden_states"] = torch.empty(1, cfg.text_len, cfg.text_dim)
-        if cfg.kind == "dit" or net.config.get("num_class_embeds"):
-            kw["class_labels"] = torch.zeros(1, dtype=torch.long)
-    units = _units(cfg.kind, net)
-    to_map = None
-    if cfg.kind == "dit":
-        from diffprobe.extract.diffusers.dit import token_maps
-
-        p = int(net.config.patch_size)
-        to_map = token_maps((h // p, w // p))[0]
-    tap = BlockTap([m for _, m, _ in units], to_map)  # type: ignore[arg-type]
-    first = "hidden_states" if cfg.kind == "dit" else "sample"
-    _, feats = tap.run(lambda: net(**{first: x, "timestep": t}, **kw), range(1, len(units) + 1))
+        units = run.units(net)
+        tap = run.tap(net, cfg)
+        kw = run.meta_inputs(net, cfg)
+        _, feats = tap.run(lambda: net(**kw), range(1, len(units) + 1))
     out = []
     for i, (path, _, stage) in enumerate(units, start=1):
         _, c, h, w = feats[i].shape
@@ -75,26 +55,43 @@ def measure_blocks(cfg: DiffusersConfig) -> tuple[BlockInfo, ...]:
     return tuple(out)
 
 
+def _text_parts(cfg: DiffusersConfig, cond: Conditioning) -> tuple[str, ...]:
+    """The text encoder folders the condition is computed with (none for zeros or an embedding file)."""
+    run = runner(cfg.kind)
+    if not run.text_conditioned or cond.prompt_embedding:
+        return ()
+    if cfg.kind == "sd":
+        return ("text_encoder",)
+    if not cond.text and cfg.text_dict()["null"] == "zeros":
+        return ()
+    return getattr(run, "text_parts", ())
+
+
 def _components(cfg: DiffusersConfig, d: ModelDir, cond: Conditioning) -> list[Path]:
     """The files that shape the values: configs and weights of the denoiser and VAE, the scheduler
-    configuration, and the text encoder and tokenizer when they embed the prompt."""
+    configuration, and the text encoders and tokenizers that embed the prompt."""
     files = [d.denoiser / "config.json", *weight_files(d.denoiser)]
     if d.scheduler:
         files.append(d.scheduler)
     if cfg.latent and d.vae:
         files += [d.vae / "config.json", *weight_files(d.vae)]
-    if cfg.kind == "sd" and not cond.prompt_embedding and d.text_encoder and d.tokenizer:
-        files += [d.text_encoder / "config.json", *weight_files(d.text_encoder)]
-        files += [p for p in sorted(d.tokenizer.iterdir()) if p.is_file()]
+    for part in _text_parts(cfg, cond):
+        enc, tok = d.part(part), d.part(part.replace("text_encoder", "tokenizer"))
+        if enc is not None and tok is not None:
+            files += [enc / "config.json", *weight_files(enc)]
+            files += [p for p in sorted(tok.iterdir()) if p.is_file()]
     return files
 
 
 @register_family
 class DiffusersFamily(Family):
-    """Models in diffusers' format: UNet2DModel, UNet2DConditionModel + VAE, DiT + VAE."""
+    """Models in diffusers' format: UNet2DModel; SD 1.x/2.x, SDXL, SD3/3.5, Flux.1, SANA, PixArt-α/Σ
+    and DiT with their autoencoders."""
 
     name = "diffusers"
-    flags_help = "image_size=N: resize images to N (a multiple of the model's down-sampling) instead of its own size"
+    flags_help = ("image_size=N: resize images to N instead of the model's own size; weights=bfloat16|float16: load the "
+                  "weights in that dtype; null=empty|zeros, max_tokens=N, guidance=G: the text condition of SDXL, SD3, "
+                  "Flux, SANA and PixArt models")  # fmt: skip
 
     def spec(self, model: str, preset: Preset | None, flags: Mapping[str, Any], checkpoint: Path | None) -> ModelSpec:
         d = dir_of(checkpoint)
@@ -104,8 +101,13 @@ class DiffusersFamily(Family):
 
     def check(self, spec: ModelSpec, checkpoint: Path | None, cond: Conditioning) -> None:
         cfg: DiffusersConfig = spec.config
-        if cfg.kind != "sd" and (cond.prompt or cond.prompt_embedding):
-            raise ConfigError(f"{spec.name} is not text-conditioned: --prompt and --prompt-embedding apply to Stable Diffusion models")
+        run = runner(cfg.kind)
+        if not run.text_conditioned and (cond.prompt or cond.prompt_embedding):
+            raise ConfigError(f"{spec.name} is not text-conditioned: --prompt and --prompt-embedding apply to Stable Diffusion, "
+                              "SDXL, SD3, Flux, SANA and PixArt models")  # fmt: skip
+        if cfg.kind not in ("sd",) and cond.prompt_embedding:
+            raise ConfigError(f"--prompt-embedding applies to Stable Diffusion 1.x/2.x; {spec.name} ({cfg.kind}) embeds "
+                              "its prompt with its own text encoders: pass --prompt TEXT, or nothing for the null condition")  # fmt: skip
         n_classes = cfg.model_dict().get("num_embeds_ada_norm") if cfg.kind == "dit" else cfg.model_dict().get("num_class_embeds")
         if cond.class_label is not None:
             if not n_classes:
@@ -126,6 +128,16 @@ class DiffusersFamily(Family):
                 raise CheckpointError(f"{checkpoint} has no text_encoder/ and tokenizer/ to embed the prompt with; pass "
                                       "--prompt-embedding FILE with the prompt's (L, D) embedding instead")  # fmt: skip
             weight_files(d.text_encoder)
+        elif cfg.kind != "sd":
+            for part in _text_parts(cfg, cond):
+                enc, tok = d.part(part), d.part(part.replace("text_encoder", "tokenizer"))
+                if enc is None and part == "text_encoder_3":
+                    continue  # SD3 without its T5: zeros in its place, as its pipeline does
+                if enc is None or tok is None:
+                    raise CheckpointError(f"{checkpoint} has no {part}/ and {part.replace('text_encoder', 'tokenizer')}/ to "
+                                          f"embed the {'empty ' if not cond.text else ''}prompt with; use the complete pipeline "
+                                          "folder, or --flags null=zeros for a zero condition")  # fmt: skip
+                weight_files(enc)
 
     def cond_identity(self, spec: ModelSpec, cond: Conditioning) -> dict[str, Any]:
         cfg: DiffusersConfig = spec.config
@@ -136,6 +148,10 @@ class DiffusersFamily(Family):
             from diffprobe.extract.diffusers.dit import null_class
 
             return {"class_label": null_class(cfg.model_dict()) if cond.class_label is None else cond.class_label}
+        if cfg.text:
+            zeros = not cond.text and cfg.text_dict()["null"] == "zeros"
+            how = "zeros" if zeros else f"{', '.join(_text_parts(cfg, cond))} on the {'empty ' if not cond.text else ''}prompt"
+            return {"prompt": cond.text, "text_condition": {**cfg.text_dict(), "computed_as": how}}
         return {"class_label": cond.class_label}
 
     def checkpoint_sha256(self, spec: ModelSpec, checkpoint: Path, cond: Conditioning) -> str:
@@ -146,34 +162,21 @@ class DiffusersFamily(Family):
     def load(self, spec: ModelSpec, checkpoint: Path | None, device: torch.device, dtype: torch.dtype, cond: Conditioning) -> Backbone:
         cfg: DiffusersConfig = spec.config
         diffusers = import_diffusers()
-        if checkpoint is None:
+        run = runner(cfg.kind)
+        dtype = cfg.dtype if dtype == torch.float32 else dtype  # the weights= flag, unless the caller chose
+        d = ModelDir.read(checkpoint) if checkpoint is not None else None
+        prepared = run.prepare(cfg, d, cond, device)  # the text condition: its encoders are freed before the denoiser loads
+        if d is None:
             net, vae = self._random(cfg, device, dtype, spec.name)
-            d, sha = None, None
+            sha = None
         else:
-            d = ModelDir.read(checkpoint)
             net = _load(getattr(diffusers, cfg.model_class), d.denoiser, dtype).to(device)
-            vae = _load(diffusers.AutoencoderKL, d.vae, dtype).to(device) if cfg.latent and d.vae else None  # type: ignore[arg-type]
-            sha = self.checkpoint_sha256(spec, checkpoint, cond)
+            vae = _load(getattr(diffusers, cfg.autoencoder), d.vae, dtype).to(device) if cfg.latent and d.vae else None  # type: ignore[arg-type]
+            sha = self.checkpoint_sha256(spec, d.root, cond)
             log.info("loaded %s (%s) from %s (sha256 %s…)", spec.name, cfg.model_class, checkpoint, sha[:12])
-        if cfg.kind == "dit":
-            from diffprobe.extract.diffusers.dit import DiTBackbone
-
-            return DiTBackbone(spec, net, vae, cond, checkpoint, sha)  # type: ignore[arg-type]
-        from diffprobe.extract.diffusers.unet import UNetBackbone
-
-        context = self._context(cfg, d, cond, device) if cfg.kind == "sd" else None
-        return UNetBackbone(spec, net, vae, context, cond, checkpoint, sha)
-
-    @staticmethod
-    def _context(cfg: DiffusersConfig, d: ModelDir | None, cond: Conditioning, device: torch.device) -> torch.Tensor:
-        from diffprobe.extract.diffusers.text import embed_prompt, read_embedding
-
-        if cond.prompt_embedding:
-            return read_embedding(cond.prompt_embedding, cfg.text_len, cfg.text_dim).to(device)
-        if d is None:  # random weights: no text encoder to embed with
-            log.warning("random weights: the prompt embedding is zeros (pass --prompt-embedding FILE for another)")
-            return torch.zeros(1, cfg.text_len, cfg.text_dim, device=device)
-        return embed_prompt(d, cond.text, device)
+        if vae is not None:
+            encoder_only(vae)
+        return run.backbone(spec, net, vae, d, cond, checkpoint, sha, device, prepared)
 
     @staticmethod
     def _random(cfg: DiffusersConfig, device: torch.device, dtype: torch.dtype, name: str) -> tuple[torch.nn.Module, torch.nn.Module | None]:
@@ -181,7 +184,7 @@ class DiffusersFamily(Family):
             torch.manual_seed(RANDOM_INIT_SEED)
             with device:
                 net = build(cfg.model_class, cfg.model_dict()).to(dtype)
-                vae = build("AutoencoderKL", cfg.vae_dict()).to(dtype) if cfg.latent else None
+                vae = build(cfg.autoencoder, cfg.vae_dict()).to(dtype) if cfg.latent else None
         log.warning("%s has random weights (--random-weights): its features say nothing about a trained model", name)
         return net.eval(), (vae.eval() if vae is not None else None)
 
@@ -198,4 +201,4 @@ def _load(cls: Any, folder: Path, dtype: torch.dtype) -> torch.nn.Module:
         first = (missing or [m[0] for m in mismatched])[:5]
         raise CheckpointError(f"{folder} does not fit its config.json: {len(missing)} missing and {len(mismatched)} misshapen "
                               f"tensors (first: {', '.join(map(str, first))})")  # fmt: skip
-    return model.eval()  # type: ignore[no-any-return]
+    return model.to(dtype).eval()  # type: ignore[no-any-return]  # some classes ignore torch_dtype when loading

@@ -108,20 +108,19 @@ class UNetBackbone(Backbone):
 
 
 class UNetRunner(Runner):
-    """``UNet2DModel`` (pixel space) and Stable Diffusion 1.x/2.x's ``UNet2DConditionModel``."""
+    """``UNet2DModel``: a pixel-space DDPM (and the base of Stable Diffusion 1.x/2.x's runner)."""
 
-    def __init__(self, kind: str) -> None:
-        self.kind = kind  # type: ignore[misc]
-        self.autoencoder = None if kind == "unet" else "AutoencoderKL"  # type: ignore[misc]
-        self.text_conditioned = kind == "sd"  # type: ignore[misc]
-        self.process = "ddpm"  # type: ignore[misc]
+    kind = "unet"
+    autoencoder = None
+    process = "ddpm"
 
     def units(self, net: Any) -> list[Unit]:
         return unet_units(net)
 
     def meta_inputs(self, net: Any, cfg: Any) -> dict[str, Any]:
-        kw: dict[str, Any] = {"sample": torch.empty(1, *cfg.noise_shape), "timestep": torch.zeros(1, dtype=torch.long), "return_dict": False}
-        if self.kind == "sd":
+        kw: dict[str, Any] = {"sample": torch.empty(1, *cfg.noise_shape), "timestep": torch.zeros(1, dtype=torch.long),
+                              "return_dict": False}  # fmt: skip
+        if self.text_conditioned:
             kw["encoder_hidden_states"] = torch.empty(1, cfg.text_len, cfg.text_dim)
         if net.config.get("num_class_embeds"):
             kw["class_labels"] = torch.zeros(1, dtype=torch.long)
@@ -130,12 +129,20 @@ class UNetRunner(Runner):
     def backbone(self, spec: ModelSpec, net: Any, vae: Any, model_dir: Any, cond: Conditioning,
                  checkpoint: Path | None, sha: str | None, device: torch.device, prepared: Any) -> Backbone:  # fmt: skip
         context = None
-        if self.kind == "sd":
+        if self.text_conditioned:
             from diffprobe.extract.diffusers.text import sd_context
 
             context = sd_context(spec.config, model_dir, cond, device)
         return UNetBackbone(spec, net, vae, context, cond, checkpoint, sha)
 
 
-PIXEL = UNetRunner("unet")
-SD = UNetRunner("sd")
+class SDRunner(UNetRunner):
+    """Stable Diffusion 1.x/2.x's ``UNet2DConditionModel`` + ``AutoencoderKL``: the prompt's CLIP states."""
+
+    kind = "sd"
+    autoencoder = "AutoencoderKL"
+    text_conditioned = True
+
+
+PIXEL = UNetRunner()
+SD = SDRunner()

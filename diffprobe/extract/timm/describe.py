@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
+from diffprobe.blocks import BlockInfo
 from diffprobe.errors import CheckpointError, ConfigError
-from diffprobe.extract.blocks import BlockInfo
 from diffprobe.extract.hooks import BlockTap
 from diffprobe.keyvalue import load_pairs
 

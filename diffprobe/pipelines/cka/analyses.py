@@ -9,7 +9,6 @@ and returns a :class:`CKAResult` (written by :func:`~diffprobe.pipelines.cka.out
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -20,13 +19,15 @@ from typing import Any
 import numpy as np
 
 from diffprobe._version import __version__
+from diffprobe.blocks import BlockSpec
 from diffprobe.errors import StoreError, StoreKeyError
 from diffprobe.pipelines.cka.config import PAIR_BY, CKAConfig
 from diffprobe.pipelines.cka.matrix import MatrixResult, cka_matrix
 from diffprobe.pipelines.cka.source import Source
-from diffprobe.store.layout import FeatureKey, pool_label, pool_order
-from diffprobe.store.reader import StoreReader, views_of
-from diffprobe.store.select import BlockSpec, resolve_block_specs
+from diffprobe.store.coverage import Coverage, require_complete
+from diffprobe.store.layout import FeatureKey, pool_label
+from diffprobe.store.reader import StoreReader
+from diffprobe.store.select import ALL, KeySelection, resolve_selection
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,12 @@ class CKAResult:
     stores: list[dict[str, Any]]
     config: CKAConfig
     extra: dict[str, Any] = field(default_factory=dict)
+    #: per store read, ``{"complete", "items", "items_read"}`` of its split (see :mod:`diffprobe.store.coverage`)
+    coverage: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return all(c["complete"] for c in self.coverage)
 
     @property
     def values(self) -> np.ndarray:
@@ -66,6 +73,7 @@ class CKAResult:
         return (
             f"CKA {len(m.row_labels)}×{len(m.col_labels)} over {m.n_items} items "
             f"({cfg.kernel}, {cfg.estimator}; {m.facts.get('method')} on {m.facts.get('device')}, {m.facts.get('seconds')} s)"
+            + ("" if self.complete else "; INCOMPLETE: only the finished items of the store(s) (--allow-incomplete)")
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,7 +82,7 @@ class CKAResult:
             "analysis": self.analysis, "row_axis": self.row_axis, "col_axis": self.col_axis,
             "row_labels": m.row_labels, "col_labels": m.col_labels, "cka": m.values.tolist(),
             "n_items": m.n_items, "selection": self.selection, "stores": self.stores, "config": self.config.to_dict(),
-            "run": m.facts, "diffprobe_version": __version__,
+            "run": m.facts, "complete": self.complete, "coverage": self.coverage, "diffprobe_version": __version__,
         }
 
 
@@ -91,32 +99,15 @@ def resolve_split(split: str | None, *stores: StoreReader) -> str:
     return split
 
 
-def _pick(values: Sequence[int], value: int | None, what: str, flag: str) -> int:
-    """``value`` if stored; None picks the only stored one; else a StoreKeyError listing the choices."""
-    vals = sorted(set(values))
-    if value is None and len(vals) == 1:
-        return vals[0]
-    if value is None or value not in vals:
-        got = "several are stored" if value is None else f"got {value}"
-        raise StoreKeyError(f"expected {flag} naming one of the stored {what}, {got}; valid: {', '.join(map(str, vals)) or 'none'}")
-    return value
-
-
-def _check_pool(store: StoreReader, split: str, pool: int | None) -> None:
-    pools = sorted({k.pool for k in store.feature_keys(split)}, key=pool_order)
-    if pool not in pools:
-        valid = ", ".join(map(pool_label, pools)) or "none"
-        raise StoreKeyError(f"expected --pool naming a stored pool size, got {pool_label(pool)}; valid: {valid}")
-
-
 def _source(store: StoreReader, split: str, name: str, label: str, rows: np.ndarray) -> Source:
-    """Rows ``rows`` of one array; view 0 of an extracted array of a store with views ((N, V, …) → (N, …))."""
-    array = store.read(split, name, lazy=True)
-    return Source(label, array[:, 0] if views_of(store) > 1 and FeatureKey.maybe(name) is not None else array, rows)
+    """Rows ``rows`` of one array — view 0 of an array with a view axis ((N, V, …) → (N, …)), as its recorded layout says."""
+    return Source(label, store.layout(split, name).first_view(store.read(split, name, lazy=True)), rows)
 
 
-def _valid_rows(store: StoreReader, split: str) -> np.ndarray:
-    return np.flatnonzero(np.asarray(store.valid(split), dtype=bool))
+def _valid_rows(store: StoreReader, split: str, names: Sequence[str], config: CKAConfig) -> tuple[np.ndarray, Coverage]:
+    """The valid items of ``split`` in units done for ``names`` (all of them, unless ``config.allow_incomplete``)."""
+    cov = require_complete(store, split, names, allow_incomplete=config.allow_incomplete)
+    return np.intersect1d(np.flatnonzero(np.asarray(store.valid(split), dtype=bool)), cov.rows), cov
 
 
 def _store_info(store: StoreReader) -> dict[str, Any]:
@@ -148,41 +139,25 @@ def cka_timesteps(
         return _along(s, split, pool, config or CKAConfig(), vary="t", fixed=block, chosen=timesteps)
 
 
-# The two single-store matrices differ only in which key field varies: blocks at a fixed t, or
-# timesteps at a fixed block.
-_AXES = {
-    # vary: (fixed field, fixed's plural, its option, what "at …" says, plural of vary, kind, label)
-    "block": ("t", "timesteps", "--t", "at t={}", "blocks", "blocks", "block"),
-    "t": ("block", "blocks", "--blocks", "for block {}", "timesteps", "timesteps", "timestep"),
-}
-
-
 def _along(s: StoreReader, split: str | None, pool: int | None, config: CKAConfig, *, vary: str,
-           fixed: BlockSpec | None, chosen: Sequence[BlockSpec] | None) -> CKAResult:  # fmt: skip
-    fixed_field, fixed_plural, option, at, plural, kind, label = _AXES[vary]
+           fixed: BlockSpec | int | None, chosen: Sequence[BlockSpec] | None) -> CKAResult:  # fmt: skip
+    """The CKA matrix over the stored blocks at one t (``vary="block"``) or the stored timesteps of
+    one block (``vary="t"``), at one pool; ``chosen`` restricts the varied axis (None: every stored value)."""
     split = resolve_split(split, s)
-    _check_pool(s, split, pool)
-    if vary == "block":
-        chosen = None if chosen is None else resolve_block_specs(s, split, chosen)
-    elif fixed is not None:
-        fixed = resolve_block_specs(s, split, [fixed])[0]
-    keys = [k for k in s.feature_keys(split) if k.pool == pool]
-    fixed = _pick([getattr(k, fixed_field) for k in keys], None if fixed is None else int(fixed), fixed_plural, option)
-    keys = sorted((k for k in keys if getattr(k, fixed_field) == fixed), key=lambda k: getattr(k, vary))
-    have = [getattr(k, vary) for k in keys]
-    where_txt = f"{at.format(fixed)}, pool {pool_label(pool)}"
-    if chosen is not None:
-        missing = [v for v in chosen if v not in have]
-        if missing:
-            raise StoreKeyError(f"expected {plural} stored {where_txt}, got {missing}; valid: {have}")
-        keys = [k for k in keys if getattr(k, vary) in set(chosen)]
+    one = () if fixed is None else (fixed,)
+    many = ALL if chosen is None else tuple(chosen)
+    sel = KeySelection(one, many, (pool,)) if vary == "block" else KeySelection(many, one, (pool,))
+    keys = sorted(k.key for k in resolve_selection(s, split, sel) if k.key is not None)
+    plural, label = ("blocks", "block") if vary == "block" else ("timesteps", "timestep")
     if len(keys) < 2:
-        raise StoreKeyError(f"expected at least 2 {plural} {where_txt} in split {split!r}, got {have}")
-    rows = _valid_rows(s, split)
-    srcs = [_source(s, split, str(k), str(getattr(k, vary)), rows) for k in keys]
+        where = f"at t={keys[0].t}" if vary == "block" and keys else f"for block {keys[0].block}" if keys else ""
+        raise StoreKeyError(f"expected at least 2 {plural} {where}, pool {pool_label(pool)} in split {split!r}, got {len(keys)}")
+    rows, cov = _valid_rows(s, split, [k.name for k in keys], config)
+    srcs = [_source(s, split, k.name, str(getattr(k, vary)), rows) for k in keys]
     m = cka_matrix(srcs, None, config)
-    sel = {"split": split, fixed_field: fixed, "pool": pool, plural: [getattr(k, vary) for k in keys]}
-    return CKAResult(kind, m, label, label, sel, [_store_info(s)], config)
+    fixed_field = "t" if vary == "block" else "block"
+    sel_info = {"split": split, fixed_field: getattr(keys[0], fixed_field), "pool": pool, plural: [getattr(k, vary) for k in keys]}
+    return CKAResult(plural, m, label, label, sel_info, [_store_info(s)], config, coverage=[cov.record()])
 
 
 def match_items(ids_a: Sequence[str], ids_b: Sequence[str]) -> np.ndarray:
@@ -205,14 +180,11 @@ def match_items(ids_a: Sequence[str], ids_b: Sequence[str]) -> np.ndarray:
     return np.array([pos_b[v] for v in a], dtype=np.int64)
 
 
-def _select_names(store: StoreReader, split: str, patterns: Sequence[str] | None, side: str) -> list[str]:
-    names = list(store.keys(split))
+def _select_names(store: StoreReader, split: str, patterns: Sequence[str] | None) -> list[str]:
+    """The arrays of ``split`` that ``patterns`` (names or shell patterns) select; None: every array."""
     if not patterns:
-        return names
-    chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-    if not chosen:
-        raise StoreKeyError(f"expected store {side} keys matching {list(patterns)} in split {split!r}; valid: {', '.join(names)}")
-    return chosen
+        return list(store.keys(split))
+    return [k.name for k in resolve_selection(store, split, KeySelection(names=tuple(patterns)))]
 
 
 def pair_items(ids_a: Sequence[str], ids_b: Sequence[str], pair_by: str) -> np.ndarray:
@@ -261,9 +233,12 @@ def cka_stores(
 def _stores(a: StoreReader, b: StoreReader, split: str | None, keys_a: Sequence[str] | None,
             keys_b: Sequence[str] | None, pair_by: str, config: CKAConfig) -> CKAResult:
     split = resolve_split(split, a, b)
-    names_a, names_b = _select_names(a, split, keys_a, "A"), _select_names(b, split, keys_b, "B")
+    names_a, names_b = _select_names(a, split, keys_a), _select_names(b, split, keys_b)
     in_b = pair_items([str(i) for i in a.ids(split)], [str(i) for i in b.ids(split)], pair_by)
-    ok = np.asarray(a.valid(split), dtype=bool) & np.asarray(b.valid(split), dtype=bool)[in_b]
+    (done_a, cov_a), (done_b, cov_b) = _valid_rows(a, split, names_a, config), _valid_rows(b, split, names_b, config)
+    ok = np.zeros(len(in_b), dtype=bool)
+    ok[done_a] = True
+    ok &= np.isin(in_b, done_b)
     rows_a = np.flatnonzero(ok)
     rows_b = in_b[rows_a]
     (labels_a, axis_a), (labels_b, axis_b) = axis_labels(a, split, names_a, "store A"), axis_labels(b, split, names_b, "store B")
@@ -272,4 +247,4 @@ def _stores(a: StoreReader, b: StoreReader, split: str | None, keys_a: Sequence[
     m = cka_matrix(srcs_a, srcs_b, config)
     sel = {"split": split, "keys_a": names_a, "keys_b": names_b, "pair_by": pair_by,
            "reordered_b": bool(np.any(in_b != np.arange(len(in_b))))}  # fmt: skip
-    return CKAResult("stores", m, axis_a, axis_b, sel, [_store_info(a), _store_info(b)], config)
+    return CKAResult("stores", m, axis_a, axis_b, sel, [_store_info(a), _store_info(b)], config, coverage=[cov_a.record(), cov_b.record()])

@@ -34,6 +34,8 @@ class CKAConfig:
         chunk_rows: rows per streamed chunk; None derives it from max_memory.
         seed: seed of the minibatch permutation.
         median_sample: items used to estimate the RBF median distance for minibatch CKA.
+        allow_incomplete: compare only the finished items of a store whose extraction is not done
+            (by default such a store is an error; see :mod:`diffprobe.store.coverage`).
     """
 
     kernel: str = "linear"
@@ -46,6 +48,7 @@ class CKAConfig:
     chunk_rows: int | None = None
     seed: int = 0
     median_sample: int = 2048
+    allow_incomplete: bool = False
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNEL_NAMES:

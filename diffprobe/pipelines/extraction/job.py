@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import threading
 import time
@@ -16,7 +15,7 @@ from typing import Any
 import torch
 
 from diffprobe.device import resolve_device
-from diffprobe.errors import DiffprobeError, StoreError, StoreIOError
+from diffprobe.errors import DataError, DiffprobeError, StoreError, StoreIOError
 from diffprobe.extract.compute import FeatureComputer
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.pipelines.extraction.local import RunStats, loader_workers, run_tasks
@@ -34,8 +33,9 @@ from diffprobe.pipelines.extraction.safety import io_failure, publish_hdf5, work
 from diffprobe.pipelines.extraction.summary import ExtractSummary
 from diffprobe.store.backend import backend_for_path
 from diffprobe.store.layout import plan_units
+from diffprobe.store.ownership import check_replaceable, remove_store
 from diffprobe.store.progress import UnitTask
-from diffprobe.store.store import open_store
+from diffprobe.store.store import FeatureStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ def run_plan(plan: ExtractPlan, device: torch.device, progress: bool | None = No
     config = plan.config
     out = Path(config.out).expanduser()
     backend = check_writers(plan)
+    check_replaceable(out)  # a folder or file that is not a store is never written into or replaced
     with contextlib.ExitStack() as stack:
         if config.shard is None and lock:
             stack.enter_context(writer_lock(out))
@@ -108,7 +109,7 @@ def _extract_published(plan: ExtractPlan, device: torch.device, progress: bool |
 
     work = working_store(out)
     if plan.config.overwrite and work.exists():
-        shutil.rmtree(work)
+        remove_store(work, "--out (its working store)")
     if not work.exists() and out.exists() and not plan.config.overwrite:
         n_units, pending = count_pending(plan, out)
         if not pending:
@@ -152,12 +153,27 @@ def _extract(plan: ExtractPlan, device: torch.device, progress: bool | None) -> 
                     raise
             summary.items, summary.forwards, summary.failures = result.items, result.forwards, result.failures
             summary.bytes_written, summary.steady_items_per_second = result.bytes_written, result.steady_items_per_second
+            if result.items and len(result.failures) >= result.items:
+                raise DataError(all_failed(store, tasks, result.failures, config.data))
         summary.seconds = time.perf_counter() - t0
     finally:
         store.close()
     for line in summary.lines():
         log.debug(line)
     return summary
+
+
+def all_failed(store: FeatureStore, tasks: list[UnitTask], failures: list[tuple[str, str, str]], data: str) -> str:
+    """When every item of a run failed to decode: mark its new units not done again (a re-run after
+    the data is fixed computes them) and say so, with the first errors."""
+    for t in tasks:
+        if not t.done_keys:  # units that held nothing before this run
+            store.backend.delete_marker(t.split, t.unit)
+    store.backend.flush()
+    shown = "; ".join(f"[{s}] {i}: {e}" for s, i, e in failures[:3])
+    return (f"every one of the {len(failures)} items of this run failed to decode, so nothing was extracted: {shown}"
+            f"{' …' if len(failures) > 3 else ''}. Check the images of {data} (or the loader: a missing codec?), then re-run "
+            "the same command: the units stay not done until their images decode")  # fmt: skip
 
 
 def _run_on_dask(plan: ExtractPlan, tasks: list[UnitTask], device: torch.device, progress: bool | None) -> RunStats:

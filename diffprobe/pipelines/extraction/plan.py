@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
+from diffprobe.blocks import BlockInfo, resolve_blocks
 from diffprobe.errors import ConfigError, StoreError
-from diffprobe.extract.blocks import BlockInfo, resolve_blocks
 from diffprobe.extract.compute_spec import ComputeSpec
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.registry import check_model, store_identity
@@ -21,6 +21,7 @@ from diffprobe.extract.sources.discover import discover
 from diffprobe.extract.sources.item import DataSpec
 from diffprobe.extract.spec import ModelSpec
 from diffprobe.extract.views import ViewSpec
+from diffprobe.store.arrays import ArrayLayout
 from diffprobe.store.backend import format_for_path
 from diffprobe.store.layout import FeatureKey, config_hash
 from diffprobe.store.store import open_store
@@ -37,8 +38,9 @@ class ExtractPlan:
     weights file or directory the run loads (a preset's bundled one when none was given; None:
     random weights).
 
-    ``shapes`` gives each key's per-item shape: (C, p, p), with a leading (V,) view axis when V > 1
-    views are made and then a (K,) draw axis when K > 1 draws are kept.
+    ``layouts`` gives each key's per-item :class:`~diffprobe.store.arrays.ArrayLayout` — (C, p, p),
+    led by a (V,) view axis when V > 1 views are made and then a (K,) draw axis when K > 1 draws are
+    kept — computed here once and recorded with each array; ``shapes`` are their stored item shapes.
     """
 
     config: ExtractConfig
@@ -50,7 +52,12 @@ class ExtractPlan:
     identity: dict[str, Any]
     checkpoint: Path | None
     checkpoint_sha256: str | None
-    shapes: dict[FeatureKey, tuple[int, ...]]
+    layouts: dict[FeatureKey, ArrayLayout]
+
+    @property
+    def shapes(self) -> dict[FeatureKey, tuple[int, ...]]:
+        """Each key's stored per-item shape."""
+        return {k: lay.item_shape for k, lay in self.layouts.items()}
 
     @property
     def hash(self) -> str:
@@ -149,10 +156,10 @@ def make_plan(config: ExtractConfig, device: torch.device, cache_index: bool = T
         "class_names": data.class_names,
         "data": {s: data.fingerprint(s) for s in sorted(data.splits)},
     }
-    lead = (*((config.views,) if config.views > 1 else ()), *((config.draws,) if config.reduce == "none" and config.draws > 1 else ()))
-    shapes = {}
+    kept = config.draws if config.reduce == "none" else 1
+    layouts = {}
     for k in keys:
         b = blocks[k.block]
         side = (b.height, b.width) if k.pool is None else (k.pool, k.pool)
-        shapes[k] = (*lead, b.channels, *side)
-    return ExtractPlan(config, model, blocks, keys, data, compute, identity, checkpoint, identity["checkpoint_sha256"], shapes)
+        layouts[k] = ArrayLayout.of_map(b.channels, *side, views=config.views, draws=kept)
+    return ExtractPlan(config, model, blocks, keys, data, compute, identity, checkpoint, identity["checkpoint_sha256"], layouts)

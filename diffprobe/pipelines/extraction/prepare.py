@@ -8,7 +8,6 @@ shards of existing arrays and their done markers.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import shutil
@@ -22,9 +21,12 @@ import numpy as np
 from diffprobe.errors import ConfigError, StoreError
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.masks import split_masks
+from diffprobe.pipelines.extraction.locks import file_lock
 from diffprobe.pipelines.extraction.plan import IDENTITY_DEFAULTS, ExtractPlan
+from diffprobe.pipelines.extraction.temporaries import CREATING_PREFIX, remove_stale_temporaries
 from diffprobe.store.backend import Backend, backend_for_path
 from diffprobe.store.layout import ITEM_ARRAYS, FeatureKey, auto_unit_size
+from diffprobe.store.ownership import check_replaceable, is_empty_dir, remove_store
 from diffprobe.store.progress import UnitTask
 from diffprobe.store.store import FeatureStore, create_store, open_store
 
@@ -69,14 +71,9 @@ def unit_size_for(plan: ExtractPlan, n_items: int) -> int:
 @contextlib.contextmanager
 def store_lock(out: Path) -> Iterator[None]:
     """An exclusive lock beside the store, so concurrent coordinators (``--shard`` processes)
-    create it once and never interleave metadata updates."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / f".{out.name}.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    create it once and never interleave metadata updates (the file is gone once released)."""
+    with file_lock(out.parent / f".{out.name}.lock", f"the creation lock of {out}"):
+        yield
 
 
 def check_writers(plan: ExtractPlan) -> type[Backend]:
@@ -87,7 +84,7 @@ def check_writers(plan: ExtractPlan) -> type[Backend]:
     """
     backend = backend_for_path(plan.config.out)
     if not backend.concurrent_writers and (plan.config.shard or plan.config.workers or plan.config.scheduler):
-        raise ConfigError(f"{backend.format} stores take one writer: use a Zarr directory for --workers, --scheduler or --shard")
+        raise ConfigError(f"{backend.title} stores take one writer: use a Zarr directory for --workers, --scheduler or --shard")
     return backend
 
 
@@ -113,12 +110,15 @@ def _prepare_store(plan: ExtractPlan, out: Path) -> tuple[FeatureStore, ExtractP
     """
     cfg = plan.config
     building: Path | None = None
-    exists = out.exists()
+    remove_stale_temporaries(out, markers=cfg.shard is None)
+    check_replaceable(out)  # --overwrite, or a rebuild, may replace only a store or an empty folder
+    exists = out.exists() and not is_empty_dir(out)
     if exists and not cfg.overwrite:
         try:
             store = open_store(out, mode="a")
         except StoreError as e:
-            raise StoreError(f"{out} exists but is not a usable diffprobe store ({e}); pass --overwrite to replace it") from None
+            raise StoreError(f"{out} is a diffprobe store that cannot be opened ({e}); `diffprobe store verify {out}` says "
+                             "what is wrong, `diffprobe store repair` mends what it can; --overwrite replaces it") from None  # fmt: skip
         old = store.attrs.get("identity", {})
         diffs = identity_diff(old, plan.identity)
         never_ran = not any(store.markers(s) for s in store.splits)
@@ -137,6 +137,23 @@ def _prepare_store(plan: ExtractPlan, out: Path) -> tuple[FeatureStore, ExtractP
         if exists:
             log.warning("replacing existing store %s (--overwrite)", out)
         building, store, recorded = _build(out, cfg)
+    try:
+        _write_schema(store, plan, out, recorded)
+    except BaseException:
+        if building is not None:  # a half-built store is a temporary: it never outlives the run
+            store.close()
+            _discard(building)
+        raise
+    if building is not None:  # the whole schema is written: put the new store in place
+        store.close()
+        remove_store(out)
+        os.replace(building, out)
+        store = open_store(out, mode="a")
+    return store, plan
+
+
+def _write_schema(store: FeatureStore, plan: ExtractPlan, out: Path, recorded: dict[str, Any]) -> None:
+    """Record the run in ``store`` and create every split, side array and feature array it lacks."""
     store.update_attrs(
         {
             "config": recorded,
@@ -144,6 +161,7 @@ def _prepare_store(plan: ExtractPlan, out: Path) -> tuple[FeatureStore, ExtractP
             "config_hash": plan.hash,
             "checkpoint_sha256": plan.checkpoint_sha256,
             "class_names": plan.data.class_names,
+            "block_table": [b.to_dict() for b in plan.model.blocks],
         }
     )
     for split, items in plan.data.splits.items():
@@ -161,27 +179,27 @@ def _prepare_store(plan: ExtractPlan, out: Path) -> tuple[FeatureStore, ExtractP
         have = set(store.keys(split))
         for k in plan.keys:
             if str(k) not in have:
-                store.create_feature_array(split, k, plan.shapes[k], plan.compute.out_dtype, plan.blocks[k.block].path, plan.compute.views)
+                store.create_feature_array(split, k, plan.layouts[k], plan.compute.out_dtype, plan.blocks[k.block].path)
     store.commit()
-    if building is not None:  # the whole schema is written: put the new store in place
-        store.close()
-        if out.is_dir():
-            shutil.rmtree(out)
-        elif out.exists():
-            out.unlink()
-        os.replace(building, out)
-        store = open_store(out, mode="a")
-    return store, plan
 
 
 def _build(out: Path, cfg: ExtractConfig) -> tuple[Path, FeatureStore, dict[str, Any]]:
     """A new, empty store at a temporary name beside ``out`` (moved into place by the caller)."""
-    building = out.with_name(f".{out.name}.creating-{os.getpid()}{out.suffix if out.suffix in ('.h5', '.hdf5') else ''}")
-    if building.is_dir():
-        shutil.rmtree(building)
-    elif building.exists():
-        building.unlink()
-    return building, create_store(building, {}), _merged_config({}, cfg)
+    building = out.with_name(f"{CREATING_PREFIX.format(name=out.name)}{os.getpid()}{out.suffix if out.suffix in ('.h5', '.hdf5') else ''}")
+    _discard(building)
+    try:
+        return building, create_store(building, {}), _merged_config({}, cfg)
+    except BaseException:
+        _discard(building)
+        raise
+
+
+def _discard(path: Path) -> None:
+    """Remove a temporary store this process was building (never anything else)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
 
 
 def todo_keys(plan: ExtractPlan, marker: dict[str, Any]) -> tuple[FeatureKey, ...]:
@@ -206,5 +224,6 @@ def pending_units(store: FeatureStore, plan: ExtractPlan, shard: tuple[int, int]
             marker = markers.get(u, {})
             todo = todo_keys(plan, marker)
             if todo and mine:
-                tasks.append(UnitTask(split, u, start, stop, todo, tuple(marker.get("keys", ())), dict(marker.get("digests", {}))))
+                tasks.append(UnitTask(split, u, start, stop, todo, tuple(marker.get("keys", ())), dict(marker.get("digests", {})),
+                                      dict(marker.get("prints", {}))))  # fmt: skip
     return tasks

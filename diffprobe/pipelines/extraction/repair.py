@@ -8,13 +8,14 @@ so the repaired rows are the bytes the undamaged store held.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from diffprobe.errors import StoreError
+from diffprobe.errors import DiffprobeError, StoreError
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.masks import split_masks
 from diffprobe.extract.sources.discover import discover
@@ -22,8 +23,10 @@ from diffprobe.pipelines.extraction.plan import ExtractPlan, index_path
 from diffprobe.pipelines.extraction.prepare import identity_diff, refused
 from diffprobe.pipelines.extraction.safety import writer_lock
 from diffprobe.pipelines.extraction.summary import ExtractSummary
+from diffprobe.store.arrays import ArrayLayout
 from diffprobe.store.integrity import TABLE_ARRAYS, DeepReport, deep_verify
 from diffprobe.store.layout import SIDE_ARRAYS, VIEW_PARAMS_ARRAY
+from diffprobe.store.mend import Mended, mend_metadata
 from diffprobe.store.store import FeatureStore, open_store
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,7 @@ class RepairReport:
     """What the repair found, recomputed, and what the deep check says afterwards."""
 
     found: DeepReport
+    mended: Mended = field(default_factory=Mended)
     units: dict[str, list[int]] = field(default_factory=dict)
     rewrote_item_table: list[str] = field(default_factory=list)
     rewrote_side: list[str] = field(default_factory=list)  # "split/array" of masks and view parameters
@@ -45,12 +49,21 @@ class RepairReport:
 
     @property
     def ok(self) -> bool:
-        return self.after is not None and not self.after.damage  # NaN/Inf as computed is not damage
+        """Nothing is left damaged (NaN/Inf as computed is not damage)."""
+        if self.mended.cannot or self.found.metadata:
+            return False
+        return not self.found.damage if self.after is None else not self.after.damage
 
     def lines(self) -> list[str]:
-        out = [d.line() for d in self.found.damage]
+        out = [f"rebuilt the metadata of {m}" for m in self.mended.rebuilt]
+        out += [f"cannot repair: {c}" for c in self.mended.cannot]
+        out += [d.line() for d in self.found.damage]
+        if self.mended.cannot or self.found.metadata:
+            out += [f.line() for f in self.found.metadata if f.line() not in self.mended.cannot]
+            return [*out, "the store is still damaged: what is listed above cannot be rebuilt from the store's own records"]
         if not self.found.damage:
-            return [*out, "nothing to repair: every chunk reads and every digest matches"]
+            done = "repaired: the metadata is rebuilt; " if self.mended.rebuilt else "nothing to repair: "
+            return [*out, f"{done}every chunk reads and every digest matches"]
         out += [f"recomputed {split}: {len(units)} unit(s) ({', '.join(map(str, units[:20]))})" for split, units in self.units.items()]
         out += [f"rewrote the item table of {split}" for split in self.rewrote_item_table]
         out += [f"rewrote {name}" for name in self.rewrote_side]
@@ -94,12 +107,14 @@ def _repair(p: Path, overrides: dict[str, Any], progress: bool | None) -> Repair
     from diffprobe.pipelines.extraction.job import run_plan
     from diffprobe.pipelines.extraction.plan import make_plan
 
+    with open_store(p, mode="a") as s:
+        mended = mend_metadata(s, _planned_layouts(p, overrides))
     with open_store(p) as s:
         found = deep_verify(s)
-        stored = {split: set(s.keys(split)) for split in s.splits}
+        stored = {split: set(s.keys(split)) for split in s.splits if split not in {f.split for f in found.metadata if f.whole_split}}
         identity = dict(s.attrs.get("identity", {}))
-    rep = RepairReport(found)
-    if not found.damage:
+    rep = RepairReport(found, mended)
+    if not found.damage or mended.cannot or found.metadata:
         return rep
     rewritten = (*TABLE_ARRAYS, *SIDE_ARRAYS)  # made again from the data and the seed
     imported = sorted({f"{d.split}/{d.array}" for d in found.damage if d.unit < 0 and d.array not in rewritten})
@@ -134,6 +149,28 @@ def _repair(p: Path, overrides: dict[str, Any], progress: bool | None) -> Repair
     with open_store(p) as s:
         rep.after = deep_verify(s)
     return rep
+
+
+def _planned_layouts(p: Path, overrides: dict[str, Any]) -> Callable[[str, str], ArrayLayout | None]:
+    """The layout the recorded extraction plans for an array (planned once, when first asked: it
+    needs the data and the checkpoint); None when it cannot be planned."""
+    plans: dict[str, dict[str, ArrayLayout]] = {}
+
+    def layout(split: str, name: str) -> ArrayLayout | None:
+        from diffprobe.device import resolve_device
+        from diffprobe.pipelines.extraction.plan import make_plan
+
+        if split not in plans:
+            try:
+                config = recorded_config(p, overrides)
+                plan = make_plan(replace(config, splits=(split,)), resolve_device(config.device), cache_index=False)
+                plans[split] = {str(k): lay for k, lay in plan.layouts.items()}
+            except DiffprobeError as e:
+                log.warning("cannot plan the recorded extraction to rebuild %s/%s: %s", split, name, e)
+                plans[split] = {}
+        return plans[split].get(name)
+
+    return layout
 
 
 def _rewrite_side(store: FeatureStore, split: str, name: str, plan: ExtractPlan) -> None:

@@ -126,16 +126,6 @@ def describe_params(fields: tuple[str, ...], params: np.ndarray, digits: int = 3
     return ", ".join(parts)
 
 
-def _axes(name: str, shape: tuple[int, ...], views: int) -> str:
-    """Axis names of a feature array's row: (V, [K,] C, p, p); "" for an imported array."""
-    if not FeatureKey.is_key(name) or len(shape) < 3:
-        return ""
-    lead = ["V"] if views > 1 else []
-    if len(shape) - 3 == len(lead) + 1:
-        lead.append("K")
-    return "(" + "×".join([*lead, "C", "h", "w"]) + ")" if len(shape) - 3 == len(lead) else ""
-
-
 def item_record(store: FeatureStore, split: str, index: int) -> ItemRecord:
     """The store's record of row ``index`` of ``split`` (reads one row of each side array, no features)."""
     n = store.n_items(split)
@@ -144,7 +134,8 @@ def item_record(store: FeatureStore, split: str, index: int) -> ItemRecord:
     arrays = {}
     for name in store.keys(split):
         shape, dtype, _ = store.array_info(split, name)
-        arrays[name] = (tuple(shape[1:]), str(dtype), _axes(name, tuple(shape[1:]), store.views))
+        lay = store.layout(split, name)
+        arrays[name] = (tuple(shape[1:]), str(dtype), lay.axes_text().replace(", ", "×") if FeatureKey.is_key(name) else "")
     how, params = None, None
     if store.has_view_params(split):
         how, rows = store.view_params(split, slice(index, index + 1))

@@ -6,8 +6,8 @@ at those neighbours, the kernel's row means) is then computed from (tile, N) sco
 pair of sources is finished from the two tables alone in O(N·k·log k). A matrix of L arrays thus
 costs L neighbour passes, not one per pair.
 
-Memory per source: 8·N·D bytes of features plus ~24·tile·N bytes of tile (Gram, score, top-k
-scratch); tile rows come from max_memory (or ``tile_rows``). The tables kept for the pairs take
+Memory per source: 8·N·D bytes of features (prepared in place) plus ~24·tile·N bytes of tile (Gram,
+euclidean score, top-k scratch); tile rows come from max_memory (or ``tile_rows``). The tables kept for the pairs take
 24·N·k bytes per source. Tie rule and exactness: see :mod:`~diffprobe.pipelines.similarity.math.knn`.
 """
 
@@ -35,7 +35,7 @@ from diffprobe.pipelines.similarity.read import read_features, read_rows, tile_r
 
 log = logging.getLogger(__name__)
 
-#: bytes per entry of a (tile, N) score tile: the Gram, the score, top-k scratch
+#: bytes per entry of a (tile, N) score tile: the Gram, the euclidean score, top-k scratch
 TILE_BYTES_PER_ENTRY = 24
 
 
@@ -51,7 +51,7 @@ def neighbour_tables(
             x = read_features(src, read_rows([src], cfg), device)
             tile = tile_rows_for(src.n, 8 * src.n * src.dim, TILE_BYTES_PER_ENTRY, cfg, "a k-NN metric")
             log.info("k-NN table of %s: %d items, k = %d, %s neighbours, %d-row tiles", src.label, src.n, cfg.k, cfg.neighbours, tile)
-            tables[key] = neighbour_table(x, cfg.k, cfg.neighbours, tile, src.label)
+            tables[key] = neighbour_table(x, cfg.k, cfg.neighbours, tile, src.label, overwrite=True)
             tiles.append(tile)
             del x
             bar.update(1)

@@ -30,7 +30,7 @@ from diffprobe.sizes import format_bytes
 
 log = logging.getLogger(__name__)
 
-#: bytes per entry of a (tile, N) dissimilarity tile: the Gram/dissimilarities, the triangle mask and its copy
+#: bytes per entry of a (tile, N) dissimilarity tile: the Gram turned dissimilarities in place, the triangle mask, its copy
 TILE_BYTES_PER_ENTRY = 24
 
 
@@ -69,8 +69,9 @@ def _rsa(sources: Sequence[Source], pairs: Sequence[Pair], cfg: SimilarityConfig
     for k in keys:
         src = sources[k]
         x = read_features(src, read_rows([src], cfg), device)
-        tile = tile_rows_for(n, 8 * n * src.dim + 8 * pair_count(n), TILE_BYTES_PER_ENTRY, cfg, "RSA")
-        tri = upper_triangle(x, cfg.rdm, tile, src.label)
+        held = 8 * n * src.dim + (8 + rank_itemsize(pair_count(n)) * len(ranks)) * pair_count(n)  # rows, triangle, ranks so far
+        tile = tile_rows_for(n, held, TILE_BYTES_PER_ENTRY, cfg, "RSA")
+        tri = upper_triangle(x, cfg.rdm, tile, src.label, overwrite=True)
         del x
         ranks[k] = doubled_ranks(tri)
         del tri

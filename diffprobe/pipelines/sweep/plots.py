@@ -1,8 +1,9 @@
 """Sweep plots in the style of the paper's ablations, drawn on matplotlib's Agg canvas (no pyplot).
 
-:func:`plot_sweep` takes the tidy sweep rows (dicts with t, block, pool, top1) and writes three
-figures: accuracy vs t (a line per block), accuracy vs block (a line per t), accuracy vs pool size (a
-line per block, at one t). Cells missing from the sweep are simply absent from the lines, and a
+:func:`plot_sweep` takes a sweep's results (each key's :class:`~diffprobe.store.layout.FeatureKey`
+and score, typed as the run made them: nothing is read back from a table) and writes three figures:
+score vs t (a line per block), score vs block (a line per t), score vs pool size (a line per block,
+at one t). Cells missing from the sweep are simply absent from the lines, and a
 cross-shaped sweep (every block at one t, every t at one block) plots its arms.
 
 The figures are drawn so that they cannot tell a story the numbers do not: the x axis ticks only
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from diffprobe.store.layout import parse_pool, pool_order
+from diffprobe.store.layout import FeatureKey, pool_label, pool_order
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -40,31 +41,19 @@ CROWDED = 0.045
 
 @dataclass(frozen=True)
 class Baseline:
-    """A reference accuracy drawn as a horizontal line: ``top1`` a fraction in [0, 1]."""
+    """A reference score drawn as a horizontal line: ``score`` a fraction in [0, 1]."""
 
-    top1: float
+    score: float
     label: str = "raw pixels"
 
     @property
     def text(self) -> str:
-        return f"{self.label} ({100 * self.top1:.1f}%)"
+        return f"{self.label} ({100 * self.score:.1f}%)"
 
 
-def _pool_order(label: Any) -> int:
-    """Sort key of a pool as the tidy rows write it (``"2"``, ``"full"``): sizes up, the native map last."""
-    return pool_order(parse_pool(str(label)))
-
-
-def _extracted(rows: Iterable[Row]) -> list[Row]:
-    """Rows of single extracted keys (t, block and pool all set) with a top-1."""
-    out = []
-    for r in rows:
-        if r.get("top1") is None or "+" in str(r.get("key", "")):
-            continue
-        if r.get("t") in (None, "") or r.get("block") in (None, ""):
-            continue
-        out.append({**r, "t": int(r["t"]), "block": int(r["block"]), "pool": str(r["pool"])})
-    return out
+def _points(scores: Iterable[tuple[FeatureKey, float]]) -> list[Row]:
+    """{t, block, pool, score} of each extracted key measured."""
+    return [{"t": k.t, "block": k.block, "pool": k.pool, "score": float(s)} for k, s in scores]
 
 
 def _fixed(rows: list[Row], field: str, x: str, best: Row) -> Any:
@@ -82,7 +71,7 @@ def _lines(rows: list[Row], x: str, series: str, fixed: dict[str, Any], x_order:
     sel = [r for r in rows if all(r[k] == v for k, v in fixed.items())]
     out: dict[Any, Line] = {}
     for s in sorted({r[series] for r in sel}, key=x_order if series == "pool" else (lambda v: v)):
-        pts = sorted(((r[x], r["top1"]) for r in sel if r[series] == s), key=lambda p: x_order(p[0]))
+        pts = sorted(((r[x], r["score"]) for r in sel if r[series] == s), key=lambda p: x_order(p[0]))
         out[s] = ([p[0] for p in pts], [100 * p[1] for p in pts])
     if any(len(xs) > 1 for xs, _ in out.values()):
         out = {s: line for s, line in out.items() if len(line[0]) > 1}
@@ -120,7 +109,7 @@ def _numeric_axis(ax: Axes, xs: list[Any], xlabel: str) -> None:
 
 
 def _draw_baseline(ax: Axes, baseline: Baseline) -> None:
-    y = 100 * baseline.top1
+    y = 100 * baseline.score
     ax.axhline(y, color="0.35", linestyle="--", linewidth=1.2, label=baseline.text, zorder=1)
 
 
@@ -133,7 +122,7 @@ def _bars(ax: Axes, lines: dict[Any, Line], label: Callable[[Any], str], xlabel:
     ax.set_xticks(range(len(names)), names)
     ax.set_xlim(-0.8, len(names) - 0.2)
     value = next(iter(lines.values()))[0][0]
-    ax.set_xlabel(f"{xlabel} = {value} (the only value measured)")
+    ax.set_xlabel(f"{xlabel} = {pool_label(value)} (the only value measured)")
 
 
 def _figure(lines: dict[Any, Line], xlabel: str, label: Callable[[Any], str], title: str, path: Path,
@@ -151,15 +140,15 @@ def _figure(lines: dict[Any, Line], xlabel: str, label: Callable[[Any], str], ti
         _bars(ax, lines, label, xlabel)
         ax.set_ylim(0, 100)
     else:
-        cats = sorted({str(v) for v in xs_all}, key=_pool_order) if categorical else []
+        cats = sorted(set(xs_all), key=pool_order) if categorical else []
         for s, (xs, ys) in lines.items():
-            ax.plot([cats.index(str(v)) for v in xs] if categorical else xs, ys, marker="o", label=label(s), zorder=3)
+            ax.plot([cats.index(v) for v in xs] if categorical else xs, ys, marker="o", label=label(s), zorder=3)
         if categorical:
-            ax.set_xticks(range(len(cats)), cats)
+            ax.set_xticks(range(len(cats)), [pool_label(c) for c in cats])
             ax.set_xlabel(xlabel)
         else:
             _numeric_axis(ax, xs_all, xlabel)
-        ax.set_ylim(*y_limits(ys_all + ([100 * baseline.top1] if baseline else [])))
+        ax.set_ylim(*y_limits(ys_all + ([100 * baseline.score] if baseline else [])))
     if baseline is not None:
         _draw_baseline(ax, baseline)
     ax.set_ylabel(metric)
@@ -173,37 +162,37 @@ def _figure(lines: dict[Any, Line], xlabel: str, label: Callable[[Any], str], ti
     return path
 
 
-def plot_sweep(rows: Sequence[Row], out_dir: str | Path, probe: str = "", baseline: float | None = None,
+def plot_sweep(scores: Sequence[tuple[FeatureKey, float]], out_dir: str | Path, probe: str = "", baseline: float | None = None,
                baseline_label: str = "raw pixels", metric: str = "top-1 accuracy (%)") -> dict[str, Path]:  # fmt: skip
     """Write ``acc_vs_t.png``, ``acc_vs_block.png`` and ``acc_vs_pool.png`` into ``out_dir``.
 
     Each figure holds the other fields fixed at the value measured most along its x axis (the best
     key's on a full grid): accuracy vs t and vs block at one pool size, accuracy vs pool at one t.
-    ``baseline`` (a top-1 fraction, e.g. a probe on the raw pixels of the same items) is drawn as a
-    dashed reference line labelled ``baseline_label`` on every figure. ``metric`` names the y axis
-    (the rows' ``top1`` holds it: a dense sweep puts mIoU there).
-    Returns {figure name: path}; figures with no data are skipped.
+    ``scores``: (key, score) of each key measured, the score a fraction (top-1, or mIoU: ``metric``
+    names the y axis). ``baseline`` (a fraction, e.g. the same probe on the raw pixels of the same
+    items) is drawn as a dashed reference line labelled ``baseline_label`` on every figure.
+    Returns {figure name: path}.
     """
-    ext = _extracted(rows)
+    ext = _points(scores)
     if not ext:
         log.warning("no extracted (t, block, pool) rows to plot")
         return {}
     out = Path(out_dir)
-    best = max(ext, key=lambda r: r["top1"])
+    best = max(ext, key=lambda r: r["score"])
     tag = f"{probe} probe, " if probe else ""
     ref = None if baseline is None else Baseline(baseline, baseline_label)
     pool_t, pool_block, t_pool = _fixed(ext, "pool", "t", best), _fixed(ext, "pool", "block", best), _fixed(ext, "t", "pool", best)
     files = {
         "acc_vs_t": _figure(
             _lines(ext, "t", "block", {"pool": pool_t}), "timestep t", lambda b: f"block {b}",
-            f"{tag}pool {pool_t}", out / "acc_vs_t.png", baseline=ref, metric=metric,
+            f"{tag}pool {pool_label(pool_t)}", out / "acc_vs_t.png", baseline=ref, metric=metric,
         ),
         "acc_vs_block": _figure(
             _lines(ext, "block", "t", {"pool": pool_block}), "block", lambda t: f"t = {t}",
-            f"{tag}pool {pool_block}", out / "acc_vs_block.png", baseline=ref, metric=metric,
+            f"{tag}pool {pool_label(pool_block)}", out / "acc_vs_block.png", baseline=ref, metric=metric,
         ),
         "acc_vs_pool": _figure(
-            _lines(ext, "pool", "block", {"t": t_pool}, _pool_order), "pool size p (p × p)", lambda b: f"block {b}",
+            _lines(ext, "pool", "block", {"t": t_pool}, pool_order), "pool size p (p × p)", lambda b: f"block {b}",
             f"{tag}t = {t_pool}", out / "acc_vs_pool.png", categorical=True, baseline=ref, metric=metric,
         ),
     }

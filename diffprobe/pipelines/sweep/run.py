@@ -1,31 +1,34 @@
-"""Sweeps: one probe per store key → a tidy table, the best keys and the paper-style plots."""
+"""Sweeps: one probe per store key → a tidy table, the best keys (ties reported) and the paper-style
+plots, with an optional raw-pixel baseline run the same way. Any probe: the feature probes of
+:data:`~diffprobe.probes.registry.PROBES` and the dense probe, all through one result type."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from diffprobe.outputs import claim_output
-from diffprobe.probes.data import KeyInfo, default_splits, key_infos
+from diffprobe.probes.data import default_splits
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.plan import DataConfig
-from diffprobe.probes.registry import PROBES
+from diffprobe.probes.registry import DENSE_PROBES, PROBES
 from diffprobe.probes.report import write_csv
-from diffprobe.probes.run import ProbeConfig, ProbeResult, run_probe, run_probe_per_key
-from diffprobe.store.layout import parse_pool
+from diffprobe.probes.result import ProbeConfig, ProbeResult, key_dict
+from diffprobe.registry import Registry, unknown_name_message
 from diffprobe.store.reader import StoreReader
-from diffprobe.store.select import BlockSpec, axes_summary, resolve_block_specs
+from diffprobe.store.select import ALL, KeyInfo, KeySelection, resolve_selection
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
 #: Probes whose heads are independent per key: the whole sweep is one fit (one pass over the data).
-JOINT: dict[str, Callable[..., list[ProbeResult]]] = {"linear": run_probe_per_key}
+JOINT: Registry[Any] = Registry("joint sweep")
+JOINT.register_lazy("linear", "diffprobe.probes.run:run_probe_per_key")
 
 
 @dataclass(frozen=True)
@@ -33,53 +36,65 @@ class SweepConfig:
     """A sweep: the probe, its hyper-parameters, which keys, and the data plan.
 
     Attributes:
-        t, blocks, pools: keep extracted keys with these values (empty = all values); blocks are
-            paper numbers or module paths, pools sizes or None (the native map).
-        keys: explicit array names (imported arrays too); when given, the filters are not used.
+        selection: the keys; an axis left out (``()``) means every stored value here (see
+            :meth:`~diffprobe.store.select.KeySelection.fill`), names alone select just those arrays.
         joint: for probes in :data:`JOINT`, train every key's head in one pass.
+        pixels: also run the probe on the raw pixels of the same items: the baseline of the table and plots.
     """
 
     probe: str = "logistic"
     params: Mapping[str, Any] = field(default_factory=dict)
-    t: tuple[int, ...] = ()
-    blocks: tuple[BlockSpec, ...] = ()
-    pools: tuple[int | None, ...] = ()
-    keys: tuple[str, ...] = ()
+    selection: KeySelection = field(default_factory=KeySelection)
     data: DataConfig = field(default_factory=DataConfig)
     joint: bool = True
+    pixels: bool = False
 
     def __post_init__(self) -> None:
-        if self.probe not in PROBES:
-            raise PROBES.unknown(self.probe)
-        for name in ("t", "blocks", "pools", "keys"):
-            value = getattr(self, name)
-            object.__setattr__(self, name, (value,) if isinstance(value, (int, str)) or value is None else tuple(value))
+        if self.probe not in PROBES and self.probe not in DENSE_PROBES:
+            raise ProbeError(unknown_name_message("probe", self.probe, [*PROBES.names(), *DENSE_PROBES.names()]))
+
+    @property
+    def keys(self) -> KeySelection:
+        """The selection a sweep resolves: axes left out mean every stored value."""
+        return self.selection.fill(ALL) if self.selection.by_axes() else self.selection
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["params"] = dict(self.params)
-        return d
+        return {"probe": self.probe, "params": dict(self.params), "selection": self.selection.to_dict(),
+                "data": self.data.__dict__, "joint": self.joint, "pixels": self.pixels}  # fmt: skip
 
 
 @dataclass
 class SweepResult:
-    """Per-key results, their tidy rows, the best keys and the files written."""
+    """Per-key results, the best keys, the baseline (if run) and the files written."""
 
-    rows: list[Row]
     results: list[ProbeResult]
     best: dict[str, Any]
+    baseline: ProbeResult | None = None
     files: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def rows(self) -> list[Row]:
+        return [r.csv_row() for r in self.results]
+
+    def scores(self) -> list[tuple[Any, float]]:
+        """(FeatureKey, score) of every single extracted key: what the plots draw."""
+        return [(r.keys[0].key, r.score) for r in self.results if len(r.keys) == 1 and r.keys[0].key is not None]
+
     def to_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "rows": self.rows, "files": self.files}
+        return {"best": self.best, "rows": self.rows, "baseline": self.baseline.to_dict() if self.baseline else None, "files": self.files}
 
     def lines(self) -> list[str]:
-        """What ``diffprobe sweep`` prints: a row per key, the best key and the files written."""
-        out = [f"{'key':<18} {'t':>5} {'block':>5} {'pool':>5} {'top-1':>7} {'top-5':>7}"]
+        """What ``diffprobe sweep`` prints: a row per key, the baseline, the best key (and ties) and the files written."""
+        metric = self.results[0].metric if self.results else "top1"
+        second = "top5" if metric == "top1" else "pixel_accuracy"
+        out = [f"{'key':<18} {'t':>5} {'block':>5} {'pool':>5} {metric:>7} {second:>14}"]
         for r in self.rows:
-            out.append(f"{r['key']:<18} {r['t']!s:>5} {r['block']!s:>5} {r['pool']!s:>5} {100 * r['top1']:>6.2f}% {100 * r['top5']:>6.2f}%")
+            out.append(f"{r['key']:<18} {r['t']!s:>5} {r['block']!s:>5} {r['pool']!s:>5} {100 * r['score']:>6.2f}% {100 * r[second]:>13.2f}%")
+        if self.baseline is not None:
+            out.append(f"{'raw pixels':<36} {100 * self.baseline.score:>6.2f}%")
         b = self.best["overall"]
-        out.append(f"best: {b['key']} (top-1 {100 * b['top1']:.2f}%)")
+        ties = [t["key"] for t in self.best.get("ties", [])]
+        out.append(f"best: {b['key']} ({metric} {100 * b['score']:.2f}%)" + (f"; tied with {', '.join(ties)}" if ties else ""))
         if self.files:
             out.append(f"wrote {', '.join(self.files.values())}")
         return out
@@ -87,51 +102,52 @@ class SweepResult:
 
 def select_keys(store: StoreReader, split: str, cfg: SweepConfig) -> list[KeyInfo]:
     """The keys a sweep visits, in (t, block, pool) order; an error names what the store has."""
-    infos = key_infos(store, split)
-    if cfg.keys:
-        missing = [k for k in cfg.keys if k not in infos]
-        if missing:
-            raise ProbeError(f"unknown key(s) {', '.join(missing)} in split {split!r}; valid: {', '.join(sorted(infos))}")
-        return [infos[k] for k in cfg.keys]
-    extracted = sorted(k.key for k in infos.values() if k.key is not None)
-    blocks = resolve_block_specs(store, split, cfg.blocks)
-    pools = [parse_pool(p) for p in cfg.pools]
-    chosen = [
-        k for k in extracted
-        if (not cfg.t or k.t in cfg.t) and (not blocks or k.block in blocks) and (not pools or k.pool in pools)
-    ]  # fmt: skip
-    if not chosen:
-        raise ProbeError(
-            f"expected the filters t={list(cfg.t)}, blocks={list(cfg.blocks)}, pools={list(cfg.pools)} to match a key "
-            f"of split {split!r}; the store has {axes_summary(extracted)}"
-        )
-    return [infos[k.name] for k in chosen]
+    return resolve_selection(store, split, cfg.keys)
 
 
-def best_keys(rows: Sequence[Row], top: int = 5) -> dict[str, Any]:
-    """The best row overall, per block and per t (by top-1), and the ``top`` best rows."""
-    ranked = sorted((r for r in rows if r.get("top1") is not None), key=lambda r: -r["top1"])
+def best_keys(results: Sequence[ProbeResult], top: int = 5) -> dict[str, Any]:
+    """The best key overall (``ties``: the others with the same score), per block and per t, and the ``top`` best."""
+    ranked = sorted(results, key=lambda r: -r.score)
     if not ranked:
-        return {"overall": None, "per_block": {}, "per_t": {}, "top": []}
-    per_block: dict[str, Row] = {}
-    per_t: dict[str, Row] = {}
+        return {"overall": None, "ties": [], "per_block": {}, "per_t": {}, "top": []}
+
+    def short(r: ProbeResult) -> dict[str, Any]:
+        k = key_dict(r.keys[0]) if len(r.keys) == 1 else {"key": "+".join(k.name for k in r.keys), "t": None, "block": None, "pool": None}
+        return {**k, "metric": r.metric, "score": r.score}
+
+    per_block: dict[str, ProbeResult] = {}
+    per_t: dict[str, ProbeResult] = {}
     for r in ranked:
-        per_block.setdefault(str(r["block"]), r)
-        per_t.setdefault(str(r["t"]), r)
-    brief = ("key", "t", "block", "pool", "top1", "top5")
-    short = lambda r: {k: r[k] for k in brief}  # noqa: E731
-    return {
-        "overall": short(ranked[0]),
-        "per_block": {k: short(v) for k, v in per_block.items()},
-        "per_t": {k: short(v) for k, v in per_t.items()},
-        "top": [short(r) for r in ranked[:top]],
-    }
+        if len(r.keys) == 1 and r.keys[0].key is not None:
+            per_block.setdefault(str(r.keys[0].key.block), r)
+            per_t.setdefault(str(r.keys[0].key.t), r)
+    ties = [short(r) for r in ranked[1:] if r.score == ranked[0].score]
+    if ties:
+        log.warning("sweep: %d keys tie for best (%s %.4f): %s", len(ties) + 1, ranked[0].metric, ranked[0].score,
+                    ", ".join(t["key"] for t in [short(ranked[0]), *ties]))  # fmt: skip
+    return {"overall": short(ranked[0]), "ties": ties, "per_block": {k: short(v) for k, v in per_block.items()},
+            "per_t": {k: short(v) for k, v in per_t.items()}, "top": [short(r) for r in ranked[:top]]}  # fmt: skip
 
 
-def run_sweep(store: StoreReader, cfg: SweepConfig, out_dir: str | Path | None = None, *, overwrite: bool = False,
-              baseline: float | None = None) -> SweepResult:  # fmt: skip
-    """Fit ``cfg.probe`` on every selected key; with ``out_dir`` write results.csv, best.json,
-    results.json and the plots (see :func:`write_sweep`).
+def run_key(store: StoreReader, cfg: SweepConfig, names: tuple[str, ...]) -> ProbeResult:
+    """One probe of the sweep on the arrays ``names`` (``("pixels",)``: the raw-pixel baseline)."""
+    config = ProbeConfig(cfg.probe, names, cfg.params, cfg.data)
+    if cfg.probe in DENSE_PROBES:
+        from diffprobe.probes.dense.run import dense_probe
+
+        return dense_probe(store, config)  # type: ignore[arg-type]
+    from diffprobe.probes.run import run_probe
+
+    if names == ("pixels",):
+        from diffprobe.probes.pixels import pixel_store
+
+        return run_probe(pixel_store(store), config)  # type: ignore[arg-type]
+    return run_probe(store, config)
+
+
+def run_sweep(store: StoreReader, cfg: SweepConfig, out_dir: str | Path | None = None, *, overwrite: bool = False) -> SweepResult:
+    """Fit ``cfg.probe`` on every selected key (and, with ``cfg.pixels``, on the raw pixels); with
+    ``out_dir`` write results.csv, results.json, best.json and the plots (see :func:`write_sweep`).
 
     ``out_dir`` is checked before anything is computed: an existing file or non-empty folder is
     refused (:class:`~diffprobe.errors.OutputExistsError`) unless ``overwrite``.
@@ -149,27 +165,26 @@ def run_sweep(store: StoreReader, cfg: SweepConfig, out_dir: str | Path | None =
         if not keys:
             raise ProbeError(f"expected keys present in both {train_split!r} and {eval_split!r}; none of the selected keys is in {eval_split!r}")
     log.info("sweep: %s probe over %d keys", cfg.probe, len(keys))
-    joint = JOINT.get(cfg.probe) if cfg.joint and len(keys) > 1 else None
-    if joint is not None:
-        results = joint(store, ProbeConfig(cfg.probe, tuple(k.name for k in keys), cfg.params, cfg.data))
+    if cfg.joint and len(keys) > 1 and cfg.probe in JOINT:
+        results = JOINT.get(cfg.probe)(store, ProbeConfig(cfg.probe, tuple(k.name for k in keys), cfg.params, cfg.data))
     else:
         from tqdm.auto import tqdm
 
         results = []
         for i, k in enumerate(tqdm(keys, desc=f"{cfg.probe} sweep", unit="key", leave=False, disable=None)):
-            results.append(run_probe(store, ProbeConfig(cfg.probe, (k.name,), cfg.params, cfg.data)))
-            log.info("[%d/%d] %s: top-1 %.4f", i + 1, len(keys), k.name, results[-1].metrics["top1"])
-    rows = [r.csv_row() for r in results]
-    res = SweepResult(rows, results, best_keys(rows))
+            results.append(run_key(store, cfg, (k.name,)))
+            log.info("[%d/%d] %s: %s %.4f", i + 1, len(keys), k.name, results[-1].metric, results[-1].score)
+    baseline = run_key(store, cfg, ("pixels",)) if cfg.pixels else None
+    res = SweepResult(results, best_keys(results), baseline)
     if out_dir is not None:
-        res.files = write_sweep(res, cfg, out_dir, overwrite=overwrite, baseline=baseline)
+        res.files = write_sweep(res, cfg, out_dir, overwrite=overwrite)
     return res
 
 
 def write_sweep(res: SweepResult, cfg: SweepConfig, out_dir: str | Path, *, overwrite: bool = False,
-                baseline: float | None = None) -> dict[str, str]:  # fmt: skip
-    """results.csv (tidy), results.json (full per-key results), best.json and the PNG plots, with
-    ``baseline`` (a top-1 fraction, e.g. the raw pixels') drawn as a reference line.
+                baseline: ProbeResult | None = None) -> dict[str, str]:  # fmt: skip
+    """results.csv (tidy, LF line endings), results.json (every run), best.json and the PNG plots, with
+    the baseline (``res.baseline``, or ``baseline``) as a reference line and a row of its own.
 
     Raises:
         OutputExistsError: ``out_dir`` is an existing file or non-empty folder and ``overwrite`` is False.
@@ -178,9 +193,16 @@ def write_sweep(res: SweepResult, cfg: SweepConfig, out_dir: str | Path, *, over
 
     out = claim_output(out_dir, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"table": str(write_csv(res.rows, out / "results.csv"))}
-    (out / "results.json").write_text(json.dumps({"config": cfg.to_dict(), "results": [r.to_dict() for r in res.results]}, indent=1, default=str))
-    (out / "best.json").write_text(json.dumps(res.best, indent=1, default=str))
+    base = baseline or res.baseline
+    rows = res.rows + ([base.csv_row()] if base else [])
+    files = {"table": str(write_csv(rows, out / "results.csv"))}
+    doc = {"config": cfg.to_dict(), "results": [r.to_dict() for r in res.results], "baseline": base.to_dict() if base else None}
+    (out / "results.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    best = {**res.best, "baseline": {"key": "pixels", "score": base.score} if base else None}
+    (out / "best.json").write_text(json.dumps(best, indent=1, default=str) + "\n")
     files.update(results=str(out / "results.json"), best=str(out / "best.json"))
-    files.update({name: str(p) for name, p in plot_sweep(res.rows, out, cfg.probe, baseline=baseline).items()})
+    metric = "mIoU (%)" if res.results and res.results[0].task == "dense" else "top-1 accuracy (%)"
+    name = f"dense {cfg.params.get('head', 'linear')}" if cfg.probe in DENSE_PROBES else cfg.probe
+    plots = plot_sweep(res.scores(), out, name, baseline=base.score if base else None, metric=metric)
+    files.update({n: str(p) for n, p in plots.items()})
     return files

@@ -15,6 +15,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from diffprobe.probes.base import rng_seed
 from diffprobe.probes.dense.heads import HEADS, DenseHead
 from diffprobe.probes.dense.metrics import segmentation_metrics
 from diffprobe.probes.dense.source import ArraySource, Source
@@ -33,7 +34,7 @@ class DenseProbe(BaseEstimator):
 
     def __init__(self, head: str = "linear", members: int = 1, epochs: int = 30, batch_size: int = 32, lr: float = 1e-2,
                  momentum: float = 0.9, weight_decay: float = 1e-4, optimizer: str = "adamw", schedule: str = "cosine",
-                 seed: int = 0, device: str = "cpu", max_memory: int = 512 << 20) -> None:  # fmt: skip
+                 random_state: int | None = 0, device: str = "cpu", max_memory: int = 512 << 20) -> None:  # fmt: skip
         self.head = head
         self.members = members
         self.epochs = epochs
@@ -43,7 +44,7 @@ class DenseProbe(BaseEstimator):
         self.weight_decay = weight_decay
         self.optimizer = optimizer
         self.schedule = schedule
-        self.seed = seed
+        self.random_state = random_state
         self.device = device
         self.max_memory = max_memory
 
@@ -52,7 +53,7 @@ class DenseProbe(BaseEstimator):
         """The head's :class:`TrainConfig`."""
         return TrainConfig(optimizer=self.optimizer, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
                            epochs=self.epochs, batch_size=self.batch_size, schedule=self.schedule, device=str(self.device),
-                           seed=self.seed)  # fmt: skip
+                           seed=rng_seed(self.random_state))  # fmt: skip
 
     def fit(self, X: Any, y: Any) -> DenseProbe:
         """Train on maps X ((N, C, h, w), or a list of them) and masks y ((N, S, S); 255 ignored)."""
@@ -63,7 +64,7 @@ class DenseProbe(BaseEstimator):
     def fit_source(self, source: Source, n_classes: int) -> DenseProbe:
         """Train on a prepared source (a store's :class:`DenseSource`, or an :class:`ArraySource`)."""
         make = HEADS.get(self.head)
-        torch.manual_seed(self.seed)  # the head's initialisation
+        torch.manual_seed(rng_seed(self.random_state))  # the head's initialisation
         net: DenseHead = make(source.channels(), n_classes, max(source.sizes()), members=self.members)
         self.losses_ = fit_head(net, source, self.training, self.max_memory)
         self.head_, self.n_classes_, self.mask_size_ = net, n_classes, source.mask_size

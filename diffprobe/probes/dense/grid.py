@@ -15,10 +15,11 @@ from diffprobe.store.layout import IGNORE_INDEX
 
 
 @torch.no_grad()
-def write_grid(head: nn.Module, source: DenseSource, path: str | Path, n_classes: int, device: str, items: int = 8) -> Path:
+def write_grid(head: nn.Module, source: DenseSource, path: str | Path, n_classes: int, device: str,
+               class_names: list[str] | None = None, items: int = 8) -> Path:  # fmt: skip
     """Rows: ``items`` items spread evenly over ``source``; columns: the image (from the store's recorded
     path, blank where it cannot be read), the truth, the prediction (ignored pixels white) — of view 0
-    (the evaluation transform) in a store with views."""
+    (the evaluation transform) in a store with views; a legend names the classes shown."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,7 +43,13 @@ def write_grid(head: nn.Module, source: DenseSource, path: str | Path, n_classes
             a.set_yticks([])
             if i == 0:
                 a.set_title(title, fontsize=10)
-    fig.tight_layout()
+    from matplotlib.patches import Patch
+
+    names = class_names if class_names and len(class_names) == n_classes else [str(i) for i in range(n_classes)]
+    shown = sorted({int(v) for v in np.unique(pred)} | {int(v) for v in np.unique(masks.numpy()) if v != IGNORE_INDEX})
+    fig.legend(handles=[Patch(color=cmap(c), label=names[c]) for c in shown], loc="lower center", ncol=min(4, len(shown)),
+               fontsize=8, frameon=False)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.04 + 0.02 * ((len(shown) - 1) // 4), 1, 1))
     out = Path(path)
     fig.savefig(out, dpi=100)
     plt.close(fig)

@@ -20,6 +20,7 @@ from diffprobe.errors import StoreKeyError
 from diffprobe.extract.sources.decode import decode_image, load_image
 from diffprobe.extract.views import ViewSpec
 from diffprobe.probes.errors import ProbeError
+from diffprobe.store.coverage import Coverage, require_complete
 from diffprobe.store.store import FeatureStore
 
 #: the name that stands for raw pixels instead of stored arrays
@@ -43,27 +44,33 @@ class DenseSource:
     names: list[str]
     rows: np.ndarray
     every_view: bool = False
+    coverage: Coverage | None = None
     _paths: np.ndarray | None = field(default=None, repr=False)
     _size: int | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, store: FeatureStore, split: str, names: list[str], *, every_view: bool = False) -> DenseSource:
+    def of(cls, store: FeatureStore, split: str, names: list[str], *, every_view: bool = False, rows: np.ndarray | None = None,
+           allow_incomplete: bool = False) -> DenseSource:  # fmt: skip
+        """The valid items of ``split`` (or those of ``rows``) for the arrays ``names``, checked
+        against their recorded layouts: maps (C, h, w) per view, one draw, and masks per view; and
+        against the done units (:func:`~diffprobe.store.coverage.require_complete`)."""
         if not store.has_masks(split):
             raise StoreKeyError(f"split {split!r} of {store.path} has no masks: a dense probe needs data with masks "
                                 "(a manifest 'mask' column, or images/ + masks/ folders) at extraction")  # fmt: skip
         views = store.views
-        lead = "(V, C, h, w)" if views > 1 else "(C, h, w)"
         for n in names:
             if n != PIXELS:
-                shape = store.array_info(split, n)[0]
-                if len(shape) != 4 + (views > 1) or (views > 1 and shape[1] != views):
-                    raise StoreKeyError(f"{n} holds {shape[1:]} per item; a dense probe reads {lead} maps (extract with --pool full, "
-                                        "or a pool > 1, and one draw or --reduce mean)")  # fmt: skip
+                lay = store.layout(split, n)
+                if lay.draws or lay.flat or lay.n_views != views:
+                    raise StoreKeyError(f"{n} holds {lay.axes_text()} per item; a dense probe reads (C, h, w) maps{' per view' if views > 1 else ''} "
+                                        "(extract with --pool full, or a pool > 1, and one draw or --reduce mean)")  # fmt: skip
         masks = store.masks(split, slice(0, 1)).shape
         if views > 1 and (len(masks) != 4 or masks[1] != views):
             raise StoreKeyError(f"split {split!r} has {views} views but masks of shape {masks[1:]} per item; expected (V={views}, S, S), "
                                 "one per view (re-extract the split with its masks)")  # fmt: skip
-        return cls(store, split, names, np.flatnonzero(store.valid(split)), every_view)
+        cov = require_complete(store, split, [n for n in names if n != PIXELS], allow_incomplete=allow_incomplete)
+        valid = np.intersect1d(np.flatnonzero(store.valid(split)), cov.rows)
+        return cls(store, split, names, valid if rows is None else np.intersect1d(valid, rows), every_view, cov)
 
     @property
     def views(self) -> int:
@@ -82,10 +89,10 @@ class DenseSource:
         return self._size
 
     def channels(self) -> list[int]:
-        return [3 if n == PIXELS else int(self.store.array_info(self.split, n)[0][-3]) for n in self.names]
+        return [3 if n == PIXELS else self.store.layout(self.split, n).channels for n in self.names]
 
     def sizes(self) -> list[int]:
-        return [self.mask_size if n == PIXELS else int(self.store.array_info(self.split, n)[0][-1]) for n in self.names]
+        return [self.mask_size if n == PIXELS else self.store.layout(self.split, n).width for n in self.names]
 
     def _read(self, name: str, lo: int, hi: int, keep: np.ndarray) -> np.ndarray:
         """Rows ``keep`` (absolute, within [lo, hi)) of one array, as stored (float16 stays float16),

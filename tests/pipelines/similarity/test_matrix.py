@@ -89,6 +89,17 @@ def test_asymmetric_metrics_fill_both_triangles_in_order(metric):
     assert not np.allclose(got.values, got.values.T)
 
 
+@pytest.mark.parametrize("metric", NAMES)
+def test_inputs_are_never_modified(metric):
+    """float64 inputs reach the passes without a copy; the passes shift and normalise their own copies."""
+    arrays = [flat(a) for a in make_arrays(n=60, seed=7)]
+    kept = [a.copy() for a in arrays]
+    similarity_matrix(sources(arrays), None, metric, SMALL)
+    tensors = [torch.from_numpy(a) for a in arrays]
+    similarity(tensors[0], tensors[1], metric, SimilarityConfig(k=6, neighbours="cosine", rdm="correlation"))
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, kept))
+
+
 @pytest.mark.parametrize("neighbours", ["cosine", "euclidean"])
 def test_streamed_neighbour_sets_equal_the_dense_ones_exactly(neighbours):
     arrays = make_arrays(n=100, seed=3)

@@ -11,10 +11,12 @@ from click.testing import CliRunner
 
 from diffprobe.cli import main
 from diffprobe.pipelines.sweep.plots import MIN_SPAN, plot_sweep, y_limits
+from diffprobe.store.layout import FeatureKey
 
 
-def row(t: int, block: int, pool: str, top1: float) -> dict:
-    return {"key": f"t{t:04d}_b{block:02d}_p{pool}", "t": t, "block": block, "pool": pool, "top1": top1, "top5": 1.0}
+def row(t: int, block: int, pool: str, top1: float) -> tuple:
+    """(key, score): what a sweep hands its plots."""
+    return (FeatureKey.of(t, block, pool), top1)
 
 
 def ticks(ax) -> list[str]:

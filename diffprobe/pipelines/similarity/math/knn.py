@@ -11,7 +11,7 @@
 
 What "nearest" means (:data:`NEIGHBOURS`):
   cosine     rows L2-normalised, j ranked for i by ⟨x̂_i, x̂_j⟩, largest first ([H24]'s setting);
-  euclidean  raw rows, ranked by ‖x_i - x_j‖, smallest first, computed as 2⟨x_i, x_j⟩ - ‖x_j‖² (largest
+  euclidean  raw rows, ranked by ‖x_i - x_j‖, smallest first, computed as ⟨x_i, x_j⟩ - ½‖x_j‖² (largest
              first), the same order since ‖x_i‖² is constant along row i.
 
 Tie rule (exact and deterministic): each row's set is the exact top k of its scores, the item itself
@@ -39,14 +39,15 @@ from diffprobe.registry import Registry
 
 @dataclass(frozen=True)
 class NeighbourRule:
-    """How rows are prepared (N, D) → (N, D) and scored: score(kernel tile (B, N), ‖z_j‖² (N,)) → (B, N),
-    larger = nearer. The kernel K_ij = ⟨z_i, z_j⟩ is taken on the prepared rows z."""
+    """How rows are prepared, prepare(x (N, D), name, in_place) → z (N, D), and scored,
+    score(kernel tile (B, N), ‖z_j‖² (N,)) → (B, N), larger = nearer. The kernel K_ij = ⟨z_i, z_j⟩ is
+    taken on the prepared rows z; in_place lets prepare overwrite x (a caller that owns it saves a copy)."""
 
-    prepare: Callable[[Tensor, str], Tensor]
+    prepare: Callable[[Tensor, str, bool], Tensor]
     score: Callable[[Tensor, Tensor], Tensor]
 
 
-def _unit_rows(x: Tensor, name: str) -> Tensor:
+def _unit_rows(x: Tensor, name: str, in_place: bool) -> Tensor:
     norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
     zero = (norm[:, 0] == 0).nonzero()
     if zero.numel():
@@ -54,12 +55,12 @@ def _unit_rows(x: Tensor, name: str) -> Tensor:
             f"{zero.numel()} item(s) of {name} have all-zero features (first: item {int(zero[0])}): their cosine "
             "neighbours are undefined; use neighbours='euclidean' or drop those items"
         )
-    return x / norm
+    return x.div_(norm) if in_place else x / norm
 
 
 NEIGHBOURS: Registry[NeighbourRule] = Registry("neighbour rule")
 NEIGHBOURS.register("cosine", NeighbourRule(_unit_rows, lambda g, sqn: g))
-NEIGHBOURS.register("euclidean", NeighbourRule(lambda x, name: x, lambda g, sqn: 2.0 * g - sqn[None, :]))
+NEIGHBOURS.register("euclidean", NeighbourRule(lambda x, name, in_place: x, lambda g, sqn: torch.sub(g, sqn[None, :], alpha=0.5)))
 
 
 @dataclass(frozen=True)
@@ -99,16 +100,19 @@ def top_k(score: Tensor, k: int) -> Tensor:
     return idx.sort(1).values
 
 
-def neighbour_table(x: Tensor, k: int, rule: str = "cosine", tile_rows: int | None = None, name: str = "x") -> NeighbourTable:
+def neighbour_table(
+    x: Tensor, k: int, rule: str = "cosine", tile_rows: int | None = None, name: str = "x", overwrite: bool = False
+) -> NeighbourTable:
     """The k-NN table of x (N, D) float64 under ``rule``, scoring (tile_rows, N) tiles at a time.
 
     ``tile_rows=None`` scores all N rows at once (the dense form); any tiling gives the same table.
+    ``overwrite`` lets the rule prepare x in place (for a caller that owns x: one (N, D) copy less).
     """
     n = x.shape[0]
     check_k(k, n)
     check_not_constant(x, name, "k-NN alignment")
     r = NEIGHBOURS.get(rule)
-    z = r.prepare(x, name)
+    z = r.prepare(x, name, overwrite)
     sqn = (z * z).sum(1)
     tile = n if tile_rows is None else max(1, min(tile_rows, n))
     index = torch.empty(n, k, dtype=torch.int64, device=x.device)

@@ -41,14 +41,16 @@ from diffprobe.registry import Registry
 
 @dataclass(frozen=True)
 class Dissimilarity:
-    """Rows prepared (N, D) → (N, D), then d from a Gram tile: dissim(G (B, N), ‖z_i‖² (B,), ‖z_j‖² (N,))."""
+    """Rows prepared, prepare(x (N, D), name, in_place) → z (N, D), then d from a Gram tile in place:
+    dissim(G (B, N), ‖z_i‖² (B,), ‖z_j‖² (N,)) → G overwritten with d (one tile of memory, not two)."""
 
-    prepare: Callable[[Tensor, str], Tensor]
+    prepare: Callable[[Tensor, str, bool], Tensor]
     dissim: Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
-def _standardised_rows(x: Tensor, name: str) -> Tensor:
-    xc = x - x.mean(1, keepdim=True)
+def _standardised_rows(x: Tensor, name: str, in_place: bool) -> Tensor:
+    mean = x.mean(1, keepdim=True)
+    xc = x.sub_(mean) if in_place else x - mean
     norm = torch.linalg.vector_norm(xc, dim=1, keepdim=True)
     flat = (norm[:, 0] == 0).nonzero()
     if flat.numel():
@@ -56,16 +58,16 @@ def _standardised_rows(x: Tensor, name: str) -> Tensor:
             f"{flat.numel()} item(s) of {name} have constant features (first: item {int(flat[0])}): their correlation "
             "dissimilarity is undefined; use rdm='euclidean' or drop those items"
         )
-    return xc / norm
+    return xc.div_(norm) if in_place else xc / norm
 
 
 def _euclidean(g: Tensor, sq_rows: Tensor, sq: Tensor) -> Tensor:
-    return (sq_rows[:, None] + sq[None, :] - 2.0 * g).clamp_(min=0.0).sqrt_()
+    return g.mul_(-2.0).add_(sq_rows[:, None]).add_(sq[None, :]).clamp_(min=0.0).sqrt_()
 
 
 DISSIMILARITIES: Registry[Dissimilarity] = Registry("RDM dissimilarity")
-DISSIMILARITIES.register("correlation", Dissimilarity(_standardised_rows, lambda g, sq_rows, sq: 1.0 - g))
-DISSIMILARITIES.register("euclidean", Dissimilarity(lambda x, name: x, _euclidean))
+DISSIMILARITIES.register("correlation", Dissimilarity(_standardised_rows, lambda g, sq_rows, sq: g.neg_().add_(1.0)))
+DISSIMILARITIES.register("euclidean", Dissimilarity(lambda x, name, in_place: x, _euclidean))
 
 
 def pair_count(n: int) -> int:
@@ -73,16 +75,19 @@ def pair_count(n: int) -> int:
     return n * (n - 1) // 2
 
 
-def upper_triangle(x: Tensor, rdm: str = "correlation", tile_rows: int | None = None, name: str = "x") -> np.ndarray:
+def upper_triangle(
+    x: Tensor, rdm: str = "correlation", tile_rows: int | None = None, name: str = "x", overwrite: bool = False
+) -> np.ndarray:
     """The RDM of x (N, D) float64 as its upper triangle (M,) float64, pairs (i, j), i < j, row-major.
 
     Computed (tile_rows, N) rows at a time (None: all at once); the values do not depend on the tiling
-    beyond the last bit of rounding of the Gram products.
+    beyond the last bit of rounding of the Gram products. ``overwrite`` lets the rows be prepared in
+    place (for a caller that owns x).
     """
     n = x.shape[0]
     check_items(n, 3, "RSA")
     r = DISSIMILARITIES.get(rdm)
-    z = r.prepare(x, name)
+    z = r.prepare(x, name, overwrite)
     sq = (z * z).sum(1)
     out = np.empty(pair_count(n), dtype=np.float64)
     tile = n if tile_rows is None else max(1, min(tile_rows, n))

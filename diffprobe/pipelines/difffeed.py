@@ -1,33 +1,38 @@
-"""One DifFeed run on a dataset: splits, pass 1 from a store when it can serve it, fit, evaluate, report.
+"""The DifFeed job on a dataset: splits, pass 1 from a store when it can serve it, fit, evaluate, report.
 
-The result is a :class:`~diffprobe.probes.run.ProbeResult` like every other probe's (metrics JSON,
-tidy CSV row, saved probe), keyed by the read block's native map at t (``t0150_b24_full``).
+The model is resolved once per run (:class:`FeedbackModel`: its spec, checkpoint, identity and the
+feedback plan) and handed to everything that needs it. The result is a
+:class:`~diffprobe.probes.result.ProbeResult` like every other probe's (metrics JSON, tidy CSV row,
+saved probe), keyed by the read block's native map at t (``t0150_b24_full``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from diffprobe.blocks import resolve_blocks
 from diffprobe.extract.adm.feedback import plan_feedback, require_adm
-from diffprobe.extract.blocks import resolve_blocks
 from diffprobe.extract.registry import check_model, store_identity
 from diffprobe.extract.sources.discover import discover
 from diffprobe.extract.spec import Conditioning, ModelSpec
-from diffprobe.probes.data import Features, KeyInfo, default_splits
+from diffprobe.probes.data import Features, default_splits
 from diffprobe.probes.difffeed import DifFeedProbe
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.images import ImageSet, stored_pass1
 from diffprobe.probes.io import TrainedProbe
 from diffprobe.probes.metrics import classification_metrics, expand_proba, topk_accuracy
 from diffprobe.probes.plan import plan_folds
+from diffprobe.probes.predict import Predictions
 from diffprobe.probes.registry import create_probe
-from diffprobe.probes.run import ProbeConfig, ProbeResult
+from diffprobe.probes.result import ProbeConfig, ProbeResult
 from diffprobe.store.layout import FeatureKey
+from diffprobe.store.select import KeyInfo
 from diffprobe.store.store import FeatureStore, open_store
 
 log = logging.getLogger(__name__)
@@ -40,31 +45,37 @@ def _as_features(split: str, images: ImageSet) -> Features:
     return Features(split, (), None, images.labels, images.ids, paths, np.ones(n, dtype=bool), 1, ())
 
 
-def _model(est: DifFeedProbe) -> tuple[ModelSpec, Path | None]:
-    spec, checkpoint = check_model(est.model, dict(est.flags or ()), est.checkpoint, est.random_weights, Conditioning(est.class_label))
-    require_adm(spec)
-    return spec, checkpoint
+@dataclass(frozen=True)
+class FeedbackModel:
+    """DifFeed's model, resolved once: the spec (checked to be ADM), the weights, the identity a store's
+    first pass must share, the read block and the decoder blocks fed back."""
+
+    spec: ModelSpec
+    checkpoint: Path | None
+    identity: dict[str, Any]
+    read: int
+    sources: tuple[int, ...]
+
+    @classmethod
+    def of(cls, est: DifFeedProbe) -> FeedbackModel:
+        cond = Conditioning(est.class_label)
+        spec, checkpoint = check_model(est.model, dict(est.flags or ()), est.checkpoint, est.random_weights, cond)
+        require_adm(spec)
+        read = resolve_blocks([est.read_block], spec.blocks)[0]
+        sources = tuple(plan_feedback(spec.blocks, spec.config.num_res_blocks, est.feedback, read).sources)
+        return cls(spec, checkpoint, {**store_identity(spec, checkpoint, cond), "seed": est.seed}, read, sources)
 
 
-def model_identity(est: DifFeedProbe) -> dict[str, Any]:
-    """The parts of a store's extraction identity that its first pass must share with ``est``'s model."""
-    spec, checkpoint = _model(est)
-    return {**store_identity(spec, checkpoint, Conditioning(est.class_label)), "seed": est.seed}
-
-
-def with_pass1(images: ImageSet, store: FeatureStore | None, split: str, est: DifFeedProbe) -> ImageSet:
+def with_pass1(images: ImageSet, store: FeatureStore | None, split: str, est: DifFeedProbe, model: FeedbackModel) -> ImageSet:
     """``images`` carrying their pass-1 maps from ``store`` when it can serve them (logged either way)."""
     if store is None:
         log.info("first pass computed online (no store given)")
         return images
-    spec, _ = _model(est)
-    read = resolve_blocks([est.read_block], spec.blocks)[0]
-    sources = plan_feedback(spec.blocks, spec.config.num_res_blocks, est.feedback, read).sources
-    found = stored_pass1(store, split, images.items, est.t, sources, model_identity(est), est.draws)
+    found = stored_pass1(store, split, images.items, est.t, model.sources, model.identity, est.draws)
     if found is None:
         return images
-    arrays, rows = found
-    return ImageSet(images.items, arrays, rows)
+    arrays, rows, draw_axis = found
+    return ImageSet(images.items, arrays, rows, draw_axis)
 
 
 def run_difffeed(data: str | Path, config: ProbeConfig, store: str | Path | FeatureStore | None = None,
@@ -89,8 +100,9 @@ def run_difffeed(data: str | Path, config: ProbeConfig, store: str | Path | Feat
     eval_items = _as_features(eval_split, evaluation) if eval_split and evaluation is not None else None
     fold = plan_folds(_as_features(train_split, train), eval_items, config.data)[0]
     target = evaluation if evaluation is not None else train
-    fit_set = with_pass1(train.subset(fold.train_items), store, train_split, est)
-    eval_set = with_pass1(target.subset(fold.eval_items), store, eval_split or train_split, est)
+    model = FeedbackModel.of(est)
+    fit_set = with_pass1(train.subset(fold.train_items), store, train_split, est, model)
+    eval_set = with_pass1(target.subset(fold.eval_items), store, eval_split or train_split, est, model)
     names = class_names or list(spec.class_names)
     t0 = time.perf_counter()
     est.fit(fit_set, fit_set.labels)
@@ -104,7 +116,7 @@ def run_difffeed(data: str | Path, config: ProbeConfig, store: str | Path | Feat
     eval_name = eval_split or f"{train_split}[holdout={config.data.holdout}]"
     return ProbeResult(
         config=config, keys=keys, train_split=train_split, eval_split=eval_name,
-        metrics=classification_metrics(y, proba, names), fold_top1=[round(float(topk_accuracy(y, proba, 1)), 6)],
+        metrics=classification_metrics(y, proba, names), fold_scores=[round(float(topk_accuracy(y, proba, 1)), 6)],
         n_train=len(fit_set), n_eval=len(eval_set), fit_seconds=seconds, selected={}, store=store_info, trained=trained,
     )  # fmt: skip
 
@@ -116,9 +128,12 @@ def predict_images(
     spec = discover(data)
     if split not in spec.splits:
         raise ProbeError(f"expected a split of {data}, got {split!r}; valid: {', '.join(spec.splits)}")
-    images = with_pass1(ImageSet(tuple(spec.splits[split])), store, split, trained.estimator)
+    images = with_pass1(ImageSet(tuple(spec.splits[split])), store, split, trained.estimator, FeedbackModel.of(trained.estimator))
     proba = expand_proba(trained.estimator.predict_proba(images), trained.estimator.classes_, len(trained.class_names))
     return images.ids, proba, images.labels
 
 
-__all__ = ["model_identity", "predict_images", "run_difffeed", "with_pass1"]
+def predict_data(trained: TrainedProbe, data: str | Path, split: str) -> Predictions:
+    """Run an image probe (DifFeed) on every item of ``split`` of the images in ``data``."""
+    ids, proba, labels = predict_images(trained, data, split)
+    return Predictions(split, ids, proba, labels, list(trained.class_names))

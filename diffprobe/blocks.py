@@ -43,26 +43,32 @@ def resolve_blocks(specs: BlockSpec | Iterable[BlockSpec], blocks: Sequence[Bloc
     """
     if isinstance(specs, (int, str)):
         specs = [specs]
+    if not blocks:
+        raise BlockError("no blocks are known to resolve block specs against")
     by_path = {b.path: b.number for b in blocks}
+    numbers = {b.number for b in blocks}
     middle = [b.number for b in blocks if b.stage == "middle"]
     if middle:
         by_path.setdefault("middle", middle[0])
     last = len(blocks)
-    example = ", ".join(b.path for b in (blocks[0], *(blocks[m - 1] for m in middle), blocks[-1]))
+    whole = numbers == set(range(1, last + 1))  # the model's whole table (a store may record only the blocks it holds)
+    example = ", ".join(dict.fromkeys(b.path for b in (blocks[0], *(b for b in blocks if b.stage == "middle"), blocks[-1])))
     out: list[int] = []
     for spec in specs:
         if isinstance(spec, bool):
             raise BlockError(f"invalid block {spec!r}")
         if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().lstrip("-").isdigit()):
             n = int(spec)
-            if not 1 <= n <= last:
+            if n not in numbers and whole:
                 parts = (f" (1..{middle[0] - 1} input, {middle[0]} middle, {middle[0] + 1}..{last} output)" if middle else "")
                 raise BlockError(f"block {n} does not exist: this model has blocks 1..{last}{parts}")
+            if n not in numbers:
+                raise BlockError(f"block {n} is not among the known blocks {', '.join(f'{b.number} ({b.path})' for b in blocks)}")
         elif isinstance(spec, str) and spec.strip() in by_path:
             n = by_path[spec.strip()]
         else:
             raise BlockError(
-                f"unknown block {spec!r}: give a block number 1..{last} or a module path such as "
+                f"unknown block {spec!r}: give a block number{f' 1..{last}' if whole else ''} or a module path such as "
                 f"{example} (see `diffprobe blocks MODEL`)"
             )
         if n not in out:
