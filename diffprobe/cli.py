@@ -23,7 +23,7 @@ from diffprobe.commands.sweep import sweep
 from diffprobe.errors import DiffprobeError
 
 #: The group's own flags, accepted anywhere on the command line (``diffprobe extract … -v``).
-_ANYWHERE = frozenset({"-v", "-vv", "-vvv", "--verbose", "-q", "--quiet"})
+_ANYWHERE = frozenset({"-v", "-vv", "-vvv", "--verbose", "-q", "--quiet", "--busy-wait"})
 
 
 class _Group(click.Group):
@@ -65,9 +65,15 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 @click.version_option(__version__, prog_name="diffprobe")
 @click.option("-v", "--verbose", count=True, help="Tracebacks of errors too (-vv: debug log output).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
-def main(verbose: int, quiet: bool) -> None:
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads per pool [default: the cores available to this process].")
+@click.option("--busy-wait", is_flag=True, help="Let idle OpenMP threads spin (faster only on an otherwise idle machine).")
+def main(verbose: int, quiet: bool, threads: int | None, busy_wait: bool) -> None:
     """Cache diffusion U-Net features once; probe and compare them many times."""
+    from diffprobe.threads import ThreadPolicy
+
     _setup_logging(verbose, quiet)
+    ThreadPolicy.default(threads, busy_wait).apply()
 
 
 for _command in (models, blocks, extract, store_group, probe_group, sweep, cka_group, demo):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def _deterministic() -> None:
+def _deterministic(monkeypatch) -> None:
     torch.manual_seed(0)
+    from diffprobe.threads import COUNTS, PASSIVE
+
+    for name in (*COUNTS, *PASSIVE):  # the CLI's thread policy sets these: no test leaves them behind
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")

@@ -219,3 +219,12 @@ def test_read_integrity_benchmark_runs(tmp_path):
         assert re.search(label + r"\s+[\d.]+s\s+[\d.]+s\s+-?[\d.]+%", out), (label, out)
     assert re.search(r"target ≤ 5% for stores written now: (met|MISSED) \(-?[\d.]+%\)", out), out
     assert list(tmp_path.iterdir()) == []  # the stores are gone
+
+
+@pytest.mark.slow
+def test_shared_cpu_benchmark_runs():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "shared_cpu.py"), "--per-class", "1", "--repeats", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert re.search(r"passive, thread per core \(default\)\s+[\d.]+s\s+[\d.]+s\s+[\d.]+×", r.stdout), r.stdout
+    assert re.search(r"OpenMP spinning \(--busy-wait\)\s+[\d.]+s\s+[\d.]+s\s+[\d.]+×", r.stdout), r.stdout

@@ -53,5 +53,5 @@ def write_outputs(result: CKAResult, out_dir: str | Path, *, overwrite: bool = F
     cfg = result.config
     heatmap(m.values, m.row_labels, m.col_labels, paths["png"], title=title(result), row_axis=result.row_axis,
             col_axis=result.col_axis, colorbar_label=f"CKA ({cfg.kernel}, {cfg.estimator})", color_range=color_range)  # fmt: skip
-    log.info("wrote %s, %s and %s", *paths.values())
+    log.debug("wrote %s, %s and %s", *paths.values())
     return paths

@@ -100,9 +100,10 @@ def heatmap(
                 ax.text(j, i, _short(v, digits), ha="center", va="center", fontsize=cell_size,
                         color="black" if bright else "white")  # fmt: skip
     bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-    if auto:
-        colorbar_label += f", auto range {vmin:.{digits}f}–{vmax:.{digits}f}"
-    bar.set_label(colorbar_label, fontsize=11)
+    if auto:  # on a second line: a long label along a short bar would be clipped
+        colorbar_label += f"\nauto range {vmin:.{digits}f}–{vmax:.{digits}f}"
+    longest = max(len(line) for line in colorbar_label.splitlines())
+    bar.set_label(colorbar_label, fontsize=float(np.clip(0.85 * 72 * (height - 0.9) / (0.55 * longest), 6, 11)))
     bar.ax.tick_params(labelsize=9)
     fig.tight_layout()
     out = Path(path)

@@ -171,7 +171,9 @@ def plot_sweep(scores: Sequence[tuple[FeatureKey, float]], out_dir: str | Path, 
     ``scores``: (key, score) of each key measured, the score a fraction (top-1, or mIoU: ``metric``
     names the y axis). ``baseline`` (a fraction, e.g. the same probe on the raw pixels of the same
     items) is drawn as a dashed reference line labelled ``baseline_label`` on every figure.
-    Returns {figure name: path}.
+    A figure whose x axis was measured at one value only is left out when another figure has a line
+    (it would repeat those numbers as bars); a sweep of one key draws one bar chart.
+    Returns {figure name: path} of the figures drawn.
     """
     ext = _points(scores)
     if not ext:
@@ -182,19 +184,22 @@ def plot_sweep(scores: Sequence[tuple[FeatureKey, float]], out_dir: str | Path, 
     tag = f"{probe} probe, " if probe else ""
     ref = None if baseline is None else Baseline(baseline, baseline_label)
     pool_t, pool_block, t_pool = _fixed(ext, "pool", "t", best), _fixed(ext, "pool", "block", best), _fixed(ext, "t", "pool", best)
-    files = {
-        "acc_vs_t": _figure(
-            _lines(ext, "t", "block", {"pool": pool_t}), "timestep t", lambda b: f"block {b}",
-            f"{tag}pool {pool_label(pool_t)}", out / "acc_vs_t.png", baseline=ref, metric=metric,
-        ),
-        "acc_vs_block": _figure(
-            _lines(ext, "block", "t", {"pool": pool_block}), "block", lambda t: f"t = {t}",
-            f"{tag}pool {pool_label(pool_block)}", out / "acc_vs_block.png", baseline=ref, metric=metric,
-        ),
-        "acc_vs_pool": _figure(
-            _lines(ext, "pool", "block", {"t": t_pool}, pool_order), "pool size p (p × p)", lambda b: f"block {b}",
-            f"{tag}t = {t_pool}", out / "acc_vs_pool.png", categorical=True, baseline=ref, metric=metric,
-        ),
-    }
-    log.info("wrote %s", ", ".join(str(p) for p in files.values()))
+    plans = {  # name: (lines, x label, series label, title, categorical)
+        "acc_vs_t": (_lines(ext, "t", "block", {"pool": pool_t}), "timestep t", lambda b: f"block {b}", f"{tag}pool {pool_label(pool_t)}", False),
+        "acc_vs_block": (_lines(ext, "block", "t", {"pool": pool_block}), "block", lambda t: f"t = {t}",
+                         f"{tag}pool {pool_label(pool_block)}", False),
+        "acc_vs_pool": (_lines(ext, "pool", "block", {"t": t_pool}, pool_order), "pool size p (p × p)", lambda b: f"block {b}",
+                        f"{tag}t = {t_pool}", True),
+    }  # fmt: skip
+    # An axis measured at one value only gives a bar chart of the other series: the same numbers a line
+    # of another figure shows, or (one key) the same bars twice. Such a figure is drawn only when no
+    # figure has a line, and then once.
+    lined = [n for n, (lines, *_) in plans.items() if len({str(x) for xs, _ in lines.values() for x in xs}) > 1]
+    drawn = lined or ["acc_vs_block"]
+    files = {n: _figure(lines, xl, lab, title, out / f"{n}.png", categorical=cat, baseline=ref, metric=metric)
+             for n, (lines, xl, lab, title, cat) in plans.items() if n in drawn}  # fmt: skip
+    skipped = sorted(set(plans) - set(drawn))
+    if skipped:
+        log.info("sweep plots: %s not drawn (one measured value: the figure would repeat another's numbers)", ", ".join(skipped))
+    log.debug("wrote %s", ", ".join(str(p) for p in files.values()))
     return files

@@ -55,7 +55,11 @@ def test_auto_range_is_stated_in_the_colour_bar(figures, tmp_path):
     heatmap(v, labels, labels, tmp_path / "auto.png", colorbar_label="CKA (linear, biased)", color_range="auto")
     fig = figures["auto.png"]
     assert fig.axes[0].images[0].get_clim() == pytest.approx((v.min(), 1.0))
-    assert fig.axes[1].get_ylabel() == f"CKA (linear, biased), auto range {v.min():.3f}–1.000"
+    assert fig.axes[1].get_ylabel() == f"CKA (linear, biased)\nauto range {v.min():.3f}–1.000"
+    label = fig.axes[1].yaxis.label  # the whole label lies inside the figure (not clipped at its edges)
+    fig.canvas.draw()
+    box, frame = label.get_window_extent(), fig.bbox
+    assert frame.y0 <= box.y0 and box.y1 <= frame.y1 and box.x1 <= frame.x1
     texts = [t.get_text() for t in cell_texts(fig.axes[0])]
     assert "1.000" in texts and len(set(texts)) > 10  # three decimals tell the cells apart
     heatmap(v, labels, labels, tmp_path / "unit.png", colorbar_label="CKA (linear, biased)", color_range="unit")

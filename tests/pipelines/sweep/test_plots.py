@@ -79,15 +79,16 @@ def test_y_limits(values, expected):
     assert y_limits(values) == pytest.approx(expected, abs=0.01)
 
 
-def test_a_single_value_is_a_bar_chart_not_a_degenerate_line(figures, tmp_path):
-    rows = [row(50, 10, "1", 0.86), row(150, 10, "1", 0.87)]  # one block, one pool
-    plot_sweep(rows, tmp_path, "logistic", baseline=0.81)
+def test_a_single_value_is_a_bar_chart_drawn_once_and_never_repeats_a_line(figures, tmp_path):
+    rows = [row(50, 10, "1", 0.86), row(150, 10, "1", 0.87)]  # one block, one pool: only acc vs t has a line
+    assert set(plot_sweep(rows, tmp_path, "logistic", baseline=0.81)) == {"acc_vs_t"}
+    assert set(figures) == {"acc_vs_t.png"}  # block and pool bars would repeat the line's two numbers
+    one = plot_sweep([row(90, 10, "1", 0.86)], tmp_path / "one", "logistic", baseline=0.81)
+    assert set(one) == {"acc_vs_block"}  # one key: one bar chart, not three copies of it
     ax = figures["acc_vs_block.png"].axes[0]
-    assert len(ax.patches) == 2 and ax.get_ylim() == (0.0, 100.0)  # not 104%
-    assert ticks(ax) == ["t = 50", "t = 150"] and "block = 10" in ax.get_xlabel()  # no fractional block ticks
-    assert [t.get_text() for t in ax.texts] == ["86.0%", "87.0%"]
-    pool = figures["acc_vs_pool.png"].axes[0]
-    assert len(pool.patches) == 1 and ticks(pool) == ["block 10"]
+    assert len(ax.patches) == 1 and ax.get_ylim() == (0.0, 100.0)  # not 104%
+    assert ticks(ax) == ["t = 90"] and "block = 10" in ax.get_xlabel()  # no fractional block ticks
+    assert [t.get_text() for t in ax.texts] == ["86.0%"]
     assert any(ln.get_label() == "raw pixels (81.0%)" for ln in ax.get_lines())
 
 
@@ -100,7 +101,7 @@ def test_sweep_cli_ticks_measured_values_and_bars_a_single_block(figures, small_
     assert ticks(figures["acc_vs_t.png"].axes[0]) == ["50", "150"]
     lo, hi = figures["acc_vs_t.png"].axes[0].get_ylim()
     assert hi - lo >= MIN_SPAN and hi <= 100
+    figures.clear()
     r = CliRunner().invoke(main, ["sweep", str(small_store), "--blocks", "13", "--pool", "1", "-p", "C=0.1", "--out", str(tmp_path / "b")])
     assert r.exit_code == 0, r.output
-    ax = figures["acc_vs_block.png"].axes[0]
-    assert len(ax.patches) == 2 and ax.get_ylim()[1] == 100 and ticks(ax) == ["t = 50", "t = 150"]
+    assert set(figures) == {"acc_vs_t.png"} and ticks(figures["acc_vs_t.png"].axes[0]) == ["50", "150"]

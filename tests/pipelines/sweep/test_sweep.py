@@ -82,7 +82,7 @@ def test_best_keys_reports_ties_and_plots_handle_gaps(tmp_path, caplog):
     assert best["overall"]["key"] == "t0150_b24_full" and best["overall"]["pool"] == "full"
     assert [t["key"] for t in best["ties"]] == ["mae_layer6"] and "2 keys tie for best" in caplog.text
     scores = [(r.keys[0].key, r.score) for r in results if r.keys[0].key is not None]
-    assert set(plot_sweep(scores, tmp_path, "logistic")) == {"acc_vs_t", "acc_vs_block", "acc_vs_pool"}
+    assert set(plot_sweep(scores, tmp_path, "logistic")) == {"acc_vs_block"}  # no axis has two values: one bar chart
     assert plot_sweep([], tmp_path / "none") == {}
 
 
@@ -90,7 +90,7 @@ def test_demo_probes_beats_raw_pixels(tmp_path):
     summary = demo_probes(real_store(), tmp_path)
     assert len(summary.scores) == 6 and summary.best.top1 == max(s.top1 for s in summary.scores)
     assert summary.best.top1 > summary.pixels_top1 and summary.gain > 0
-    for name in ("table", "acc_vs_t", "acc_vs_block", "acc_vs_pool", "pixels"):
+    for name in ("table", "acc_vs_block", "acc_vs_pool", "pixels"):  # one t stored: no acc vs t figure
         assert (tmp_path / "probes").exists() and summary.files[name].startswith(str(tmp_path))
     with pytest.raises(OutputExistsError, match="probes already exists"):  # checked before any fit
         demo_probes(real_store(), tmp_path, keys=("no-such-key",))
