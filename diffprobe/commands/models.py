@@ -10,16 +10,20 @@ from diffprobe.commands.options import json_option, model_options
 
 
 @click.command()
-@click.argument("model")
+@click.argument("name", metavar="[MODEL]", required=False)
+@click.option("--model", "-m", "model", default=None, help="The model, as for `extract` (or give it as MODEL).")
 @model_options
 @json_option("Print JSON instead of a table.")
-def blocks(model: str, checkpoint: str | None, flags: str, class_label: int | None, as_json: bool) -> None:
-    """Print every block of MODEL: number, module path, stage, channels and resolution.
+def blocks(name: str | None, model: str | None, checkpoint: str | None, flags: str, class_label: int | None, as_json: bool) -> None:
+    """Print every block of the model (MODEL or --model): number, module path, stage, channels and resolution.
 
-    MODEL is a preset (see `diffprobe models`), `adm` with --flags, or `diffusers` with --checkpoint
+    The model is a preset (see `diffprobe models`), `adm` with --flags, or `diffusers` with --checkpoint
     DIR. The table is measured on the meta device, so even the largest model needs no memory; an ADM
     --checkpoint is also checked against the architecture.
     """
+    if (name is None) == (model is None):
+        raise click.UsageError("name the model once: `diffprobe blocks MODEL` or `diffprobe blocks --model MODEL`")
+    model = str(model or name)
     from diffprobe.extract.registry import block_table, check_model
     from diffprobe.extract.spec import Conditioning
     from diffprobe.keyvalue import load_pairs

@@ -155,8 +155,10 @@ class DifFeedProbe(ProbeBase):
 
         dev = resolve_device(self.device)
         yt = torch.as_tensor(y, device=dev)
-        with tqdm(total=cfg.epochs, initial=start, desc="difffeed", unit="epoch", leave=False, disable=None) as bar:
+        steps = -(-len(X) // cfg.batch_size)  # the bar counts steps (one epoch can take minutes), the epoch in its postfix
+        with tqdm(total=cfg.epochs * steps, initial=start * steps, desc="difffeed", unit="step", leave=False, disable=None) as bar:
             for epoch in range(start, cfg.epochs):
+                bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", draw=epoch % self.draws, refresh=False)
                 draw = epoch % self.draws
                 order = torch.randperm(len(X), generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)).numpy()
                 total, hits = torch.zeros((), device=dev), torch.zeros((), device=dev)
@@ -173,11 +175,11 @@ class DifFeedProbe(ProbeBase):
                     opt.step()
                     total += loss.detach() * len(idx)
                     hits += count_hits(logits, yt[idx])
+                    bar.update(1)
                 sched.step()
                 loss_sum, hit_sum = torch.stack([total, hits]).tolist()
                 history.append(loss_sum / len(X))
-                bar.set_postfix(loss=f"{history[-1]:.4f}", acc=f"{hit_sum / len(X):.3f}", draw=draw)
-                bar.update(1)
+                bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{history[-1]:.4f}", acc=f"{hit_sum / len(X):.3f}", draw=draw)
                 self._save_epoch(X, y, epoch + 1, opt, sched, history)
         return history
 
@@ -219,15 +221,17 @@ class DifFeedProbe(ProbeBase):
     def _predict_proba(self, X: Any) -> np.ndarray:
         if not isinstance(X, ImageSet):
             raise ProbeError(f"expected DifFeed's X to be an ImageSet (images, not features), got {type(X).__name__}")
+        from tqdm.auto import tqdm
+
         bb, dev = self.backbone(), resolve_device(self.device)
         self.module_.eval()
         draws = range(self.draws) if self.eval_draws == "mean" else range(1)
         proba = np.zeros((len(X), len(self.classes_)), dtype=np.float64)
-        for draw in draws:
-            for s in range(0, len(X), self.eval_batch_size):
-                idx = np.arange(s, min(s + self.eval_batch_size, len(X)))
-                x_t = self._x_t(X, idx, draw, bb)
-                with torch.no_grad(), autocast(amp_precision(dev, self.amp), dev):
-                    logits = self.module_(bb, x_t, self.t, self._pass1(X, idx, draw, bb, x_t))
-                proba[idx] += torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        starts = [(d, s) for d in draws for s in range(0, len(X), self.eval_batch_size)]
+        for draw, s in tqdm(starts, desc="difffeed: evaluating", unit="batch", leave=False, disable=None):
+            idx = np.arange(s, min(s + self.eval_batch_size, len(X)))
+            x_t = self._x_t(X, idx, draw, bb)
+            with torch.no_grad(), autocast(amp_precision(dev, self.amp), dev):
+                logits = self.module_(bb, x_t, self.t, self._pass1(X, idx, draw, bb, x_t))
+            proba[idx] += torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return (proba / len(draws)).astype(np.float32)

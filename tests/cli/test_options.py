@@ -31,7 +31,7 @@ def commands(group: click.Group = main, prefix: tuple[str, ...] = ()) -> dict[tu
 SHARED = {**{k: (v, None) for k, v in VOCABULARY.items()}, "device": (VOCABULARY["device"], "auto"),
           "max_memory": (("--max-memory",), None), "train_split": (("--train-split",), None), "eval_split": (("--eval-split",), None),
           "holdout": (("--holdout",), 0.2), "overwrite": (("--overwrite",), False), "dry_run": (("--dry-run",), False),
-          "as_json": (("--json",), False), "params": (("-p", "--param"), ())}  # fmt: skip
+          "as_json": (("--json",), False), "params": (("-p", "--param"), ()), "model": (("--model", "-m"), None)}  # fmt: skip
 
 
 @pytest.mark.parametrize("path", sorted(commands()), ids=" ".join)

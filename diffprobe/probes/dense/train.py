@@ -9,6 +9,7 @@ import logging
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from diffprobe.probes.dense.heads import DenseHead
 from diffprobe.probes.dense.metrics import confusion
@@ -29,8 +30,10 @@ def fit_head(head: DenseHead, source: Source, cfg: TrainConfig, max_memory: int 
     opt, sched = optimizer_and_schedule(cfg, [{"params": list(head.parameters())}], steps)
     rng = np.random.default_rng(cfg.seed)
     losses = []
+    bar = tqdm(total=steps, desc=f"dense {type(head).__name__}", unit="step", leave=False, disable=None)
     for epoch in range(cfg.epochs):
         total, n = 0.0, 0
+        bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", refresh=False)
         for maps, masks in source.batches(cfg.batch_size, rng, max_memory):
             loss = head.loss([m.to(dev) for m in maps], masks.to(dev))
             opt.zero_grad()
@@ -38,8 +41,11 @@ def fit_head(head: DenseHead, source: Source, cfg: TrainConfig, max_memory: int 
             opt.step()
             sched.step()
             total, n = total + float(loss.detach()) * len(masks), n + len(masks)
+            bar.update(1)
         losses.append(total / max(n, 1))
+        bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{losses[-1]:.4f}", refresh=False)
         log.debug("dense head epoch %d/%d: loss %.4f", epoch + 1, cfg.epochs, losses[-1])
+    bar.close()
     return losses
 
 
@@ -49,7 +55,8 @@ def evaluate(head: nn.Module, source: Source, n_classes: int, device: str, batch
     """The (K, K) confusion matrix of ``head`` over ``source``."""
     head.to(torch.device(device)).eval()
     conf = np.zeros((n_classes, n_classes), np.int64)
-    for maps, masks in source.batches(batch_size, None, max_memory):
+    batches = source.batches(batch_size, None, max_memory)
+    for maps, masks in tqdm(batches, total=-(-source.samples // batch_size), desc="dense: evaluating", unit="batch", leave=False, disable=None):
         pred = head([m.to(device) for m in maps], source.mask_size).argmax(1).cpu()
         conf += confusion(pred, masks, n_classes, IGNORE_INDEX)
     return conf
