@@ -7,6 +7,7 @@ imports (torch, zarr …) happen inside commands so that ``--help`` is instant.
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from typing import Any
 
@@ -56,9 +57,18 @@ def interrupted_exit_code(error: KeyboardInterrupt) -> int:
     return 128 + (int(number) if number.isdigit() else 2)
 
 
+#: Libraries whose INFO lines (dask's scheduler and nannies start, connect and close dozens of
+#: times a run) only show with -v.
+_CHATTY = ("distributed", "bokeh", "tornado", "fsspec", "urllib3", "filelock")
+
+
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(level if verbose else max(level, logging.WARNING))
+    if not verbose:  # dask sets its loggers' levels from its config when it is imported (later, in a command)
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

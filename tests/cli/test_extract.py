@@ -86,3 +86,16 @@ def test_fuse_timesteps_option(small_manifest, tmp_path):
     assert "forward: 16 images × 3 fused (t, draw) passes" in r.output
     r = CliRunner().invoke(main, _extract_args(small_manifest, out, "--fuse-timesteps", "0"))
     assert r.exit_code == 2 and "--fuse-timesteps" in r.output
+
+
+def test_dask_workers_keep_their_logging_quiet_unless_asked(small_manifest, tmp_path):
+    """`extract --workers 2` prints its summary, not dask's ~30 INFO lines (those need -v), and no traceback."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "diffprobe", "extract", str(small_manifest), "-m", "adm-32-fmnist", "--t", "90", "--blocks", "3",
+           "--splits", "val", "--out", str(tmp_path / "s.zarr"), "--workers", "2", "--no-progress"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "units: 2 run" in r.stdout or "units:" in r.stdout
+    assert "distributed." not in r.stderr and "Traceback" not in r.stderr and "CommClosedError" not in r.stderr, r.stderr

@@ -140,7 +140,7 @@ def run_distributed(
     stats = RunStats()
     bar = tqdm(total=sum(t.size for t in tasks), unit="img", desc="extract", disable=None if progress is None else not progress)
     try:
-        log.info("dask dashboard: %s", client.dashboard_link)
+        log.debug("dask dashboard: %s", client.dashboard_link)
         futures = [
             client.submit(run_unit, spec, t, plan.data.splits[t.split][t.start : t.stop], key=f"unit-{t.split}-{t.unit}-{plan.hash}", pure=False, **submit_kw)
             for t in tasks
