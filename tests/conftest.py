@@ -12,13 +12,19 @@ import torch
 from tests.helpers import DATA, FMNIST_CKPT, MINI_CKPT, extract_config, make_manifest
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run the tests marked slow (the full run; see README)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA device")
+    slow = pytest.mark.skip(reason="slow: the full run includes it (pytest --run-slow)")
+    gpu = pytest.mark.skip(reason="needs a CUDA device")
+    run_slow, cuda = config.getoption("--run-slow"), torch.cuda.is_available()
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        if "slow" in item.keywords and not run_slow:
+            item.add_marker(slow)
+        if "gpu" in item.keywords and not cuda:
+            item.add_marker(gpu)
 
 
 @pytest.fixture(autouse=True)

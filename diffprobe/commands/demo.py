@@ -11,7 +11,8 @@ from diffprobe.commands.options import device_option, progress_option
 @click.option("--out", "-o", default="diffprobe-demo", show_default=True, type=click.Path(file_okay=False), help="Output folder.")
 @device_option()
 @progress_option()
-def demo(out: str, device: str, progress: bool | None) -> None:
+@click.option("--quick", is_flag=True, help="The same job on 150 of the images (10 train, 5 val per class): under a minute, noisy numbers.")
+def demo(out: str, device: str, progress: bool | None, quick: bool) -> None:
     """Run the main job on the bundled real model and Fashion-MNIST images (under two minutes on 2 CPU cores).
 
     Extracts features of 1,500 Fashion-MNIST images (1,000 train, 500 val) from the bundled ADM
@@ -25,5 +26,5 @@ def demo(out: str, device: str, progress: bool | None) -> None:
     """
     from diffprobe.pipelines.demo import run_demo
 
-    for line in run_demo(out, device=device, progress=progress).lines():
+    for line in run_demo(out, device=device, progress=progress, quick=quick).lines():
         click.echo(line)

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 DEMO_MODEL = "adm-32-fmnist"
 DEMO_CHECKPOINT = ASSETS / str(PRESETS[DEMO_MODEL].bundled)  # the checkpoint the preset ships
 DEMO_DATA = ASSETS / "fmnist"
+#: ``demo --quick``: 10 train and 5 val images per class of the same slice (a manifest beside it)
+QUICK_DATA = ASSETS / "fmnist-small.csv"
 #: The demo's grid is a cross through (t, block), like the paper's two ablation tables, rather than
 #: their product, which would cost a U-Net forward through the deepest block for every t: every
 #: block at BLOCKS_T (the CKA figure's t too), and DEMO_TIMESTEPS at T_BLOCK, two blocks after the
@@ -106,10 +108,10 @@ class DemoResult:
         return out
 
 
-def demo_configs(out_dir: Path, n_blocks: int, device: str = "auto", batch_size: int = 100) -> dict[str, ExtractConfig]:
-    """The two arms of the demo's grid, {what: config}, both into ``out_dir/features.zarr``."""
+def demo_configs(out_dir: Path, n_blocks: int, device: str = "auto", batch_size: int = 100, quick: bool = False) -> dict[str, ExtractConfig]:
+    """The two arms of the demo's grid, {what: config}, both into ``out_dir/features.zarr`` (``quick``: of the small slice)."""
     base = ExtractConfig(
-        data=str(DEMO_DATA), out=str(out_dir / "features.zarr"), model=DEMO_MODEL, checkpoint=str(DEMO_CHECKPOINT),
+        data=str(QUICK_DATA if quick else DEMO_DATA), out=str(out_dir / "features.zarr"), model=DEMO_MODEL, checkpoint=str(DEMO_CHECKPOINT),
         timesteps=(BLOCKS_T,), blocks=tuple(range(1, n_blocks + 1)), pools=DEMO_POOLS, batch_size=batch_size, device=device,
     )  # fmt: skip
     ts = tuple(t for t in DEMO_TIMESTEPS if t != BLOCKS_T)
@@ -128,11 +130,12 @@ def demo_keys(n_blocks: int) -> tuple[str, ...]:
     return tuple(k.name for k in sorted(set(keys)))
 
 
-def run_demo(out_dir: str | Path = "diffprobe-demo", device: str = "auto", progress: bool | None = None) -> DemoResult:
+def run_demo(out_dir: str | Path = "diffprobe-demo", device: str = "auto", progress: bool | None = None, quick: bool = False) -> DemoResult:
     """The main job: extract the demo's grid into ``out_dir/features.zarr`` (every block at t=90;
     t = 10, 90, 300, 500 at block 12), fit a logistic probe per key against a raw-pixel baseline
     with sweep plots (``out_dir/probes/``), and write the blocks × blocks CKA heatmap at t=90
-    (``out_dir/cka/``).
+    (``out_dir/cka/``). ``quick``: the same job on 150 of the slice's images (10 train and 5 val per
+    class): seconds instead of minutes, for a first look or a smoke test; its accuracies are noisy.
 
     ``out_dir`` belongs to the demo: an existing one is not refused. Re-running reuses the finished
     store (only missing arrays are extracted) and regenerates ``probes/`` and ``cka/`` in place.
@@ -145,7 +148,8 @@ def run_demo(out_dir: str | Path = "diffprobe-demo", device: str = "auto", progr
     check_demo_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     n_blocks = len(model_spec(DEMO_MODEL).blocks)
-    extractions = tuple((what, extract_features(cfg, progress=progress)) for what, cfg in demo_configs(out, n_blocks, device).items())
+    configs = demo_configs(out, n_blocks, device, quick=quick)
+    extractions = tuple((what, extract_features(cfg, progress=progress)) for what, cfg in configs.items())
     store = out / "features.zarr"
     # The demo's own outputs are regenerated on every run (overwrite=True), by design.
     probes = demo_probes(store, out, keys=demo_keys(n_blocks), overwrite=True)

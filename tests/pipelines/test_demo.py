@@ -12,9 +12,6 @@ import diffprobe
 from diffprobe.cli import main
 from diffprobe.pipelines.demo import BLOCKS_T, DEMO_TIMESTEPS, SWEEP_POOL, T_BLOCK, demo_keys
 
-pytestmark = pytest.mark.slow
-
-
 def test_demo_keys_are_a_cross_through_t_and_block():
     keys = demo_keys(19)
     assert len(keys) == 19 + len(DEMO_TIMESTEPS) - 1 + 1  # blocks at t=90, t at block 12, pool 2 at (90, 12)
@@ -22,6 +19,25 @@ def test_demo_keys_are_a_cross_through_t_and_block():
     assert f"t{BLOCKS_T:04d}_b{T_BLOCK:02d}_p2" in keys and len(set(keys)) == len(keys)
 
 
+def test_quick_demo_end_to_end(tmp_path, figures):
+    """`diffprobe demo --quick`: the whole job on 150 images — every output made, every figure drawn."""
+    r = CliRunner().invoke(main, ["-q", "demo", "--quick", "--out", str(tmp_path), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "train: 100 items, 44 arrays" in r.output and "val: 50 items, 44 arrays" in r.output
+    assert "blocks 1-19 at t=90: 150 items (150 U-Net forwards)" in r.output
+    assert "logistic probes on 23 keys" in r.output and "vs raw pixels" in r.output and "CKA heatmap" in r.output
+    with diffprobe.open_store(tmp_path / "features.zarr") as s:
+        assert s.is_complete() and s.valid("train").all()
+    rows = list(csv.DictReader((tmp_path / "probes" / "results.csv").open()))
+    assert len(rows) == 24 and rows[-1]["key"] == "pixels" and {r["metric"] for r in rows} == {"top1"}
+    assert {f.name for f in (tmp_path / "probes").iterdir()} >= {"acc_vs_t.png", "acc_vs_block.png", "acc_vs_pool.png", "results.csv",
+                                                                 "results.json", "best.json", "pixels.json"}  # fmt: skip
+    assert len((tmp_path / "cka" / "cka.csv").read_text().splitlines()) == 20  # header + 19 blocks
+    for ax in (figures["acc_vs_block.png"].axes[0], figures["acc_vs_t.png"].axes[0]):
+        assert any(ln.get_label().startswith("raw pixels (") for ln in ax.get_lines())
+
+
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path, figures):
     r = CliRunner().invoke(main, ["-q", "demo", "--out", str(tmp_path), "--no-progress"])
     assert r.exit_code == 0, r.output
@@ -45,7 +61,7 @@ def test_demo_end_to_end(tmp_path, figures):
 
     # the paper's shape, with wide margins (one val image is 0.2 points)
     acc = {(int(row["t"]), int(row["block"]), row["pool"]): 100 * float(row["top1"])
-           for row in csv.DictReader((tmp_path / "probes" / "results.csv").open())}  # fmt: skip
+           for row in csv.DictReader((tmp_path / "probes" / "results.csv").open()) if row["key"] != "pixels"}  # fmt: skip
     pixels = 100 * json.loads((tmp_path / "probes" / "pixels.json").read_text())["metrics"]["top1"]
     by_block = {b: acc[(BLOCKS_T, b, "1")] for b in range(1, 20)}
     peak = max(by_block, key=by_block.__getitem__)
@@ -67,4 +83,4 @@ def test_demo_end_to_end(tmp_path, figures):
     r2 = CliRunner().invoke(main, ["-q", "demo", "--out", str(tmp_path), "--no-progress"])
     assert r2.exit_code == 0, r2.output
     assert "blocks 1-19 at t=90: 0 items (0 U-Net forwards)" in r2.output and "(4500 U-Net forwards)" not in r2.output
-    assert (tmp_path / "probes" / "results.csv").read_text().count("\n") == 24
+    assert (tmp_path / "probes" / "results.csv").read_text().count("\n") == 25  # header, 23 keys, the raw pixels
