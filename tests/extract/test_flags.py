@@ -38,6 +38,7 @@ def test_bools_parse_strictly(value, expected):
         ({"num_chanels": "64"}, "unknown flag 'num_chanels'; valid flags: .*num_channels"),
         ({"noise_schedule": "sigmoid"}, "linear' or 'cosine"),
         ({"image_size": "48"}, "no default channel_mult for image_size=48"),
+        ({"image_size": "32", "num_channels": "40", "channel_mult": "1,2"}, "levels of 40, 80 channels; ADM normalises with 32 groups"),
     ],
 )
 def test_bad_flags_are_clear_errors(flags, match):

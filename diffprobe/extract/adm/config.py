@@ -79,6 +79,13 @@ class ADMConfig:
                 f"each level halves it, so it must be divisible by {factor}, or the decoder's upsampled maps do not match the "
                 f"encoder's skips; use image_size {fits}, or fewer levels in channel_mult"
             )
+        widths = sorted({int(m * self.num_channels) for m in self.mult})
+        if any(w % 32 for w in widths):
+            raise ConfigError(
+                f"num_channels={self.num_channels} with channel_mult={','.join(f'{m:g}' for m in self.mult)} gives levels of "
+                f"{', '.join(map(str, widths))} channels; ADM normalises with 32 groups, so every level needs a multiple of 32 "
+                "channels: use num_channels=32, 64, … (or other multipliers)"
+            )
         if self.noise_schedule not in ("linear", "cosine"):
             raise ConfigError(f"noise_schedule must be 'linear' or 'cosine', got {self.noise_schedule!r}")
         if self.num_head_channels is not None and self.num_head_channels <= 0:

@@ -110,3 +110,12 @@ register_preset(
         bundled="adm32_fmnist_ema.pt",
     )
 )
+register_preset(
+    Preset(
+        "adm-8-scale",
+        "adm",
+        ADMConfig(image_size=8, num_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_resolutions=(), learn_sigma=False),
+        "none: random weights only (--random-weights)",
+        "a tiny 8×8 ADM for rehearsing scale (`synthetic:` data, benchmarks/scale.py): the network costs next to nothing",
+    )
+)

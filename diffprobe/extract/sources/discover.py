@@ -21,6 +21,9 @@ def target_of(data: str | Path, index: Path | None = None, write_index: bool = T
         DataError: a missing path (a hub name gets the download command), or a pattern matching nothing.
     """
     text = str(data)
+    scheme = text.partition(":")[0]
+    if ":" in text and not is_url(text) and scheme in SOURCES and not Path(text).exists():  # synthetic:… (a source by name)
+        return Target(text, None, None, index, write_index)
     if any(m in text for m in ("::", "{")) or is_url(text) or any(c in text for c in "*?["):
         return Target(text, tuple(expand(text)), None, index, write_index)
     p = Path(text).expanduser()

@@ -76,6 +76,7 @@ class SourceKind:
 
 #: Every source kind, in the order detectors are asked.
 SOURCES: Registry[SourceKind] = Registry("source kind", error=DataError)
+SOURCES.register_lazy("synthetic", "diffprobe.extract.sources.synthetic:SOURCE")
 SOURCES.register_lazy("tar", "diffprobe.extract.sources.tars:SOURCE")
 SOURCES.register_lazy("parquet", "diffprobe.extract.sources.tables:PARQUET")
 SOURCES.register_lazy("arrow", "diffprobe.extract.sources.tables:ARROW")
