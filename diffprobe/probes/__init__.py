@@ -48,6 +48,13 @@ _EXPORTS: dict[str, str] = {
     "LabelError": "diffprobe.probes.errors",
 }
 
+# Every registered estimator is exported under its class name, from its registration line alone: a
+# new probe needs its module and that line, nothing here.
+for _reg in (PROBES, DENSE_PROBES, IMAGE_PROBES):
+    for _name in _reg.names():
+        _module, _, _cls = str(_reg.target(_name)).partition(":")
+        _EXPORTS.setdefault(_cls, _module)
+
 __all__ = ["PROBES", "DENSE_PROBES", "IMAGE_PROBES", "create_probe", "probe_class", "probe_names", *_EXPORTS]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
 

@@ -4,8 +4,15 @@ Each page runs in its own temporary folder laid out like the root of a checkout:
 there is the package's bundled data (a link), so ``diffprobe extract diffprobe/assets/fmnist-small.csv
 …`` works as written, and later examples of a page read what earlier ones wrote. ``diffprobe …`` runs
 through click's CliRunner in this process; ``python …`` runs in a subprocess of this interpreter, with
-the checkout on PYTHONPATH (``python -m tests.…`` works as it does from the checkout's root).
-Blocks marked ``<!-- example: not run (why) -->`` are reported as skipped, one per block, with the why.
+the checkout on PYTHONPATH (``python -m tests.…`` works as it does from the checkout's root, and the
+folder's ``diffprobe/``, which holds only the link, cannot stand in for the package). Blocks marked
+``<!-- example: not run (why) -->`` are reported as skipped, one per block, with the why.
+
+The examples use the 150 images of ``diffprobe/assets/fmnist-small.csv`` and small settings, one
+extraction per page (the models page adds the tiny ViT it compares the U-Net with; the scaling-out
+page runs its extraction as two shards), so that the whole file runs in
+about a minute on 2 idle cores (the budget: 90 s); each command's seconds are recorded as the test's
+``timings`` property (``--junitxml``).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,7 +50,11 @@ def run(cmd: Command, cwd: Path, where: str) -> float:
     if cmd.argv[0] == "diffprobe":
         res = CliRunner().invoke(main, list(cmd.argv[1:]))
         if res.exit_code != 0:
-            tb = "".join(traceback.format_exception(*res.exc_info)) if res.exc_info and res.exception and not isinstance(res.exception, SystemExit) else ""
+            tb = (
+                "".join(traceback.format_exception(*res.exc_info))
+                if res.exc_info and res.exception and not isinstance(res.exception, SystemExit)
+                else ""
+            )
             pytest.fail(f"{where}: `{cmd.text}` exited with {res.exit_code}\n{res.output[-4000:]}\n{tb[-4000:]}", pytrace=False)
     else:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
@@ -52,8 +64,22 @@ def run(cmd: Command, cwd: Path, where: str) -> float:
     return time.perf_counter() - start
 
 
+@pytest.fixture
+def cli_threads() -> Iterator[None]:
+    """The intra-op thread count a ``diffprobe`` process would choose (one per idle core: the CLI's
+    thread policy), for the in-process commands; torch started its pool before the CLI could set it."""
+    import torch
+
+    from diffprobe.threads import ThreadPolicy
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(ThreadPolicy.default().threads)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("page", RUN_PAGES, ids=[p.relative_to(ROOT).as_posix() for p in RUN_PAGES])
-def test_page_examples_run_in_order(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_property) -> None:
+def test_page_examples_run_in_order(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_property, cli_threads) -> None:
     cwd = checkout_like(tmp_path)
     monkeypatch.chdir(cwd)
     timings = []
@@ -83,3 +109,34 @@ def test_the_manifest_of_the_examples_lists_the_bundled_images() -> None:
     rows = list(csv.DictReader((ROOT / "diffprobe" / "assets" / "fmnist-small.csv").open()))
     assert {(r["split"]) for r in rows} == {"train", "val"} and len(rows) == 150
     assert all((ROOT / "diffprobe" / "assets" / r["path"]).is_file() for r in rows)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "diffprobe store info a.zarr | head",  # a pipe
+        "diffprobe extract x > log.txt",  # a redirect
+        "diffprobe models && diffprobe blocks adm",  # two commands
+        "diffprobe extract --shard ${I}/2",  # a variable
+        "diffprobe probe logistic s.zarr --key t0090_*",  # an unquoted pattern
+    ],
+)
+def test_shell_syntax_in_a_run_block_is_refused(line: str) -> None:
+    from tests.docs.examples import split_command
+
+    with pytest.raises(ValueError):
+        split_command(line, "page.md:1")
+
+
+def test_plain_commands_split_as_a_shell_would() -> None:
+    from tests.docs.examples import split_command
+
+    assert split_command("diffprobe probe logistic s.zarr --key 't0090_*_p1'   # a comment", "page.md:1") == (
+        "diffprobe",
+        "probe",
+        "logistic",
+        "s.zarr",
+        "--key",
+        "t0090_*_p1",
+    )
+    assert split_command("diffprobe store show s.zarr '#0' --split val", "page.md:1")[4] == "#0"
