@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from diffprobe.commands.options import (
+    CommaList,
     Decorator,
     blocks_option,
     device_option,
@@ -23,6 +24,7 @@ from diffprobe.commands.options import (
 )
 from diffprobe.pipelines.cka.config import ESTIMATOR_NAMES, KERNEL_NAMES, METHOD_NAMES, PAIR_BY
 from diffprobe.pipelines.cka.plot import COLOR_RANGES
+from diffprobe.pipelines.similarity.config import NEIGHBOUR_NAMES, RDM_NAMES
 
 
 def cka_options(f: Any) -> Any:
@@ -49,6 +51,18 @@ def cka_options(f: Any) -> Any:
                      help="Heatmap colour scale: unit (0–1, comparable across figures) or auto (the values' "
                           "min–max, stated in the colour bar) [default: auto for timesteps, unit otherwise]."),
         dry_run_option("Print the resolved settings and stop (an existing --out is still refused)."),
+        click.option("--metric", "metrics", type=CommaList("str"), multiple=True,
+                     help="Similarity measures, e.g. cka,cknna,mutual-knn: one CSV, JSON and heatmap each "
+                          "(cka, mutual-knn, cknna, cycle-knn, svcca, pwcca, procrustes, rsa) [default: cka]."),
+        click.option("--k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="k-NN metrics: neighbours per item."),
+        click.option("--neighbours", type=click.Choice(NEIGHBOUR_NAMES), default="cosine", show_default=True,
+                     help="k-NN metrics: rank neighbours by cosine similarity or Euclidean distance."),
+        click.option("--variance", type=click.FloatRange(0, 1, min_open=True), default=0.99, show_default=True,
+                     help="SVCCA: the fraction of variance each side keeps."),
+        click.option("--ridge", type=click.FloatRange(min=0), default=0.0, show_default=True, help="SVCCA/PWCCA: CCA regularisation."),
+        click.option("--rdm", type=click.Choice(RDM_NAMES), default="correlation", show_default=True, help="RSA: item dissimilarity."),
+        click.option("--rsa-sample", type=click.IntRange(min=3), default=None,
+                     help="RSA on a seeded random subset of this many items (an estimate) [default: every item]."),
     ])  # fmt: skip
 
 
@@ -64,21 +78,31 @@ def _run(analysis: str, opts: dict[str, Any], stores: tuple[str, ...], selection
         device=opts["device"], max_memory=opts["max_memory"], method=opts["method"], seed=opts["seed"],
         allow_incomplete=opts["allow_incomplete"],
     )  # fmt: skip
+    from diffprobe.pipelines.similarity.config import SimilarityConfig
+    from diffprobe.pipelines.similarity.metrics import METRICS
+
+    metrics = list(dict.fromkeys(flatten(opts["metrics"]) or ("cka",)))
+    for name in metrics:
+        if name not in METRICS:
+            raise METRICS.unknown(name)
+    sim = SimilarityConfig(k=opts["k"], neighbours=opts["neighbours"], variance=opts["variance"], ridge=opts["ridge"], rdm=opts["rdm"],
+                           rsa_sample=opts["rsa_sample"], seed=opts["seed"], device=opts["device"], max_memory=opts["max_memory"])  # fmt: skip
     out = claim_output(opts["out"] or f"cka-{analysis}", overwrite=opts["overwrite"])  # before any computation
-    color_range = opts["color_range"] or DEFAULT_COLOR_RANGE[analysis]
     if opts["dry_run"]:
         named = dict(zip(("store_a", "store_b") if len(stores) == 2 else ("store",), stores))
-        resolved = {"command": f"cka {analysis}", "selection": {**named, **selection}, "config": cfg.to_dict(), "out": str(out),
-                    "color_range": color_range}  # fmt: skip
-        click.echo(json.dumps(resolved, indent=1))
+        resolved = {"command": f"cka {analysis}", "selection": {**named, **selection}, "metrics": metrics, "config": cfg.to_dict(),
+                    "similarity": sim.to_dict(), "out": str(out),
+                    "color_range": opts["color_range"] or (DEFAULT_COLOR_RANGE[analysis] if metrics == ["cka"] else "auto")}  # fmt: skip
+        click.echo(json.dumps(resolved, indent=1, default=str))
         return
     from diffprobe.pipelines.cka import analyses
     from diffprobe.pipelines.cka.outputs import write_outputs
 
-    result = getattr(analyses, f"cka_{analysis}")(*stores, **selection, config=cfg)
-    paths = write_outputs(result, out, overwrite=opts["overwrite"], color_range=color_range)
-    click.echo(result.summary())
-    click.echo(f"wrote {paths['csv']}, {paths['json']}, {paths['png']}")
+    for name in metrics:
+        result = getattr(analyses, f"cka_{analysis}")(*stores, **selection, config=cfg, metric=name, similarity=None if name == "cka" else sim)
+        paths = write_outputs(result, out, overwrite=opts["overwrite"], color_range=opts["color_range"], claimed=True)
+        click.echo(result.summary())
+        click.echo(f"wrote {paths['csv']}, {paths['json']}, {paths['png']}")
 
 
 @click.group("cka")

@@ -91,3 +91,22 @@ def test_help_is_instant_and_lists_commands():
     assert r.exit_code == 0 and all(c in r.output for c in ("blocks", "timesteps", "stores"))
     r = invoke("store", "import", "--help")
     assert r.exit_code == 0 and "--ids FILE" in r.output
+
+
+def test_several_metrics_write_one_csv_json_and_heatmap_each(small_store, tmp_path):
+    r = invoke("cka", "blocks", small_store, "--split", "val", "--t", "150", "--pool", "2", "--metric", "cknna,mutual-knn,cka", "--k", "5",
+               "--out", tmp_path / "m")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    for metric in ("cknna", "mutual-knn", "cka"):
+        for ext in ("csv", "json", "png"):
+            assert (tmp_path / "m" / f"{metric}.{ext}").stat().st_size > 0, (metric, ext)
+        doc = json.loads((tmp_path / "m" / f"{metric}.json").read_text())
+        assert doc["metric"] == metric and len(doc[metric]) == 2 and doc["row_labels"] == ["10", "13"]
+    knn = json.loads((tmp_path / "m" / "mutual-knn.json").read_text())
+    assert knn["similarity"]["k"] == 5 and knn[("mutual-knn")][0][0] == 1.0  # a representation is its own k-NN
+    cka = json.loads((tmp_path / "m" / "cka.json").read_text())
+    alone = invoke("cka", "blocks", small_store, "--split", "val", "--t", "150", "--pool", "2", "--out", tmp_path / "c")
+    assert alone.exit_code == 0 and json.loads((tmp_path / "c" / "cka.json").read_text())["cka"] == cka["cka"]  # cka unchanged
+    r = invoke("cka", "blocks", small_store, "--split", "val", "--t", "150", "--metric", "mutual-nn", "--out", tmp_path / "x")
+    assert r.exit_code != 0 and "unknown similarity metric 'mutual-nn'" in r.output and "did you mean 'mutual-knn'" in r.output
+    assert not (tmp_path / "x").exists()

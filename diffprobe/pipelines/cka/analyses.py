@@ -56,6 +56,10 @@ class CKAResult:
     stores: list[dict[str, Any]]
     config: CKAConfig
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the similarity measure of the matrix: ``cka`` (``config``), or a metric of
+    #: :data:`~diffprobe.pipelines.similarity.metrics.METRICS` with its settings in ``similarity``
+    metric: str = "cka"
+    similarity: Any = None
     #: per store read, ``{"complete", "items", "items_read"}`` of its split (see :mod:`diffprobe.store.coverage`)
     coverage: list[dict[str, Any]] = field(default_factory=list)
 
@@ -70,17 +74,29 @@ class CKAResult:
     def summary(self) -> str:
         """One line: shape, items, estimator, and how it was computed."""
         m, cfg = self.matrix, self.config
+        how = f"{cfg.kernel}, {cfg.estimator}; {m.facts.get('method')}" if self.metric == "cka" else self.metric_text()
         return (
-            f"CKA {len(m.row_labels)}×{len(m.col_labels)} over {m.n_items} items "
-            f"({cfg.kernel}, {cfg.estimator}; {m.facts.get('method')} on {m.facts.get('device')}, {m.facts.get('seconds')} s)"
+            f"{'CKA' if self.metric == 'cka' else self.metric} {len(m.row_labels)}×{len(m.col_labels)} over {m.n_items} items "
+            f"({how} on {m.facts.get('device')}, {m.facts.get('seconds')} s)"
             + ("" if self.complete else "; INCOMPLETE: only the finished items of the store(s) (--allow-incomplete)")
         )
+
+    def metric_text(self) -> str:
+        """The metric with the settings that shape it: ``mutual-knn (k=10, cosine)``."""
+        sim = self.similarity
+        if self.metric == "cka" or sim is None:
+            return f"CKA ({self.config.kernel}, {self.config.estimator})"
+        shaped = {"mutual-knn": f"k={sim.k}, {sim.neighbours}", "cknna": f"k={sim.k}, {sim.neighbours}",
+                  "cycle-knn": f"k={sim.k}, {sim.neighbours}", "svcca": f"variance {sim.variance:g}", "pwcca": f"ridge {sim.ridge:g}",
+                  "rsa": f"{sim.rdm} RDMs, Spearman"}.get(self.metric, "")  # fmt: skip
+        return f"{self.metric} ({shaped})" if shaped else self.metric
 
     def to_dict(self) -> dict[str, Any]:
         m = self.matrix
         return {
-            "analysis": self.analysis, "row_axis": self.row_axis, "col_axis": self.col_axis,
-            "row_labels": m.row_labels, "col_labels": m.col_labels, "cka": m.values.tolist(),
+            "analysis": self.analysis, "metric": self.metric, "row_axis": self.row_axis, "col_axis": self.col_axis,
+            "row_labels": m.row_labels, "col_labels": m.col_labels, self.metric: m.values.tolist(),
+            "similarity": None if self.similarity is None else self.similarity.to_dict(),
             "n_items": m.n_items, "selection": self.selection, "stores": self.stores, "config": self.config.to_dict(),
             "run": m.facts, "complete": self.complete, "coverage": self.coverage, "diffprobe_version": __version__,
         }
@@ -117,30 +133,43 @@ def _store_info(store: StoreReader) -> dict[str, Any]:
 
 def cka_blocks(
     store: StoreLike, *, split: str | None = None, t: int | None = None, pool: int | None = 1,
-    blocks: Sequence[BlockSpec] | None = None, config: CKAConfig | None = None,
+    blocks: Sequence[BlockSpec] | None = None, config: CKAConfig | None = None, metric: str = "cka", similarity: Any = None,
 ) -> CKAResult:
-    """CKA between every pair of blocks at one timestep and pool size (pool None = full map).
+    """CKA (or ``metric``, with its ``similarity`` settings) between every pair of blocks at one
+    timestep and pool size (pool None = full map).
 
     t=None picks the store's only timestep; blocks (numbers or module paths) None takes every
     block stored at (t, pool).
     """
     with ExitStack() as stack:
-        return _along(_open(stack, store), split, pool, config or CKAConfig(), vary="block", fixed=t, chosen=blocks)
+        return _along(_open(stack, store), split, pool, config or CKAConfig(), vary="block", fixed=t, chosen=blocks,
+                      metric=metric, similarity=similarity)  # fmt: skip
 
 
 def cka_timesteps(
     store: StoreLike, *, block: BlockSpec | None = None, split: str | None = None, pool: int | None = 1,
-    timesteps: Sequence[int] | None = None, config: CKAConfig | None = None,
+    timesteps: Sequence[int] | None = None, config: CKAConfig | None = None, metric: str = "cka", similarity: Any = None,
 ) -> CKAResult:
-    """CKA between every pair of timesteps for one block (number or module path; None: the only
-    one stored) and pool size."""
+    """CKA (or ``metric``) between every pair of timesteps for one block (number or module path;
+    None: the only one stored) and pool size."""
     with ExitStack() as stack:
         s = _open(stack, store)
-        return _along(s, split, pool, config or CKAConfig(), vary="t", fixed=block, chosen=timesteps)
+        return _along(s, split, pool, config or CKAConfig(), vary="t", fixed=block, chosen=timesteps, metric=metric, similarity=similarity)
+
+
+def _matrix(rows: Sequence[Source], cols: Sequence[Source] | None, config: CKAConfig, metric: str, similarity: Any) -> MatrixResult:
+    """``metric``'s matrix: CKA as it always was, or any metric of the similarity registry."""
+    if metric == "cka":
+        return cka_matrix(rows, cols, config)
+    from diffprobe.pipelines.similarity.config import SimilarityConfig
+    from diffprobe.pipelines.similarity.matrix import similarity_matrix
+
+    sim = similarity or SimilarityConfig(device=config.device, max_memory=config.max_memory, chunk_rows=config.chunk_rows)
+    return similarity_matrix(rows, cols, metric, sim)
 
 
 def _along(s: StoreReader, split: str | None, pool: int | None, config: CKAConfig, *, vary: str,
-           fixed: BlockSpec | int | None, chosen: Sequence[BlockSpec] | None) -> CKAResult:  # fmt: skip
+           fixed: BlockSpec | int | None, chosen: Sequence[BlockSpec] | None, metric: str = "cka", similarity: Any = None) -> CKAResult:  # fmt: skip
     """The CKA matrix over the stored blocks at one t (``vary="block"``) or the stored timesteps of
     one block (``vary="t"``), at one pool; ``chosen`` restricts the varied axis (None: every stored value)."""
     split = resolve_split(split, s)
@@ -154,10 +183,10 @@ def _along(s: StoreReader, split: str | None, pool: int | None, config: CKAConfi
         raise StoreKeyError(f"expected at least 2 {plural} {where}, pool {pool_label(pool)} in split {split!r}, got {len(keys)}")
     rows, cov = _valid_rows(s, split, [k.name for k in keys], config)
     srcs = [_source(s, split, k.name, str(getattr(k, vary)), rows) for k in keys]
-    m = cka_matrix(srcs, None, config)
+    m = _matrix(srcs, None, config, metric, similarity)
     fixed_field = "t" if vary == "block" else "block"
     sel_info = {"split": split, fixed_field: getattr(keys[0], fixed_field), "pool": pool, plural: [getattr(k, vary) for k in keys]}
-    return CKAResult(plural, m, label, label, sel_info, [_store_info(s)], config, coverage=[cov.record()])
+    return CKAResult(plural, m, label, label, sel_info, [_store_info(s)], config, coverage=[cov.record()], metric=metric, similarity=similarity)
 
 
 def match_items(ids_a: Sequence[str], ids_b: Sequence[str]) -> np.ndarray:
@@ -218,7 +247,8 @@ def axis_labels(store: StoreReader, split: str, names: Sequence[str], side: str)
 
 def cka_stores(
     store_a: StoreLike, store_b: StoreLike, *, split: str | None = None, keys_a: Sequence[str] | None = None,
-    keys_b: Sequence[str] | None = None, pair_by: str = "id", config: CKAConfig | None = None,
+    keys_b: Sequence[str] | None = None, pair_by: str = "id", config: CKAConfig | None = None, metric: str = "cka",
+    similarity: Any = None,
 ) -> CKAResult:
     """CKA of every array of A (rows) against every array of B (columns), items paired by id
     (``pair_by="position"``: by row, for stores whose ids differ but whose rows are the same images).
@@ -227,11 +257,11 @@ def cka_stores(
     The items compared are those valid in both stores.
     """
     with ExitStack() as stack:
-        return _stores(_open(stack, store_a), _open(stack, store_b), split, keys_a, keys_b, pair_by, config or CKAConfig())
+        return _stores(_open(stack, store_a), _open(stack, store_b), split, keys_a, keys_b, pair_by, config or CKAConfig(), metric, similarity)
 
 
 def _stores(a: StoreReader, b: StoreReader, split: str | None, keys_a: Sequence[str] | None,
-            keys_b: Sequence[str] | None, pair_by: str, config: CKAConfig) -> CKAResult:
+            keys_b: Sequence[str] | None, pair_by: str, config: CKAConfig, metric: str = "cka", similarity: Any = None) -> CKAResult:
     split = resolve_split(split, a, b)
     names_a, names_b = _select_names(a, split, keys_a), _select_names(b, split, keys_b)
     in_b = pair_items([str(i) for i in a.ids(split)], [str(i) for i in b.ids(split)], pair_by)
@@ -244,7 +274,8 @@ def _stores(a: StoreReader, b: StoreReader, split: str | None, keys_a: Sequence[
     (labels_a, axis_a), (labels_b, axis_b) = axis_labels(a, split, names_a, "store A"), axis_labels(b, split, names_b, "store B")
     srcs_a = [_source(a, split, n, lab, rows_a) for n, lab in zip(names_a, labels_a)]
     srcs_b = [_source(b, split, n, lab, rows_b) for n, lab in zip(names_b, labels_b)]
-    m = cka_matrix(srcs_a, srcs_b, config)
+    m = _matrix(srcs_a, srcs_b, config, metric, similarity)
     sel = {"split": split, "keys_a": names_a, "keys_b": names_b, "pair_by": pair_by,
            "reordered_b": bool(np.any(in_b != np.arange(len(in_b))))}  # fmt: skip
-    return CKAResult("stores", m, axis_a, axis_b, sel, [_store_info(a), _store_info(b)], config, coverage=[cov_a.record(), cov_b.record()])
+    return CKAResult("stores", m, axis_a, axis_b, sel, [_store_info(a), _store_info(b)], config, coverage=[cov_a.record(), cov_b.record()],
+                     metric=metric, similarity=similarity)  # fmt: skip

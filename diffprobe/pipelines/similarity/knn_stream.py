@@ -50,7 +50,7 @@ def neighbour_tables(
             src = sources[key]
             x = read_features(src, read_rows([src], cfg), device)
             tile = tile_rows_for(src.n, 8 * src.n * src.dim, TILE_BYTES_PER_ENTRY, cfg, "a k-NN metric")
-            log.info("k-NN table of %s: %d items, k = %d, %s neighbours, %d-row tiles", src.label, src.n, cfg.k, cfg.neighbours, tile)
+            log.debug("k-NN table of %s: %d items, k = %d, %s neighbours, %d-row tiles", src.label, src.n, cfg.k, cfg.neighbours, tile)
             tables[key] = neighbour_table(x, cfg.k, cfg.neighbours, tile, src.label, overwrite=True)
             tiles.append(tile)
             del x

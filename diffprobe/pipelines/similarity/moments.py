@@ -109,7 +109,7 @@ def cross_passes(
         srcs = [sources[k] for k in keys]
         acc = {p: torch.zeros(widths[p[0]], widths[p[1]], dtype=torch.float64, device=device) for p in group}
         rows = read_rows(srcs, cfg, cfg.max_memory - sum(a.numel() * 8 for a in acc.values()))
-        log.info("cross moments of %d pair(s) over %d array(s), %d-row chunks", len(group), len(keys), rows)
+        log.debug("cross moments of %d pair(s) over %d array(s), %d-row chunks", len(group), len(keys), rows)
         for _, _, raws in iter_chunks(srcs, chunk_bounds(srcs[0].n, rows)):
             t = {k: projections[k].apply(as_device_rows(raw, device, sources[k].label)) for k, raw in zip(keys, raws)}
             for (a, b), m in acc.items():

@@ -92,7 +92,7 @@ def check_dims(n: int, kx: int, ky: int, ridge: float) -> None:
             "items, fewer features (a smaller pool), a smaller SVCCA variance fraction, or ridge > 0 (regularised CCA)"
         )
     if ridge == 0 and 10 * (kx + ky) > n:
-        log.info("CCA of %d + %d dimensions over only %d items: canonical correlations are biased upward", kx, ky, n)
+        log.debug("CCA of %d + %d dimensions over only %d items: canonical correlations are biased upward", kx, ky, n)
 
 
 def whitened_cross(wx: Whitening, wy: Whitening, cross: Tensor) -> Tensor:
