@@ -109,3 +109,25 @@ def test_cli_import_and_clean_errors(store, tmp_path):
     assert r.exit_code != 0 and "already exists" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(main, ["store", "import", str(tmp_path / "f.npy"), "--into", str(store), "--name", "g"])
     assert r.exit_code != 0 and "expected --split" in r.output
+
+
+def test_an_imported_vector_array_is_probed_as_a_1x1_map(store, tmp_path):
+    """An (N, D) import (e.g. a ViT's class tokens) reads as (N, D, 1, 1): `probe … --key NAME` works on it."""
+    with diffprobe.open_store(store) as s:
+        y = {sp: s.labels(sp) for sp in ("train", "val")}
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        feats = rng.normal(size=(len(y[split]), 6)).astype(np.float32) + 3.0 * np.eye(10, 6)[y[split]]  # separable by class
+        np.save(tmp_path / f"{split}.npy", feats)
+        r = CliRunner().invoke(main, ["store", "import", str(tmp_path / f"{split}.npy"), "--into", str(store), "--name", "vit_cls",
+                                      "--split", split])  # fmt: skip
+        assert r.exit_code == 0, r.output
+    with diffprobe.open_store(store) as s:
+        lay = s.layout("val", "vit_cls")
+        assert lay.flat and lay.map_shape == (6, 1, 1) and lay.item_shape == (6,)
+    r = CliRunner().invoke(main, ["-q", "probe", "logistic", str(store), "--key", "vit_cls", "--json"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    res = json.loads(r.output)
+    assert res["keys"] == [{"key": "vit_cls", "t": None, "block": None, "pool": None}] and res["score"] > 0.5
