@@ -161,6 +161,9 @@ def check_finite(model: torch.nn.Module, source: str | Path, *, allow: bool = Fa
     named = [(n, t) for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_floating_point() and t.numel()]
     if not named:
         return []
+    heads = {n.split(".", 1)[0] for n, _ in named}
+    if len(heads) == 1 and all("." in n for n, _ in named):  # the wrapper's own attribute (``net.``): name them as the checkpoint does
+        named = [(n.split(".", 1)[1], t) for n, t in named]
     ok = torch.stack([torch.isfinite(t.detach()).all() for _, t in named]).cpu().tolist()
     bad = [n for (n, _), good in zip(named, ok) if not good]
     if not bad:

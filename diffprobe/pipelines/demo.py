@@ -137,8 +137,9 @@ def run_demo(out_dir: str | Path = "diffprobe-demo", device: str = "auto", progr
     (``out_dir/cka/``). ``quick``: the same job on 150 of the slice's images (10 train and 5 val per
     class): seconds instead of minutes, for a first look or a smoke test; its accuracies are noisy.
 
-    ``out_dir`` belongs to the demo: an existing one is not refused. Re-running reuses the finished
-    store (only missing arrays are extracted) and regenerates ``probes/`` and ``cka/`` in place.
+    ``out_dir`` belongs to the demo: one holding only its outputs is reused — the finished store
+    (only missing arrays are extracted), ``probes/`` and ``cka/`` regenerated in place — and one
+    holding anything else is refused (:func:`check_demo_folder`), nothing touched.
     """
     from diffprobe.extract.registry import model_spec
     from diffprobe.pipelines.cka.analyses import cka_blocks
@@ -172,7 +173,8 @@ def check_demo_folder(out: Path) -> None:
     if not out.exists():
         return
     other = sorted(p.name for p in out.iterdir()) if out.is_dir() else [out.name]
-    other = [n for n in other if n not in DEMO_ENTRIES] if out.is_dir() else other
+    # its own entries, and the locks and temporaries a stopped demo run leaves beside its store (``.features.zarr.…``)
+    other = [n for n in other if n not in DEMO_ENTRIES and not n.startswith(".features.zarr")] if out.is_dir() else other
     if other:
         from diffprobe.store.ownership import describe
 

@@ -8,7 +8,6 @@ builds the feature-store semantics on top.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +112,11 @@ class Backend(abc.ABC):
                          dims: tuple[str, ...], attrs: dict[str, Any]) -> bool:  # fmt: skip
         """Write an array's metadata again as :meth:`create_array` would, leaving its chunks as they
         are (``store repair``); False where the backend cannot."""
+        return False
+
+    def replace_group_attrs(self, group: str, attrs: dict[str, Any]) -> bool:
+        """Write a group whose metadata cannot be read again, with ``attrs`` (``store repair``);
+        False where the backend cannot."""
         return False
 
     @abc.abstractmethod
@@ -222,13 +226,10 @@ class _Checked:
             raise
 
 
-#: Store backends by format name.
+#: Store backends by format name (a new backend: its module and one line here).
 BACKENDS: Registry[type[Backend]] = Registry("store format", error=StoreError)
-
-
-def register_backend(fmt: str) -> Callable[[type[Backend]], type[Backend]]:
-    """Class decorator: register a :class:`Backend` subclass as format ``fmt``."""
-    return BACKENDS.register(fmt)
+BACKENDS.register_lazy("zarr", "diffprobe.store.zarr_backend:ZarrBackend")
+BACKENDS.register_lazy("hdf5", "diffprobe.store.hdf5_backend:HDF5Backend")
 
 
 def backend_for_path(path: str | Path) -> type[Backend]:

@@ -61,8 +61,8 @@ def coverage(store: StoreReader, split: str, arrays: Sequence[str]) -> Coverage:
     without done markers, such as in-memory ones)."""
     markers = getattr(store, "markers", None)
     extracted = [a for a in arrays if FeatureKey.is_key(a)]
-    if markers is None or not hasattr(store, "units"):
-        n = len(store.labels(split))
+    if markers is None or not hasattr(store, "units") or not extracted:  # nothing written unit by unit is read
+        n = len(store.valid(split))
         return Coverage(str(store.path), split, tuple(arrays), n, 0, 0, np.arange(n))
     n = int(store.n_items(split))  # type: ignore[attr-defined]
     units = store.units(split)  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from diffprobe.errors import StoreCorruptError, StoreError
-from diffprobe.store.backend import Backend, register_backend
+from diffprobe.store.backend import Backend
 from diffprobe.store.layout import PROGRESS_GROUP, ROOT_ATTR
 from diffprobe.store.metadata import ArrayMeta
 
@@ -29,7 +29,6 @@ def _get_json(attrs: h5py.AttributeManager) -> dict[str, Any]:
     return json.loads(raw) if raw is not None else {}
 
 
-@register_backend("hdf5")
 class HDF5Backend(Backend):
     format = "hdf5"
     title = "HDF5"

@@ -66,8 +66,18 @@ def mend_metadata(store: FeatureStore, planned: PlannedLayout) -> Mended:
 
 
 def _mend_split(store: FeatureStore, split: str, found: list[Finding], planned: PlannedLayout, out: Mended) -> None:
-    attrs = store.backend.group_attrs(split)
     n, unit = _split_record(store, split)
+    try:
+        attrs = store.backend.group_attrs(split)
+    except StoreError:  # the split's own metadata is unreadable: its item table still says how many items
+        if n is None or unit is None or not store.backend.replace_group_attrs(split, {"n_items": n, "unit_size": unit}):
+            out.cannot.append(f"split {split}: its metadata cannot be read, nor its item count told from its item table; "
+                              "extract it again into a new store")  # fmt: skip
+            return
+        out.rebuilt.append(f"split {split}: n_items {n}, unit_size {unit} (from its item table; the item table's recorded "
+                           "digests were lost with it, so `verify --deep` can no longer compare the table)")  # fmt: skip
+        found = metadata_findings(store, [split])
+        attrs = store.backend.group_attrs(split)
     votes = [f for f in found if f.whole_split]
     if votes:
         if n is None or unit is None:

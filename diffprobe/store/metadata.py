@@ -22,14 +22,34 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from diffprobe.errors import StoreError
 from diffprobe.store.arrays import ArrayLayout
 from diffprobe.store.layout import ITEM_ARRAYS, MASK_ARRAY, VIEW_PARAMS_ARRAY, FeatureKey
 
-if TYPE_CHECKING:
-    from diffprobe.store.store import FeatureStore
+
+class _Records(Protocol):
+    """What the checks read of a backend: its groups, their attributes, their arrays' metadata."""
+
+    def groups(self) -> list[str]: ...
+
+    def group_attrs(self, group: str) -> dict[str, Any]: ...
+
+    def arrays(self, group: str) -> list[str]: ...
+
+    def array_meta(self, group: str, name: str) -> ArrayMeta: ...
+
+
+class RecordedStore(Protocol):
+    """A store as these checks see it (a :class:`~diffprobe.store.store.FeatureStore`): its path and backend."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def backend(self) -> _Records: ...
 
 #: the dtypes each kind of array may have
 _DTYPES = {"item_id": {"string"}, "path": {"string"}, "label": {"int64"}, "valid": {"bool"}, MASK_ARRAY: {"uint8"},
@@ -83,7 +103,7 @@ def _shape_problem(meta: ArrayMeta) -> str | None:
     return None
 
 
-def _rows(store: FeatureStore, split: str, name: str) -> tuple[ArrayMeta | None, str | None]:
+def _rows(store: RecordedStore, split: str, name: str) -> tuple[ArrayMeta | None, str | None]:
     try:
         meta = store.backend.array_meta(split, name)
     except StoreError as e:
@@ -91,7 +111,7 @@ def _rows(store: FeatureStore, split: str, name: str) -> tuple[ArrayMeta | None,
     return meta, _shape_problem(meta)
 
 
-def split_findings(store: FeatureStore, split: str) -> list[Finding]:
+def split_findings(store: RecordedStore, split: str) -> list[Finding]:
     """The split's own record and its item table: ``n_items``, ``unit_size`` and the table's rows agree."""
     out: list[Finding] = []
     try:
@@ -111,7 +131,9 @@ def split_findings(store: FeatureStore, split: str) -> list[Finding]:
             out.append(Finding(split, name, problem or "its metadata cannot be read"))
             continue
         if len(meta.shape) != 1 or meta.dtype not in _DTYPES[name]:
-            out.append(Finding(split, name, f"it is {list(meta.shape)} {meta.dtype}, an item-table array is (N,) {sorted(_DTYPES[name])[0]}"))
+            out.append(
+                Finding(split, name, f"it is {list(meta.shape)} {meta.dtype}, an item-table array is (N,) {sorted(_DTYPES[name])[0]}")
+            )
             continue
         rows[name] = int(meta.shape[0])
     votes = Counter(rows.values())
@@ -124,7 +146,7 @@ def split_findings(store: FeatureStore, split: str) -> list[Finding]:
     return out
 
 
-def array_findings(store: FeatureStore, split: str, name: str, n: int, unit: int) -> list[Finding]:
+def array_findings(store: RecordedStore, split: str, name: str, n: int, unit: int) -> list[Finding]:
     """One array of a split of ``n`` items in units of ``unit``: readable metadata, rows, item shape, dtype, chunks."""
     meta, problem = _rows(store, split, name)
     if meta is None or problem:
@@ -153,7 +175,7 @@ def array_findings(store: FeatureStore, split: str, name: str, n: int, unit: int
     return [Finding(split, name, t) for t in out]
 
 
-def metadata_findings(store: FeatureStore, splits: list[str] | None = None) -> list[Finding]:
+def metadata_findings(store: RecordedStore, splits: list[str] | None = None) -> list[Finding]:
     """Every finding of every split (or ``splits``) and its arrays; bounded by the number of arrays."""
     out: list[Finding] = []
     for split in splits or store.backend.groups():
@@ -169,7 +191,7 @@ def metadata_findings(store: FeatureStore, splits: list[str] | None = None) -> l
     return out
 
 
-def damaged(store: FeatureStore, findings: list[Finding]) -> StoreError:
+def damaged(store: RecordedStore, findings: list[Finding]) -> StoreError:
     """The error a reader gets for damaged metadata: the first findings, and what to do."""
     from diffprobe.errors import StoreCorruptError
 

@@ -25,8 +25,6 @@ _SHOWN = 5
 
 def holds_store(path: str | Path) -> bool:
     """Whether ``path`` is a diffprobe store of any backend (readable or damaged, but recognisably one)."""
-    import diffprobe.store.store  # noqa: F401  (registers every backend)
-
     p = Path(path).expanduser()
     return any(cls.holds_store(p) for cls in BACKENDS.values())
 

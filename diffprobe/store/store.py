@@ -10,11 +10,9 @@ import numpy as np
 
 from diffprobe._version import __version__
 from diffprobe.errors import StoreError, StoreKeyError
-from diffprobe.store import hdf5_backend as _h5  # noqa: F401  (registers the backend)
-from diffprobe.store import zarr_backend as _zarr  # noqa: F401
 from diffprobe.store.arrays import ArrayLayout, feature_array_args
 from diffprobe.store.backend import Backend, backend_for_path
-from diffprobe.store.digests import DIGEST, digest, unit_digests
+from diffprobe.store.digests import DIGEST, ROW_PRINT, digest, unit_digests, unit_prints
 from diffprobe.store.layout import ITEM_ARRAYS, ITEM_DTYPES, SCHEMA_VERSION, SIDE_ARRAYS, FeatureKey, chunk_items, plan_units
 from diffprobe.store.metadata import array_findings, damaged, split_findings
 from diffprobe.store.reader import StoreReader
@@ -209,7 +207,8 @@ class FeatureStore(SideArrays, StoreReader):
         if n:
             for name, values in table.items():
                 self.backend.write_rows(split, name, 0, values.astype(object) if values.dtype.kind == "U" else values)
-        self.backend.update_group_attrs(split, {"digest": DIGEST, "digests": unit_digests(table)})
+        prints = unit_prints(table, dict.fromkeys(table, self.unit_size(split)))  # chunked by unit (create_split)
+        self.backend.update_group_attrs(split, {"digest": DIGEST, "digests": unit_digests(table), "print": ROW_PRINT, "prints": prints})
 
     def create_feature_array(self, split: str, key: FeatureKey, layout: ArrayLayout, dtype: str, module: str) -> None:
         """Create the NaN-filled array of ``key`` in ``split``: (N, *layout.item_shape), chunked along N

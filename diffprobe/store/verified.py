@@ -3,13 +3,16 @@
 Chunk checksums (crc32c, fletcher32) catch changed bytes, but not a whole chunk (or shard) moved
 from another place — another unit's, or another array's — which carries a valid checksum of its
 own. Each done marker records, per array, a fingerprint of the unit's rows
-(:func:`~diffprobe.store.digests.row_print`: the first and last row of each chunk) — and, in stores
+(:func:`~diffprobe.store.digests.row_print`: the first row of each chunk) — and, in stores
 written before that, only the digest of all of them. :class:`ReadCheck` checks every done unit a
 read touches against that record, once per open store, before the rows reach the reader:
 
-- extracted arrays and ``valid``: per unit, the row print (cheap: 2 rows per chunk; its cost is
-  measured by ``benchmarks/read_integrity.py``), else the unit's digest (all rows);
-- the item table (``label``, ``item_id``, ``path``): its digest, when it is read whole.
+- extracted arrays and ``valid``: per unit, the row print of features (cheap: one row per chunk; its
+  cost is measured by ``benchmarks/read_integrity.py``), else the unit's digest (all rows: stores
+  written before row prints, and ``valid``, whose booleans cost nothing to hash but repeat too
+  often for one row to tell chunks apart);
+- the item table, when it is read whole: ids and paths by their row print (recorded when the split
+  is made), labels by their digest.
 
 Reads are widened to whole units (a unit is the smallest thing a record covers). A mismatch is a
 :class:`~diffprobe.errors.StoreCorruptError` that names ``store verify --deep`` and ``store repair``.
@@ -19,7 +22,8 @@ checks them) are read as they are.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -27,8 +31,21 @@ from diffprobe.errors import StoreCorruptError
 from diffprobe.store.digests import digest, row_print
 from diffprobe.store.layout import FeatureKey
 
-if TYPE_CHECKING:
-    from diffprobe.store.store import FeatureStore
+
+class CheckedStore(Protocol):
+    """What the check reads of its store (a :class:`~diffprobe.store.store.FeatureStore`)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def backend(self) -> Any: ...
+
+    def markers(self, split: str) -> dict[int, dict[str, Any]]: ...
+
+    def n_items(self, split: str) -> int: ...
+
+    def unit_size(self, split: str) -> int: ...
 
 Selection = slice | np.ndarray | None
 _TABLE = ("label", "item_id", "path")
@@ -40,14 +57,16 @@ class ReadCheck:
     #: check reads (``benchmarks/read_integrity.py`` turns it off to measure what it costs)
     enabled: ClassVar[bool] = True
 
-    def __init__(self, store: FeatureStore) -> None:
+    def __init__(self, store: CheckedStore) -> None:
         self.store = store
         self._marks: dict[str, dict[int, dict[str, Any]]] = {}
+        self._split: dict[str, tuple[int, int, dict[str, Any]]] = {}  # (items, unit size, attributes), with the snapshot
         self._checked: set[tuple[str, str, int]] = set()
 
     def _markers(self, split: str) -> dict[int, dict[str, Any]]:
         if split not in self._marks:  # one snapshot per open store: units finished later are read unchecked
             self._marks[split] = self.store.markers(split)
+            self._split[split] = (self.store.n_items(split), self.store.unit_size(split), self.store.backend.group_attrs(split))
         return self._marks[split]
 
     def rows(self, split: str, name: str, sel: Selection) -> np.ndarray:
@@ -57,16 +76,10 @@ class ReadCheck:
             return backend.read_rows(split, name, sel)
         if name in _TABLE:
             return self._table(split, name, sel)
-        n, size = self.store.n_items(split), self.store.unit_size(split)
-        idx = None if sel is None or isinstance(sel, slice) else np.asarray(sel)
-        if idx is not None and idx.dtype == bool:
-            idx = np.flatnonzero(idx)
-        if idx is None:
-            lo, hi, step = (sel or slice(None)).indices(n)
-            if step != 1:
-                idx = np.arange(lo, hi, step)
-        touched = np.unique(idx // size) if idx is not None else np.arange(lo // size, -(-hi // size)) if hi > lo else np.zeros(0, int)
         marks = self._markers(split)
+        n, size, _ = self._split[split]
+        lo, hi, idx = _rows_of(sel, n)
+        touched = np.unique(idx // size) if idx is not None else np.arange(lo // size, -(-hi // size), dtype=np.int64)
         todo = [int(u) for u in touched if (split, name, int(u)) not in self._checked and _record(marks.get(int(u)), name)]
         if not todo:
             return backend.read_rows(split, name, sel)
@@ -85,18 +98,13 @@ class ReadCheck:
     def _check(self, split: str, name: str, block: np.ndarray, base: int | None, size: int, todo: list[int],
                marks: dict[int, dict[str, Any]], offset: np.ndarray | None = None) -> None:  # fmt: skip
         """Check units ``todo`` of ``block`` (rows from ``base``, or at ``offset[unit]``) against their markers."""
-        n = self.store.n_items(split)
+        n = self._split[split][0]
         for u in todo:
             a, b = u * size, min((u + 1) * size, n)
             start = a - base if base is not None else int(offset[u])  # type: ignore[index]
             values = block[start : start + (b - a)]
-            m = marks[u]
-            rec = m.get("prints", {}).get(name)
-            if rec is not None:
-                ok, how = row_print(values, int(rec[0])) == rec[1], "its row print"
-            else:
-                ok, how = digest(values) == m["digests"][name], "its digest"
-            if not ok:
+            if not _matches(values, marks[u], name):
+                how = "its row print" if _by_print(values, marks[u], name) else "its digest"
                 raise self._damage(split, name, f"unit {u} (items {a}–{b - 1}) does not hold the rows written there ({how} "
                                                 "differs from the one recorded when it was written: a chunk was replaced, or moved "
                                                 "from another place)")  # fmt: skip
@@ -105,8 +113,9 @@ class ReadCheck:
     def _table(self, split: str, name: str, sel: Selection) -> np.ndarray:
         values = self.store.backend.read_rows(split, name, sel)
         if sel is None and (split, name, -1) not in self._checked:
-            recorded = self.store.backend.group_attrs(split).get("digests", {}).get(name)
-            if recorded is not None and digest(values) != recorded:
+            self._markers(split)
+            attrs = self._split[split][2]
+            if (attrs.get("prints", {}).get(name) or attrs.get("digests", {}).get(name)) and not _matches(values, attrs, name):
                 raise self._damage(split, name, "the item table differs from the one written when the split was made")
             self._checked.add((split, name, -1))
         return values
@@ -121,8 +130,35 @@ class ReadCheck:
         import dask.array as da
 
         shape, dtype, _ = self.store.backend.array_info(split, name)
-        chunks = (max(1, self.store.unit_size(split)), *shape[1:])
+        self._markers(split)
+        chunks = (max(1, self._split[split][1]), *shape[1:])
         return da.from_array(_Rows(self, split, name, shape, dtype), chunks=chunks, asarray=True)
+
+
+def _rows_of(sel: Selection, n: int) -> tuple[int, int, np.ndarray | None]:
+    """(lo, hi, None) for a selection of the contiguous rows [lo, hi); (0, 0, row indices) for any other."""
+    if sel is None or isinstance(sel, slice):
+        lo, hi, step = (sel or slice(None)).indices(n)
+        if step == 1:
+            return lo, max(lo, hi), None
+        sel = np.arange(lo, hi, step)
+    idx = np.asarray(sel)
+    return 0, 0, np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.int64)
+
+
+def _by_print(values: np.ndarray, record: dict[str, Any], name: str) -> bool:
+    """Whether ``values`` are checked by their row print: when one is recorded and the rows are
+    features or strings (distinct, so one row per chunk ties them down). Integers and booleans (labels,
+    ``valid``) repeat from row to row, and their digest costs next to nothing: all rows are hashed."""
+    return name in record.get("prints", {}) and values.dtype.kind not in "biu"
+
+
+def _matches(values: np.ndarray, record: dict[str, Any], name: str) -> bool:
+    """Whether rows ``values`` are those ``record`` (a done marker, or a split's attributes) recorded for ``name``."""
+    if _by_print(values, record, name):
+        chunk_rows, expected = record["prints"][name]
+        return row_print(values, int(chunk_rows)) == expected
+    return record.get("digests", {}).get(name) in (None, digest(values))
 
 
 def _record(marker: dict[str, Any] | None, name: str) -> bool:

@@ -20,7 +20,7 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from diffprobe.errors import StoreCorruptError, StoreError
 from diffprobe.store import zarr_meta
-from diffprobe.store.backend import Backend, register_backend
+from diffprobe.store.backend import Backend
 from diffprobe.store.layout import PROGRESS_GROUP, ROOT_ATTR
 from diffprobe.store.metadata import ArrayMeta
 
@@ -45,7 +45,6 @@ def _no_empty_chunk(array: zarr.Array, start: int, data: np.ndarray) -> bool:
     return not np.isnan(data.reshape(len(data), -1)[first, 0]).any()
 
 
-@register_backend("zarr")
 class ZarrBackend(Backend):
     format = "zarr"
     title = "Zarr"
@@ -140,6 +139,11 @@ class ZarrBackend(Backend):
             scratch.create_group(group, {})
             scratch.create_array(group, name, shape, dtype, chunk_rows, shard_rows, dims, attrs)
             zarr_meta.install(Path(tmp) / "scratch.zarr" / group / name, self.path / group / name)
+        return True
+
+    def replace_group_attrs(self, group: str, attrs: dict[str, Any]) -> bool:
+        self._check_writable()
+        zarr_meta.write_group(self.path / group, attrs)
         return True
 
     def create_array(self, group, name, shape, dtype, chunk_rows, shard_rows, dims, attrs) -> None:  # type: ignore[override]

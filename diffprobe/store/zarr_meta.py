@@ -79,3 +79,10 @@ def install(made: Path, target: Path) -> None:
     tmp = target / ".zarr.json.repair.tmp"
     tmp.write_bytes((made / "zarr.json").read_bytes())
     tmp.replace(target / "zarr.json")
+
+
+def write_group(folder: Path, attrs: dict[str, object]) -> None:
+    """Write ``folder``'s ``zarr.json`` as a group holding diffprobe's ``attrs``, atomically."""
+    tmp = folder / ".zarr.json.repair.tmp"
+    tmp.write_text(json.dumps({"attributes": {ROOT_ATTR: attrs}, "zarr_format": 3, "node_type": "group"}, indent=2))
+    tmp.replace(folder / "zarr.json")

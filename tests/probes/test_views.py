@@ -248,6 +248,7 @@ def disk_store(path: Path, masks: dict[str, np.ndarray], maps: dict[str, np.ndar
         store.create_feature_array(split, key, lay, "float32", "output_blocks.1")
         store.backend.write_rows(split, key.name, 0, maps[split])
         store.backend.write_rows(split, "valid", 0, np.ones(n, bool))
+        store.backend.write_marker(split, 0, {"keys": [key.name], "start": 0, "stop": n})  # the unit is done
         store.write_masks(split, m)
     store.commit()
     return store

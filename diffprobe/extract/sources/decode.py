@@ -11,7 +11,6 @@ from PIL import Image, UnidentifiedImageError
 from diffprobe.extract.augment import centre_crop
 from diffprobe.extract.views import to_array
 
-
 #: Pillow's 16-bit integer modes (grey): their range is 0..65535
 _WORD_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from diffprobe.device import resolve_device
-from diffprobe.errors import DataError, DiffprobeError, StoreError, StoreIOError
+from diffprobe.errors import DataError, DiffprobeError, OutputExistsError, StoreError, StoreIOError
 from diffprobe.extract.compute import FeatureComputer
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.pipelines.extraction.local import RunStats, loader_workers, run_tasks
@@ -199,8 +199,9 @@ def _dry_run_summary(plan: ExtractPlan) -> ExtractSummary:
     if backend_for_path(out).atomic_publish and work.exists() and not plan.config.overwrite:
         out = work  # an interrupted run of a published store (HDF5): its working store says what is left
     try:
+        check_replaceable(Path(plan.config.out).expanduser())
         n_units, pending = count_pending(plan, out)
-    except StoreError as e:
+    except (StoreError, OutputExistsError) as e:
         raise StoreError(f"would be refused: {e}") from None
     return ExtractSummary(str(plan.config.out), plan.hash, n_units, pending, n_units - pending, 0, 0, dry_run=True, plan=plan.summary())
 

@@ -140,8 +140,8 @@ def _prepare_store(plan: ExtractPlan, out: Path) -> tuple[FeatureStore, ExtractP
     try:
         _write_schema(store, plan, out, recorded)
     except BaseException:
+        store.close()
         if building is not None:  # a half-built store is a temporary: it never outlives the run
-            store.close()
             _discard(building)
         raise
     if building is not None:  # the whole schema is written: put the new store in place

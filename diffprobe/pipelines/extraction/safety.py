@@ -74,6 +74,7 @@ def publish_hdf5(work: Path, out: Path) -> None:
             f"{work} ELSEWHERE.h5`), then re-run the same command, which only publishes"
         )  # fmt: skip
     tmp = publish_temporary(out)
+    tmp.unlink(missing_ok=True)  # this process's own temporary name (left by a killed run of the same pid)
     try:
         export_store(work, tmp, overwrite=True)
         with open_store(tmp, mode="a") as s:
