@@ -8,6 +8,7 @@ shards of existing arrays and their done markers.
 from __future__ import annotations
 
 import contextlib
+import math
 import logging
 import os
 import shutil
@@ -63,9 +64,28 @@ def _merged_config(stored: dict[str, Any], config: ExtractConfig) -> dict[str, A
     return new
 
 
+#: On a CPU, a work unit is about this many seconds of work: Ctrl-C or a killed run loses at most that.
+UNIT_SECONDS = 30.0
+#: Files a store may hold per split (one shard per unit and array): units are never so small that
+#: items × arrays / unit size exceeds it.
+MAX_FILES = 100_000
+
+
 def unit_size_for(plan: ExtractPlan, n_items: int) -> int:
-    """Items per work unit of a new split: as configured, else sized to the unit memory budget."""
-    return plan.config.unit_size or auto_unit_size(max(plan.item_bytes(), 1), n_items)
+    """Items per work unit of a new split, a power of two: as configured, else the largest that fits the
+    unit memory budget (:func:`auto_unit_size`) — on a CPU no more than about :data:`UNIT_SECONDS` of
+    work (an interrupt keeps every finished unit), and never so small that the split's shard files
+    exceed :data:`MAX_FILES`."""
+    if plan.config.unit_size:
+        return plan.config.unit_size
+    size = auto_unit_size(max(plan.item_bytes(), 1), n_items)
+    if plan.device_type == "cpu":
+        per_unit = max(16.0, UNIT_SECONDS / max(plan.seconds_per_item(), 1e-9))
+        size = min(size, 1 << int(math.log2(per_unit)))
+    files_floor = n_items * max(1, len(plan.keys)) / MAX_FILES
+    while size < files_floor and size < n_items:
+        size *= 2
+    return size
 
 
 @contextlib.contextmanager

@@ -1,0 +1,59 @@
+"""How a new split is cut into work units: short on a CPU (an interrupt loses little), never so many that
+the shard files exceed the store's budget, and the same in every process of a run."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from diffprobe.pipelines.extraction.plan import make_plan
+from diffprobe.pipelines.extraction.prepare import MAX_FILES, UNIT_SECONDS, unit_size_for
+from diffprobe.store.layout import auto_unit_size
+from tests.helpers import extract_config
+
+
+def _plan(tmp_path, n: int, **kw):
+    return make_plan(extract_config(f"synthetic:{n}@32", tmp_path / "s.zarr", **kw), torch.device("cpu"), cache_index=False)
+
+
+def test_cpu_units_hold_about_unit_seconds_of_work(tmp_path):
+    plan = _plan(tmp_path, 20_000, blocks=tuple(range(1, 20)), timesteps=(50,), pools=(1,))
+    size = unit_size_for(plan, 20_000)
+    assert size & (size - 1) == 0, "a power of two"
+    seconds = size * plan.seconds_per_item()
+    assert seconds <= UNIT_SECONDS or size == 16
+    assert seconds > UNIT_SECONDS / 2 or size == auto_unit_size(plan.item_bytes(), 20_000)
+    # 20,000 items in one or two units (what the memory budget alone allows) would lose minutes to a Ctrl-C
+    assert math.ceil(20_000 / size) >= 8
+
+
+def test_gpu_units_are_sized_by_memory_only(tmp_path):
+    plan = dataclasses.replace(_plan(tmp_path, 20_000, timesteps=(50,)), device_type="cuda")
+    assert unit_size_for(plan, 20_000) == auto_unit_size(plan.item_bytes(), 20_000)
+
+
+def test_units_never_make_more_shard_files_than_the_budget(tmp_path):
+    n = 1_281_167
+    plan = _plan(tmp_path, n, blocks=tuple(range(1, 20)), timesteps=(10, 50, 100, 200, 300), pools=(1,))
+    assert len(plan.keys) == 95
+    size = unit_size_for(plan, n)
+    assert math.ceil(n / size) * len(plan.keys) <= MAX_FILES * 1.01
+
+
+def test_unit_size_does_not_depend_on_the_thread_count(tmp_path):
+    plan = _plan(tmp_path, 20_000, timesteps=(50,))
+    before = torch.get_num_threads()
+    try:
+        sizes = set()
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            sizes.add(unit_size_for(plan, 20_000))
+    finally:
+        torch.set_num_threads(before)
+    assert len(sizes) == 1
+
+
+def test_a_configured_unit_size_is_kept(tmp_path):
+    assert unit_size_for(_plan(tmp_path, 20_000, unit_size=48), 20_000) == 48
