@@ -4,7 +4,10 @@ and metadata on disk, and the files the planner would make for a store of any si
 A Zarr store holds, per split, one shard file per array per work unit (every feature array and the
 item table: ``ITEM_ARRAYS``), one done marker per unit, and a ``zarr.json`` per array and group; the
 unit size comes from :func:`~diffprobe.store.layout.auto_unit_size` (a power of two ≤ 4,096 whose
-buffers — every key of the run at once — fit 256 MiB).
+buffers — every key of the run at once — fit 256 MiB), grown by
+:func:`~diffprobe.store.layout.few_files_unit_size` until a split holds at most 100,000 shard files
+(while a unit's buffers stay within 2 GiB). The CPU's ~30 s cap on a unit's work is left out: the
+projection is for GPU runs, where units are sized by memory.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from diffprobe.store.layout import ITEM_ARRAYS, auto_unit_size, plan_units
+from diffprobe.store.layout import ITEM_ARRAYS, auto_unit_size, few_files_unit_size, plan_units
 
 #: An exponent above this between two sizes is super-linear in items.
 SUPERLINEAR = 1.1
@@ -73,9 +76,9 @@ def project_split(items: int, key_bytes: Sequence[int]) -> Projection:
     """Files of a split of ``items`` items whose keys take ``key_bytes`` bytes per item each (the
     planner's ``item_bytes`` is their sum): one shard per array per unit, a marker per unit, a
     ``zarr.json`` per array and one for the split's group and its progress folder."""
-    unit = auto_unit_size(max(sum(key_bytes), 1), items)
-    units = len(plan_units(items, unit))
     arrays = len(key_bytes) + len(ITEM_ARRAYS)
+    unit = few_files_unit_size(auto_unit_size(max(sum(key_bytes), 1), items), sum(key_bytes), items, arrays)
+    units = len(plan_units(items, unit))
     return Projection(items, len(key_bytes), unit, units, units * arrays, units, arrays + 1)
 
 

@@ -228,3 +228,29 @@ def test_shared_cpu_benchmark_runs():
     assert r.returncode == 0, r.stderr[-2000:]
     assert re.search(r"passive, thread per core \(default\)\s+[\d.]+s\s+[\d.]+s\s+[\d.]+×", r.stdout), r.stdout
     assert re.search(r"OpenMP spinning \(--busy-wait\)\s+[\d.]+s\s+[\d.]+s\s+[\d.]+×", r.stdout), r.stdout
+
+
+@pytest.mark.slow
+def test_scale_benchmark_runs(tmp_path):
+    """Every stage at two sizes, the exponents, the file projection and the dask run with a worker killed."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--smoke", "--plot", str(tmp_path / "scale.png")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    for stage in ("extract", "finalize", "info", "verify", "verify --deep", "logistic", "linear"):
+        assert re.search(rf"2,200  {re.escape(stage)}\s+[\d.]+\s+\d+", out), (stage, out)
+        assert re.search(rf"^{re.escape(stage)}\s+-?[\d.]+  RSS", out, re.M), (stage, out)
+    assert "FAILED" not in out and "vs one process: IDENTICAL" in out and "SIGKILLed" in out, out
+    assert (tmp_path / "scale.png").stat().st_size > 10_000
+
+
+def test_the_planner_keeps_an_imagenet_store_under_100k_files():
+    """1.28M + 50k items × 100 pooled keys of the 256 model (1,024 channels, p = 1 or 2): under 100k files."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from scale_curves import growth_exponent, project_store
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    for key_bytes in (128, 2048, 8192):
+        assert project_store({"train": 1_281_167, "val": 50_000}, [key_bytes] * 100) < 100_000, key_bytes
+    assert growth_exponent(1e4, 2.0, 1e5, 20.0) == pytest.approx(1.0) and growth_exponent(1e4, 2.0, 1e5, 2.0) == 0

@@ -19,6 +19,7 @@ from diffprobe.commands.options import (
     one,
     overwrite_option,
     pools_option,
+    progress_option,
     stack_options,
     timesteps_option,
 )
@@ -37,6 +38,7 @@ def cka_options(f: Any) -> Any:
         click.option("--rbf-fraction", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
                      help="RBF bandwidth as a fraction of the median pairwise distance."),
         device_option(),
+        progress_option(expose=False),
         max_memory_option("2GiB", "Memory the computation may hold (approximate)."),
         click.option("--method", type=click.Choice(METHOD_NAMES), default="auto", show_default=True,
                      help="Exact estimators: streamed feature space (linear) or in-memory N×N Grams."),

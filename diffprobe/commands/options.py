@@ -146,8 +146,17 @@ def dry_run_option(help: str = "Print the resolved configuration and stop; write
     return click.option("--dry-run", is_flag=True, help=help)
 
 
-def progress_option() -> Decorator:
-    return click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
+def _set_progress(ctx: click.Context, param: click.Parameter, value: bool | None) -> bool | None:
+    from diffprobe.progress import set_progress
+
+    set_progress(value)
+    return value
+
+
+def progress_option(expose: bool = True) -> Decorator:
+    """``--progress/--no-progress``: progress bars for the whole run (default: only on a terminal)."""
+    return click.option("--progress/--no-progress", default=None, callback=_set_progress, expose_value=expose,
+                        help="Progress bars (default: only on a terminal).")  # fmt: skip
 
 
 def prompt_options(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from diffprobe.commands.options import claim_outputs, device_option, json_option, overwrite_option
+from diffprobe.commands.options import claim_outputs, device_option, json_option, overwrite_option, progress_option
 from diffprobe.commands.probe_options import (
     allow_incomplete_option,
     data_config,
@@ -115,6 +115,7 @@ def feature_probe_command(name: str) -> click.Command:
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="CSV of id, label and predicted class (names) and probabilities.")
 @overwrite_option("--out")
 @device_option()
+@progress_option(expose=False)
 @allow_incomplete_option()
 def predict_cmd(saved: str, source: str, split: str, out: str | None, overwrite: bool, device: str, allow_incomplete: bool) -> None:
     """Apply a probe saved with `probe … --save SAVED` to a split of SOURCE: another store, or — for

@@ -23,6 +23,7 @@ from diffprobe.commands.options import (
     flatten,
     max_memory_option,
     pools_option,
+    progress_option,
     stack_options,
     timesteps_option,
 )
@@ -147,5 +148,5 @@ def hyper_params(o: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--device (auto everywhere) and --dry-run."""
-    return stack_options(f, [device_option(), dry_run_option()])
+    """--device (auto everywhere), --dry-run and --progress/--no-progress."""
+    return stack_options(f, [device_option(), dry_run_option(), progress_option(expose=False)])

@@ -153,10 +153,12 @@ class DifFeedProbe(ProbeBase):
                 start: int, history: list[float]) -> list[float]:  # fmt: skip
         from tqdm.auto import tqdm
 
+        from diffprobe.progress import bar_disabled
+
         dev = resolve_device(self.device)
         yt = torch.as_tensor(y, device=dev)
         steps = -(-len(X) // cfg.batch_size)  # the bar counts steps (one epoch can take minutes), the epoch in its postfix
-        with tqdm(total=cfg.epochs * steps, initial=start * steps, desc="difffeed", unit="step", leave=False, disable=None) as bar:
+        with tqdm(total=cfg.epochs * steps, initial=start * steps, desc="difffeed", unit="step", leave=False, disable=bar_disabled()) as bar:
             for epoch in range(start, cfg.epochs):
                 bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", draw=epoch % self.draws, refresh=False)
                 draw = epoch % self.draws
@@ -223,12 +225,14 @@ class DifFeedProbe(ProbeBase):
             raise ProbeError(f"expected DifFeed's X to be an ImageSet (images, not features), got {type(X).__name__}")
         from tqdm.auto import tqdm
 
+        from diffprobe.progress import bar_disabled
+
         bb, dev = self.backbone(), resolve_device(self.device)
         self.module_.eval()
         draws = range(self.draws) if self.eval_draws == "mean" else range(1)
         proba = np.zeros((len(X), len(self.classes_)), dtype=np.float64)
         starts = [(d, s) for d in draws for s in range(0, len(X), self.eval_batch_size)]
-        for draw, s in tqdm(starts, desc="difffeed: evaluating", unit="batch", leave=False, disable=None):
+        for draw, s in tqdm(starts, desc="difffeed: evaluating", unit="batch", leave=False, disable=bar_disabled()):
             idx = np.arange(s, min(s + self.eval_batch_size, len(X)))
             x_t = self._x_t(X, idx, draw, bb)
             with torch.no_grad(), autocast(amp_precision(dev, self.amp), dev):

@@ -123,7 +123,9 @@ class LogisticProbe(ProbeBase):
         """The fit at ``C`` to ``tol``, with a bar of L-BFGS iterations and the training loss."""
         from tqdm.auto import tqdm
 
-        with tqdm(desc=f"logistic C={C:g}", unit="it", leave=False, disable=None) as bar:
+        from diffprobe.progress import bar_disabled
+
+        with tqdm(desc=f"logistic C={C:g}", unit="it", leave=False, disable=bar_disabled()) as bar:
 
             def step(iteration: int, loss: float) -> None:
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
@@ -160,6 +162,8 @@ class LogisticProbe(ProbeBase):
         """
         from tqdm.auto import tqdm
 
+        from diffprobe.progress import bar_disabled
+
         Cs = sorted(float(c) for c in self.Cs)
         if not Cs or Cs[0] <= 0:
             raise ProbeError(f"expected a non-empty grid of positive Cs, got {list(self.Cs)}")
@@ -175,7 +179,7 @@ class LogisticProbe(ProbeBase):
         best: tuple[float, float, float, Tensor] | None = None
         scores: dict[float, float] = {}
         since_best = 0
-        with tqdm(total=len(Cs), desc="logistic C sweep", unit="C", leave=False, disable=None) as bar:
+        with tqdm(total=len(Cs), desc="logistic C sweep", unit="C", leave=False, disable=bar_disabled()) as bar:
             for C in Cs:
                 theta, it = self._solve(prob, C, theta, path_tol)
                 logits = torch.addmm(theta[k * w :], Xv, theta[: k * w].view(k, w).T)

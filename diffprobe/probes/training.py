@@ -113,8 +113,10 @@ def _epochs(
 ) -> list[float]:
     from tqdm.auto import tqdm
 
+    from diffprobe.progress import bar_disabled
+
     history = []
-    with tqdm(total=cfg.epochs, desc=desc, unit="epoch", leave=False, disable=None) as bar:
+    with tqdm(total=cfg.epochs, desc=desc, unit="epoch", leave=False, disable=bar_disabled()) as bar:
         for epoch in range(cfg.epochs):
             # Loss and hits stay on the device: one host sync per epoch, none per step.
             total = torch.zeros((), device=device)

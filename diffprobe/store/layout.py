@@ -157,6 +157,22 @@ def auto_unit_size(bytes_per_item: int, n_items: int, budget: int = 256 << 20) -
     return size
 
 
+#: Shard files a split may hold (one per array per work unit): :func:`few_files_unit_size` grows units
+#: until a split stays under it (1.28M items × 100 keys: units of ≥ 2,048 items).
+MAX_FILES = 100_000
+#: …but never past this much host memory of unit buffers (every key of a unit is held until written).
+MAX_UNIT_BYTES = 2 << 30
+
+
+def few_files_unit_size(size: int, bytes_per_item: int, n_items: int, n_arrays: int) -> int:
+    """``size`` doubled until a split of ``n_items`` items × ``n_arrays`` arrays has at most
+    :data:`MAX_FILES` shard files, as long as a unit's buffers stay within :data:`MAX_UNIT_BYTES`
+    (and a unit no larger than the split needs)."""
+    while n_items * n_arrays > MAX_FILES * size and 2 * size * bytes_per_item <= MAX_UNIT_BYTES and size < n_items:
+        size *= 2
+    return size
+
+
 def chunk_items(unit_size: int, bytes_per_item: int, target: int = 1 << 20) -> int:
     """Items per chunk inside a shard: a divisor of ``unit_size`` near ``target`` bytes."""
     want = max(1, target // max(bytes_per_item, 1))

@@ -95,3 +95,20 @@ def test_memory_limit_is_a_size_everywhere():
     assert code == 0 and '"max_memory": 1048576' in text
     code, text = run("probe", "logistic", store, "--max-memory", "lots")
     assert code == 2 and "expected a size like 2GiB" in text
+
+
+@pytest.mark.parametrize("path", sorted(p for p, c in commands().items() if any(o.name == "device" for o in c.params)), ids=" ".join)
+def test_every_command_with_long_work_takes_progress(path):
+    """Every command that computes (it takes --device) shows bars on a terminal and takes --no-progress."""
+    opts = {o.name: o for o in commands()[path].params if isinstance(o, click.Option)}
+    assert "progress" in opts and tuple(opts["progress"].opts) == ("--progress",) and opts["progress"].secondary_opts == ["--no-progress"], path
+
+
+def test_no_progress_silences_every_bar(monkeypatch):
+    """--no-progress reaches the bars deep inside a job (here: the policy every bar reads)."""
+    from diffprobe import progress
+
+    seen = []
+    monkeypatch.setattr(progress, "set_progress", lambda v: seen.append(v))
+    r = CliRunner().invoke(main, ["cka", "blocks", "nowhere.zarr", "--no-progress"])
+    assert seen == [False] and r.exit_code != 0  # the option is read before the missing store is refused

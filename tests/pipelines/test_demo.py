@@ -12,6 +12,7 @@ import diffprobe
 from diffprobe.cli import main
 from diffprobe.pipelines.demo import BLOCKS_T, DEMO_TIMESTEPS, SWEEP_POOL, T_BLOCK, demo_keys
 
+
 def test_demo_keys_are_a_cross_through_t_and_block():
     keys = demo_keys(19)
     assert len(keys) == 19 + len(DEMO_TIMESTEPS) - 1 + 1  # blocks at t=90, t at block 12, pool 2 at (90, 12)

@@ -71,6 +71,7 @@ def test_masks_are_stored_item_aligned_and_are_not_feature_keys(seg_store):
     with diffprobe.open_store(seg_store) as s:
         m = s.masks("val")
         assert m.shape == (100, 32, 32) and m.dtype == np.uint8 and s.keys("val") == ["t0090_b12_full"]
+        assert s.attrs["mask_classes"][0] == "background" and len(s.attrs["mask_classes"]) == 11
         label = s.labels("val")
         for i in (0, 55, 99):  # every garment pixel carries its image's class + 1, the background 0
             assert set(np.unique(m[i])) == {0, label[i] + 1}
@@ -106,6 +107,8 @@ def test_diffusion_features_segment_garments_far_better_than_pixels(seg_store, t
         assert "mIoU" in r.output and "IoU per class" in r.output
         runs[name] = json.loads(out.read_text())
     f, p = runs["features"]["metrics"], runs["pixels"]["metrics"]
+    # the masks' class names come from mask_classes.txt beside the manifest, through the store
+    assert list(f["iou"])[:2] == ["background", "0_tshirt_top"] and "0_tshirt_top" in r.output
     assert runs["features"]["n_classes"] == 11 and f["pixels"] == 100 * 32 * 32
     # 100 val images × 1,024 pixels: a point of mIoU is many pixels; the measured gap is ~40 points
     assert f["miou"] > p["miou"] + 0.2 and f["pixel_accuracy"] > p["pixel_accuracy"]

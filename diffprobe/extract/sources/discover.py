@@ -7,7 +7,7 @@ from pathlib import Path
 
 from diffprobe.errors import DataError
 from diffprobe.extract.sources.files import expand, is_url
-from diffprobe.extract.sources.item import DataSpec
+from diffprobe.extract.sources.item import MASK_CLASSES_FILE, DataSpec
 from diffprobe.extract.sources.kinds import SOURCES, Target
 from diffprobe.extract.sources.options import DataOptions
 
@@ -67,4 +67,22 @@ def discover(data: str | Path, splits: tuple[str, ...] = (), options: DataOption
         if missing:
             raise DataError(f"split(s) {missing} not found in {data}; available: {sorted(spec.splits)}")
         spec.splits = {s: spec.splits[s] for s in splits}
+    if target.path is not None and any(it.mask for items in spec.splits.values() for it in items):
+        spec.mask_classes = read_mask_classes(target.path)
     return spec
+
+
+def read_mask_classes(data: Path) -> list[str]:
+    """The mask values' names from :data:`MASK_CLASSES_FILE` in the data folder (or beside a manifest
+    file); [] when there is none.
+
+    Raises:
+        DataError: the file names a class twice.
+    """
+    f = (data if data.is_dir() else data.parent) / MASK_CLASSES_FILE
+    if not f.is_file():
+        return []
+    names = [ln.strip() for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if len(set(names)) != len(names):
+        raise DataError(f"{f} names a class twice; write one name per mask value, line k naming value k")
+    return names

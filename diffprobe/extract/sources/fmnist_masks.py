@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from diffprobe.extract.sources.item import MASK_CLASSES_FILE
+
 log = logging.getLogger(__name__)
 
 SLICE = Path(__file__).resolve().parent.parent.parent / "assets" / "fmnist"
@@ -26,7 +28,8 @@ MASK_CLASSES = ["background"] + sorted(p.name for p in (SLICE / "train").iterdir
 
 def write_fmnist_masks(out: Path, per_class_train: int = 100, per_class_val: int = 50) -> Path:
     """Masks of the first ``per_class_*`` images per class of each split; returns the manifest
-    (``path,label,split,id,mask``; ids as the ImageFolder reader makes them)."""
+    (``path,label,split,id,mask``; ids as the ImageFolder reader makes them), with the mask classes'
+    names beside it (``mask_classes.txt``)."""
     out.mkdir(parents=True, exist_ok=True)
     rows = ["path,label,split,id,mask"]
     for split, per in (("train", per_class_train), ("val", per_class_val)):
@@ -40,6 +43,7 @@ def write_fmnist_masks(out: Path, per_class_train: int = 100, per_class_val: int
                 rows.append(f"{f},{cls},{split},{cls}/{f.name},{dst.relative_to(out)}")
     manifest = out / "fmnist-seg.csv"
     manifest.write_text("\n".join(rows) + "\n")
+    (out / MASK_CLASSES_FILE).write_text("\n".join(MASK_CLASSES) + "\n")
     return manifest
 
 

@@ -9,6 +9,9 @@ from typing import Any
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})
 SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
 DEFAULT_SPLIT = "train"
+#: A text file beside a manifest (or in a segmentation folder) naming the mask values, one per line:
+#: line k is the name of value k.
+MASK_CLASSES_FILE = "mask_classes.txt"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class DataSpec:
     class_names: list[str]
     splits: dict[str, list[Item]] = field(default_factory=dict)
     source: dict[str, str] = field(default_factory=dict)
+    mask_classes: list[str] = field(default_factory=list)  # the masks' class names by index ([]: unnamed)
 
     def fingerprint(self, split: str) -> str:
         """Hash of a split's ids and labels: stores refuse to mix data sets."""

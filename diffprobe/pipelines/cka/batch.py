@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from diffprobe.errors import ConfigError
 from diffprobe.pipelines.cka.math import DegenerateInputError, get_estimator, get_kernel, minibatch_indices, rbf_sigma
 from diffprobe.pipelines.cka.source import NonFiniteRows, Source
+from diffprobe.progress import bar_disabled
 from diffprobe.sizes import format_bytes
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def hsic_gram(
             + ", or raise --max-memory"
         )
     grams = StackedGrams(sources, kernel, est.center, n, device, check_constant=True)
-    raws = [s.take(np.arange(n)) for s in tqdm(sources, unit="array", desc="CKA (Gram): reading", disable=None)]
+    raws = [s.take(np.arange(n)) for s in tqdm(sources, unit="array", desc="CKA (Gram): reading", disable=bar_disabled())]
     facts: dict[str, object] = {"passes": 1, "estimated_peak_bytes": need}
     if kernel == "rbf":
         facts["rbf_sigma"] = grams.set_sigma(raws, rbf_fraction)
@@ -153,7 +154,7 @@ def hsic_minibatch(
     peak = fixed + max(sum(len(b) for b in g) for g in groups) * per_item
     facts: dict[str, object] = {"passes": len(groups), "batches": len(batches), "estimated_peak_bytes": peak}
     h = torch.zeros(count, count, dtype=torch.float64, device=device)
-    with tqdm(total=n, unit="item", desc="CKA (minibatch)", disable=None) as bar:
+    with tqdm(total=n, unit="item", desc="CKA (minibatch)", disable=bar_disabled()) as bar:
         for gi, group in enumerate(groups):
             raw = [s.take(np.concatenate(group)) for s in sources]
             if gi == 0 and kernel == "rbf":

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from diffprobe.progress import bar_disabled
+
 log = logging.getLogger(__name__)
 
 
@@ -119,7 +121,7 @@ def finite_rows(sources: Sequence[Source], chunk_rows: int) -> np.ndarray:
     n = sources[0].n
     keep = np.ones(n, dtype=bool)
     bounds = chunk_bounds(n, chunk_rows)
-    with tqdm(total=n, unit="item", desc="scanning for NaN rows", disable=None, leave=False) as bar:
+    with tqdm(total=n, unit="item", desc="scanning for NaN rows", disable=bar_disabled(), leave=False) as bar:
         for start, stop, xs in iter_chunks(sources, bounds):
             for x in xs:
                 keep[start:stop] &= np.isfinite(x).all(axis=1)

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from diffprobe.errors import ConfigError
 from diffprobe.pipelines.cka.math import DegenerateInputError, Estimator, PairMoments
 from diffprobe.pipelines.cka.source import NonFiniteRows, Source, chunk_bounds, chunk_rows_for, iter_chunks
+from diffprobe.progress import bar_disabled
 from diffprobe.sizes import format_bytes
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ def hsic_features(
         len(pairs), len(sources), n, len(plan.passes), plan.chunk_rows, format_bytes(plan.peak_bytes),
     )
     out: dict[Pair, float] = {}
-    with tqdm(total=n * len(plan.passes), unit="item", desc="CKA (streamed)", disable=None) as bar:
+    with tqdm(total=n * len(plan.passes), unit="item", desc="CKA (streamed)", disable=bar_disabled()) as bar:
         for p in plan.passes:
             out.update(run_pass(sources, p, estimator, plan.chunk_rows, device, bar))
     return out, {"passes": len(plan.passes), "chunk_rows": plan.chunk_rows, "estimated_peak_bytes": plan.peak_bytes}

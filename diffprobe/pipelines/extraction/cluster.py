@@ -26,6 +26,7 @@ from diffprobe.extract.dataset import ImageDataset
 from diffprobe.extract.sources.item import Item
 from diffprobe.pipelines.extraction.local import RunStats, compute_chunk, noise_passes, report_bad
 from diffprobe.pipelines.extraction.plan import ExtractPlan
+from diffprobe.progress import bar_disabled
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.progress import UnitBuffer, UnitTask, write_unit
 from diffprobe.store.store import FeatureStore, open_store
@@ -138,7 +139,7 @@ def run_distributed(
 
     client, cluster, submit_kw = _client(workers, scheduler, device)
     stats = RunStats()
-    bar = tqdm(total=sum(t.size for t in tasks), unit="img", desc="extract", disable=None if progress is None else not progress)
+    bar = tqdm(total=sum(t.size for t in tasks), unit="img", desc="extract", disable=bar_disabled() if progress is None else not progress)
     try:
         log.debug("dask dashboard: %s", client.dashboard_link)
         futures = [

@@ -22,6 +22,7 @@ from diffprobe.extract.dataset import ImageDataset
 from diffprobe.extract.noise import Pass
 from diffprobe.extract.sources.item import Item
 from diffprobe.pipelines.extraction.plan import ExtractPlan
+from diffprobe.progress import bar_disabled
 from diffprobe.store.progress import BackgroundWriter, UnitBuffer, UnitTask
 from diffprobe.store.store import FeatureStore
 
@@ -209,7 +210,7 @@ def run_tasks(
                 stats.failures += [(f.buf.task.split, i, e) for i, e in f.buf.failures]
                 writer.submit(f.buf)
 
-    bar = tqdm(total=sum(t.size for t in tasks), unit="img", desc="extract", disable=None if progress is None else not progress, smoothing=0.1)
+    bar = tqdm(total=sum(t.size for t in tasks), unit="img", desc="extract", disable=bar_disabled() if progress is None else not progress, smoothing=0.1)
     try:
         for split in dict.fromkeys(t.split for t in tasks):
             split_tasks = [t for t in tasks if t.split == split]

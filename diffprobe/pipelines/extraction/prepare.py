@@ -8,8 +8,8 @@ shards of existing arrays and their done markers.
 from __future__ import annotations
 
 import contextlib
-import math
 import logging
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -20,13 +20,15 @@ from typing import Any
 import numpy as np
 
 from diffprobe.errors import ConfigError, StoreError
+from diffprobe.sizes import format_bytes
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.masks import split_masks
+from diffprobe.pipelines.extraction.location import ATTR, record_location
 from diffprobe.pipelines.extraction.locks import file_lock
 from diffprobe.pipelines.extraction.plan import IDENTITY_DEFAULTS, ExtractPlan
 from diffprobe.pipelines.extraction.temporaries import CREATING_PREFIX, remove_stale_temporaries
 from diffprobe.store.backend import Backend, backend_for_path
-from diffprobe.store.layout import ITEM_ARRAYS, FeatureKey, auto_unit_size
+from diffprobe.store.layout import ITEM_ARRAYS, MAX_FILES, MAX_UNIT_BYTES, FeatureKey, auto_unit_size, few_files_unit_size
 from diffprobe.store.ownership import check_replaceable, is_empty_dir, remove_store
 from diffprobe.store.progress import UnitTask
 from diffprobe.store.store import FeatureStore, create_store, open_store
@@ -66,25 +68,25 @@ def _merged_config(stored: dict[str, Any], config: ExtractConfig) -> dict[str, A
 
 #: On a CPU, a work unit is about this many seconds of work: Ctrl-C or a killed run loses at most that.
 UNIT_SECONDS = 30.0
-#: Files a store may hold per split (one shard per unit and array): units are never so small that
-#: items × arrays / unit size exceeds it.
-MAX_FILES = 100_000
 
 
-def unit_size_for(plan: ExtractPlan, n_items: int) -> int:
+def unit_size_for(plan: ExtractPlan, n_items: int, warn: bool = False) -> int:
     """Items per work unit of a new split, a power of two: as configured, else the largest that fits the
     unit memory budget (:func:`auto_unit_size`) — on a CPU no more than about :data:`UNIT_SECONDS` of
-    work (an interrupt keeps every finished unit), and never so small that the split's shard files
-    exceed :data:`MAX_FILES`."""
+    work (an interrupt keeps every finished unit) — grown where the split would otherwise hold more
+    than :data:`~diffprobe.store.layout.MAX_FILES` shard files (:func:`few_files_unit_size`)."""
     if plan.config.unit_size:
         return plan.config.unit_size
     size = auto_unit_size(max(plan.item_bytes(), 1), n_items)
     if plan.device_type == "cpu":
         per_unit = max(16.0, UNIT_SECONDS / max(plan.seconds_per_item(), 1e-9))
         size = min(size, 1 << int(math.log2(per_unit)))
-    files_floor = n_items * max(1, len(plan.keys)) / MAX_FILES
-    while size < files_floor and size < n_items:
-        size *= 2
+    size = few_files_unit_size(size, plan.item_bytes(), n_items, len(plan.keys) + len(ITEM_ARRAYS))
+    files = math.ceil(n_items / size) * (len(plan.keys) + len(ITEM_ARRAYS))
+    if warn and files > MAX_FILES:
+        log.warning("this split of %d items × %d keys will hold %d shard files (units of %d items are as large as %s of "
+                    "host memory allows): fewer keys per run, or a filesystem that handles many files, or --unit-size",
+                    n_items, len(plan.keys), files, size, format_bytes(MAX_UNIT_BYTES))  # fmt: skip
     return size
 
 
@@ -182,6 +184,8 @@ def _write_schema(store: FeatureStore, plan: ExtractPlan, out: Path, recorded: d
             "checkpoint_sha256": plan.checkpoint_sha256,
             "class_names": plan.data.class_names,
             "block_table": [b.to_dict() for b in plan.model.blocks],
+            **({ATTR: where} if (where := record_location(plan.config.data, out)) else {}),
+            **({"mask_classes": plan.data.mask_classes} if plan.data.mask_classes else {}),
         }
     )
     for split, items in plan.data.splits.items():
@@ -190,7 +194,7 @@ def _write_schema(store: FeatureStore, plan: ExtractPlan, out: Path, recorded: d
             raise StoreError(f"split {split!r} of {out} has done units but lacks its item table; pass --overwrite to rebuild it")
         if split not in store.splits or half_made:  # new, or its creation was cut short
             ids, paths, labels = [it.id for it in items], [it.path for it in items], [it.label for it in items]
-            store.create_split(split, ids, paths, labels, unit_size_for(plan, len(items)))
+            store.create_split(split, ids, paths, labels, unit_size_for(plan, len(items), warn=True))
         if plan.compute.views > 1 and not store.has_view_params(split):
             vs = plan.views
             store.write_view_params(split, vs.augment, vs.augmentation.fields, vs.size, vs.seed, np.stack([vs.params(it.id) for it in items]))

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from diffprobe.errors import DiffprobeError, StoreError
+from diffprobe.errors import DataError, DiffprobeError, StoreError
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.masks import split_masks
 from diffprobe.extract.sources.discover import discover
+from diffprobe.pipelines.extraction.location import ATTR, locate_data
 from diffprobe.pipelines.extraction.plan import ExtractPlan, index_path
 from diffprobe.pipelines.extraction.prepare import identity_diff, refused
 from diffprobe.pipelines.extraction.safety import writer_lock
@@ -77,6 +78,7 @@ def recorded_config(path: Path, overrides: dict[str, Any]) -> ExtractConfig:
     """The extraction that made the store at ``path``, to run here on all of it (``overrides`` win)."""
     with open_store(path) as s:
         cfg = dict(s.config)
+        location = s.attrs.get(ATTR)
     if not cfg:
         raise StoreError(f"{path} records no extraction configuration; it cannot be repaired by recomputing")
     known = {f.name for f in fields(ExtractConfig)}
@@ -85,6 +87,8 @@ def recorded_config(path: Path, overrides: dict[str, Any]) -> ExtractConfig:
     for k in ("timesteps", "blocks", "pools"):
         cfg[k] = tuple(cfg.get(k) or ())
     cfg.update({**_RUN_HERE, "out": str(path)}, **{k: v for k, v in overrides.items() if v is not None})
+    if overrides.get("data") is None and cfg.get("data"):
+        cfg["data"] = locate_data(str(cfg["data"]), path, location)
     return ExtractConfig(**cfg)
 
 
@@ -124,7 +128,11 @@ def _repair(p: Path, overrides: dict[str, Any], progress: bool | None) -> Repair
     device = resolve_device(config.device)
     plans = {}
     for split in sorted({d.split for d in found.damage}):  # checked before anything is changed
-        plan = make_plan(replace(config, splits=(split,)), device)
+        try:
+            plan = make_plan(replace(config, splits=(split,)), device)
+        except DataError as e:
+            raise DataError(f"cannot repair {p}: its images are needed to recompute the damaged units, and {e}\n"
+                            "pass --data with where the images are now") from None  # fmt: skip
         diffs = identity_diff(identity, plan.identity)
         if diffs:
             raise StoreError(f"cannot repair {p} with this configuration: the store {refused(diffs)}\n"

@@ -32,6 +32,7 @@ from diffprobe.pipelines.similarity.math.knn import (
 )
 from diffprobe.pipelines.similarity.metrics import Facts, Metric, Pair, StreamFn
 from diffprobe.pipelines.similarity.read import read_features, read_rows, tile_rows_for
+from diffprobe.progress import bar_disabled
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def neighbour_tables(
     """The k-NN table of each source in ``keys`` (one read of each), and the facts of the run."""
     tables: dict[int, NeighbourTable] = {}
     tiles: list[int] = []
-    with tqdm(total=len(keys), unit="array", desc="k-NN tables", disable=None, leave=False) as bar:
+    with tqdm(total=len(keys), unit="array", desc="k-NN tables", disable=bar_disabled(), leave=False) as bar:
         for key in keys:
             src = sources[key]
             x = read_features(src, read_rows([src], cfg), device)

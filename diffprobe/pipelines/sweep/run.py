@@ -170,8 +170,10 @@ def run_sweep(store: StoreReader, cfg: SweepConfig, out_dir: str | Path | None =
     else:
         from tqdm.auto import tqdm
 
+        from diffprobe.progress import bar_disabled
+
         results = []
-        for i, k in enumerate(tqdm(keys, desc=f"{cfg.probe} sweep", unit="key", leave=False, disable=None)):
+        for i, k in enumerate(tqdm(keys, desc=f"{cfg.probe} sweep", unit="key", leave=False, disable=bar_disabled())):
             results.append(run_key(store, cfg, (k.name,)))
             log.info("[%d/%d] %s: %s %.4f", i + 1, len(keys), k.name, results[-1].metric, results[-1].score)
     baseline = run_key(store, cfg, ("pixels",)) if cfg.pixels else None

@@ -79,7 +79,7 @@ def dense_probe(store: FeatureStore, config: ProbeConfig, *, grid: str | None = 
 
         write_grid(est.head_, test, grid, k, est.device, mask_class_names(store, k))
     conf = scored.pop("confusion")
-    log.info("dense %s probe on %s: mIoU %.2f%%", est.head, "+".join(config.keys), 100 * scored["miou"])
+    log.debug("dense %s probe on %s: mIoU %.2f%%", est.head, "+".join(config.keys), 100 * scored["miou"])
     keys = tuple(KeyInfo(PIXELS) if n == PIXELS else KeyInfo.of(n) for n in config.keys)
     return ProbeResult(
         config=config, keys=keys, train_split=train_split, eval_split=eval_name, metrics=scored,

@@ -15,6 +15,7 @@ from diffprobe.probes.dense.heads import DenseHead
 from diffprobe.probes.dense.metrics import confusion
 from diffprobe.probes.dense.source import Source
 from diffprobe.probes.optim import TrainConfig, optimizer_and_schedule
+from diffprobe.progress import bar_disabled
 from diffprobe.store.layout import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def fit_head(head: DenseHead, source: Source, cfg: TrainConfig, max_memory: int 
     opt, sched = optimizer_and_schedule(cfg, [{"params": list(head.parameters())}], steps)
     rng = np.random.default_rng(cfg.seed)
     losses = []
-    bar = tqdm(total=steps, desc=f"dense {type(head).__name__}", unit="step", leave=False, disable=None)
+    bar = tqdm(total=steps, desc=f"dense {type(head).__name__}", unit="step", leave=False, disable=bar_disabled())
     for epoch in range(cfg.epochs):
         total, n = 0.0, 0
         bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", refresh=False)
@@ -56,7 +57,7 @@ def evaluate(head: nn.Module, source: Source, n_classes: int, device: str, batch
     head.to(torch.device(device)).eval()
     conf = np.zeros((n_classes, n_classes), np.int64)
     batches = source.batches(batch_size, None, max_memory)
-    for maps, masks in tqdm(batches, total=-(-source.samples // batch_size), desc="dense: evaluating", unit="batch", leave=False, disable=None):
+    for maps, masks in tqdm(batches, total=-(-source.samples // batch_size), desc="dense: evaluating", unit="batch", leave=False, disable=bar_disabled()):
         pred = head([m.to(device) for m in maps], source.mask_size).argmax(1).cpu()
         conf += confusion(pred, masks, n_classes, IGNORE_INDEX)
     return conf
