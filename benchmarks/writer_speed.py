@@ -32,8 +32,8 @@ import numpy as np
 
 import diffprobe.store.progress as progress
 import diffprobe.store.zarr_backend as zarr_backend
-from diffprobe.store.digests import unit_digests
 from diffprobe.store.arrays import ArrayLayout
+from diffprobe.store.digests import unit_digests
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.progress import BackgroundWriter, UnitBuffer, UnitTask, writer_threads
 from diffprobe.store.store import FeatureStore, create_store

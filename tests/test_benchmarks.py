@@ -237,7 +237,7 @@ def test_scale_benchmark_runs(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     out = r.stdout
-    for stage in ("extract", "finalize", "info", "verify", "verify --deep", "logistic", "linear"):
+    for stage in ("extract", "finalize", "info", "verify", "verify --deep", "logistic", "linear", "linear wide"):
         assert re.search(rf"2,200  {re.escape(stage)}\s+[\d.]+\s+\d+", out), (stage, out)
         assert re.search(rf"^{re.escape(stage)}\s+-?[\d.]+  RSS", out, re.M), (stage, out)
     assert "FAILED" not in out and "vs one process: IDENTICAL" in out and "SIGKILLed" in out, out

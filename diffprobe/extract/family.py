@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -56,6 +57,29 @@ class Family(abc.ABC):
     def cond_identity(self, spec: ModelSpec, cond: Conditioning) -> dict[str, Any]:
         """The conditioning's fields of a store's identity."""
         return {"class_label": cond.class_label}
+
+    def weights(self, spec: ModelSpec, checkpoint: Path | None, cond: Conditioning, dtype: torch.dtype) -> WeightBytes:
+        """Bytes of the weights a run loads at ``dtype`` (the precision it computes in), without
+        loading them: ``resident`` stays on the device while extracting, ``transient`` is loaded once
+        before (text encoders) and freed, one part at a time. Default: nothing known."""
+        return WeightBytes({}, {})
+
+
+@dataclass(frozen=True)
+class WeightBytes:
+    """A model's weights by part, in bytes: ``resident`` during extraction, ``transient`` before it."""
+
+    resident: dict[str, int]
+    transient: dict[str, int]
+
+
+def parameter_bytes(module: torch.nn.Module, dtype: torch.dtype) -> int:
+    """Bytes of ``module``'s parameters and buffers at ``dtype`` (floating ones; others as they are);
+    counts a module built on the meta device."""
+    import torch
+
+    size = torch.tensor([], dtype=dtype).element_size()
+    return sum(t.numel() * (size if t.is_floating_point() else t.element_size()) for t in (*module.parameters(), *module.buffers()))
 
 
 #: Every model family by name (one instance each).

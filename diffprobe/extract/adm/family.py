@@ -20,7 +20,7 @@ from diffprobe.extract.adm.layers import GroupNorm32
 from diffprobe.extract.adm.unet import ADMUNet
 from diffprobe.extract.backbone import Backbone, Timesteps
 from diffprobe.extract.checkpoint import file_sha256, fit_problems, read_state_dict
-from diffprobe.extract.family import Family, register_family
+from diffprobe.extract.family import Family, WeightBytes, parameter_bytes, register_family
 from diffprobe.extract.noise import make_schedule
 from diffprobe.extract.presets import Preset
 from diffprobe.extract.spec import Conditioning, ModelSpec
@@ -140,6 +140,10 @@ class ADMFamily(Family):
         size = cfg.image_size
         return ModelSpec(model, self.name, cfg, size, cfg.diffusion_steps, (cfg.in_channels, size, size), measure_blocks(cfg),
                          identity={"adm_flags": cfg.to_flags()}, compilable=True)  # fmt: skip
+
+    def weights(self, spec: ModelSpec, checkpoint: Path | None, cond: Conditioning, dtype: torch.dtype) -> WeightBytes:
+        with torch.device("meta"):
+            return WeightBytes({"unet": parameter_bytes(ADMUNet(spec.config), dtype)}, {})
 
     def check(self, spec: ModelSpec, checkpoint: Path | None, cond: Conditioning) -> None:
         cfg: ADMConfig = spec.config

@@ -25,7 +25,7 @@ from diffprobe.extract.diffusers.describe import build, describe, dir_of, identi
 from diffprobe.extract.diffusers.latents import encoder_only
 from diffprobe.extract.diffusers.layout import ModelDir, tree_sha256, uses_safetensors, weight_files
 from diffprobe.extract.diffusers.runner import runner
-from diffprobe.extract.family import Family, register_family
+from diffprobe.extract.family import Family, WeightBytes, parameter_bytes, register_family
 from diffprobe.extract.spec import Conditioning, ModelSpec
 
 if TYPE_CHECKING:
@@ -138,6 +138,23 @@ class DiffusersFamily(Family):
                                           f"embed the {'empty ' if not cond.text else ''}prompt with; use the complete pipeline "
                                           "folder, or --flags null=zeros for a zero condition")  # fmt: skip
                 weight_files(enc)
+
+    def weights(self, spec: ModelSpec, checkpoint: Path | None, cond: Conditioning, dtype: torch.dtype) -> WeightBytes:
+        """The denoiser and VAE counted on the meta device (at the weights= flag's dtype when the run
+        computes in fp32, as :meth:`load` does); the text encoders from their files' sizes."""
+        cfg: DiffusersConfig = spec.config
+        dtype = cfg.dtype if dtype == torch.float32 else dtype
+        with torch.device("meta"):
+            resident = {"denoiser": parameter_bytes(build(cfg.model_class, cfg.model_dict()), dtype)}
+            if cfg.latent:
+                resident["vae"] = parameter_bytes(build(cfg.autoencoder, cfg.vae_dict()), dtype)
+        transient = {}
+        d = ModelDir.read(checkpoint) if checkpoint is not None else None
+        for part in _text_parts(cfg, cond) if d is not None else ():
+            enc = d.part(part)  # type: ignore[union-attr]
+            if enc is not None:
+                transient[part] = sum(f.stat().st_size for f in weight_files(enc))
+        return WeightBytes(resident, transient)
 
     def cond_identity(self, spec: ModelSpec, cond: Conditioning) -> dict[str, Any]:
         cfg: DiffusersConfig = spec.config

@@ -17,7 +17,7 @@ import torch
 import diffprobe.extract.timm.presets  # noqa: F401  (registers the presets)
 from diffprobe.errors import CheckpointError, CheckpointNotFoundError, ConfigError
 from diffprobe.extract.checkpoint import file_sha256, fit_problems, read_state_dict
-from diffprobe.extract.family import Family, register_family
+from diffprobe.extract.family import Family, WeightBytes, parameter_bytes, register_family
 from diffprobe.extract.spec import Conditioning, ModelSpec
 from diffprobe.extract.timm.describe import TimmConfig, build, describe, identity, measure_blocks, weights_in
 
@@ -89,6 +89,9 @@ class TimmFamily(Family):
         cfg = describe(model, preset.config if preset else None, dict(flags), checkpoint)
         return ModelSpec(model, self.name, cfg, cfg.scale_size, 1, (3, cfg.input_size, cfg.input_size), measure_blocks(cfg),
                          identity=identity(cfg))  # fmt: skip
+
+    def weights(self, spec: ModelSpec, checkpoint: Path | None, cond: Conditioning, dtype: torch.dtype) -> WeightBytes:
+        return WeightBytes({"model": parameter_bytes(build(spec.config, meta=True), dtype)}, {})
 
     def check(self, spec: ModelSpec, checkpoint: Path | None, cond: Conditioning) -> None:
         if cond.class_label is not None or cond.prompt or cond.prompt_embedding:

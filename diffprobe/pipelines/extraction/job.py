@@ -203,7 +203,14 @@ def _dry_run_summary(plan: ExtractPlan) -> ExtractSummary:
         n_units, pending = count_pending(plan, out)
     except (StoreError, OutputExistsError) as e:
         raise StoreError(f"would be refused: {e}") from None
-    return ExtractSummary(str(plan.config.out), plan.hash, n_units, pending, n_units - pending, 0, 0, dry_run=True, plan=plan.summary())
+    from diffprobe.pipelines.extraction.memory import estimate_memory
+
+    unit = max((unit_size_for(plan, len(items)) for items in plan.data.splits.values()), default=1)
+    mem = estimate_memory(plan, unit)
+    memory = {"device_peak": mem.device_peak, "resident": mem.resident, "transient": mem.transient, "activations": mem.activations,
+              "host_unit_buffers": mem.unit_buffers, "lines": mem.lines()}  # fmt: skip
+    return ExtractSummary(str(plan.config.out), plan.hash, n_units, pending, n_units - pending, 0, 0, dry_run=True,
+                          plan={**plan.summary(), "peak_memory": memory})  # fmt: skip
 
 
 def count_pending(plan: ExtractPlan, out: Path) -> tuple[int, int]:

@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 
 from diffprobe.errors import ConfigError, StoreError
-from diffprobe.sizes import format_bytes
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.masks import split_masks
 from diffprobe.pipelines.extraction.location import ATTR, record_location
 from diffprobe.pipelines.extraction.locks import file_lock
 from diffprobe.pipelines.extraction.plan import IDENTITY_DEFAULTS, ExtractPlan
 from diffprobe.pipelines.extraction.temporaries import CREATING_PREFIX, remove_stale_temporaries
+from diffprobe.sizes import format_bytes
 from diffprobe.store.backend import Backend, backend_for_path
 from diffprobe.store.layout import ITEM_ARRAYS, MAX_FILES, MAX_UNIT_BYTES, FeatureKey, auto_unit_size, few_files_unit_size
 from diffprobe.store.ownership import check_replaceable, is_empty_dir, remove_store

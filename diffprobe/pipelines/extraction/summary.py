@@ -46,6 +46,7 @@ class ExtractSummary:
             out += [f"  block {b}" for b in p["blocks"]]
             out += [f"  array {a}" for a in p["arrays"]]
             out += [f"  pending units: {self.units_run} of {self.units_total}; estimated size ≤ {format_bytes(p['estimated_bytes'])} (uncompressed)"]
+            out += p.get("peak_memory", {}).get("lines", [])
             return out
         return [
             f"store {self.store} (config {self.config_hash})",

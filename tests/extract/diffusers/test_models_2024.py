@@ -244,3 +244,26 @@ def test_a_prompt_equals_the_pipelines_encode_prompt(kind, dirs):
     want = null_reference(kind, pipeline(kind, dirs[kind]), "a cat")
     torch.testing.assert_close(got.states, want["states"], rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(got.pooled, want["pooled"], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["sd3", "flux"])
+def test_dry_run_estimates_peak_memory_from_the_real_parts(kind, dirs, data, tmp_path):
+    """--dry-run's weights are those the run loads: the denoiser's and VAE's parameters at their dtype,
+    the text encoders' files (loaded once before extraction and freed)."""
+    from diffprobe.extract.diffusers.layout import weight_files
+
+    r = CliRunner().invoke(main, ["extract", str(data), "--model", "diffusers", "--checkpoint", str(dirs[kind]), "--out",
+                                  str(tmp_path / "s.zarr"), "--device", "cpu", "--t", str(T), "--blocks", "2", "--dry-run"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "peak memory (estimate): device" in r.output and "text encoders, loaded once before extraction" in r.output, r.output
+    pipe = pipeline(kind, dirs[kind])
+    summary = diffprobe.extract_features(diffprobe.ExtractConfig(data=str(data), out=str(tmp_path / "s.zarr"), model="diffusers",
+                                                                 checkpoint=str(dirs[kind]), timesteps=(T,), blocks=(2,), device="cpu"),
+                                         dry_run=True).plan["peak_memory"]  # fmt: skip
+    params = lambda m: sum(t.numel() * t.element_size() for t in (*m.parameters(), *m.buffers()))
+    assert summary["resident"] == {"denoiser": params(pipe.transformer), "vae": params(pipe.vae)}
+    encoders = {p for p in ("text_encoder", "text_encoder_2", "text_encoder_3") if (dirs[kind] / p).is_dir()}
+    assert set(summary["transient"]) == encoders
+    for p in encoders:
+        assert summary["transient"][p] == sum(f.stat().st_size for f in weight_files(dirs[kind] / p))
+    assert summary["device_peak"] >= params(pipe.transformer) + params(pipe.vae) and summary["activations"] > 0

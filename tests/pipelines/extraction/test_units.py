@@ -57,3 +57,21 @@ def test_unit_size_does_not_depend_on_the_thread_count(tmp_path):
 
 def test_a_configured_unit_size_is_kept(tmp_path):
     assert unit_size_for(_plan(tmp_path, 20_000, unit_size=48), 20_000) == 48
+
+
+def test_dry_run_memory_estimate_counts_the_real_weights(tmp_path):
+    """The resident weights of the estimate are the loaded model's parameter bytes, exactly; the host's
+    unit buffers are a unit of every key."""
+    import diffprobe
+    from diffprobe.extract.registry import load_backbone
+    from diffprobe.pipelines.extraction.memory import estimate_memory
+    from tests.helpers import FMNIST_CKPT
+
+    plan = _plan(tmp_path, 1000, timesteps=(50,))
+    mem = estimate_memory(plan, 256)
+    net = load_backbone("adm-32-fmnist", FMNIST_CKPT, device="cpu").net
+    assert mem.resident == {"unet": sum(t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers()))}
+    assert mem.unit_buffers == 256 * plan.item_bytes() and mem.transient == {}
+    assert mem.device_peak == mem.resident["unet"] + mem.activations
+    summary = diffprobe.extract_features(plan.config, dry_run=True)
+    assert any(line.startswith("  peak memory (estimate): device ") for line in summary.lines())

@@ -1,0 +1,64 @@
+"""The peak memory of an extraction, estimated before anything is loaded (``extract --dry-run``).
+
+Device: the weights that stay loaded while extracting (denoiser, autoencoder — counted on the meta
+device at the dtype they load in), plus the activations of one forward without gradients up to the
+deepest requested block — per row: the U-Net's skip connections (every input block's output up to
+there), the captured maps of the requested blocks, and :data:`ACTIVATION_FACTOR` × the largest
+block's map (its input, output and temporaries); attention scores are not counted (CUDA's fused
+attention never holds them) — against the text encoders, which are loaded once before, one at a
+time, and freed (their files' sizes). Host: the unit buffers (every key of a unit, until its shards are written).
+An estimate to decide between bf16 weights, a smaller ``--forward-batch`` or another card — not a bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from diffprobe.extract.registry import get_family
+from diffprobe.pipelines.extraction.plan import ExtractPlan
+from diffprobe.sizes import format_bytes
+
+#: Live maps of the largest block during a forward: its input, its output, temporaries inside it.
+ACTIVATION_FACTOR = 3
+_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes: ``resident`` and ``transient`` weights by part, one forward's ``activations``, and the
+    host's ``unit_buffers``."""
+
+    resident: dict[str, int]
+    transient: dict[str, int]
+    activations: int
+    unit_buffers: int
+
+    @property
+    def device_peak(self) -> int:
+        """The larger of the extraction (resident weights + activations) and the largest text encoder."""
+        return max(sum(self.resident.values()) + self.activations, max(self.transient.values(), default=0))
+
+    def lines(self) -> list[str]:
+        parts = ", ".join(f"{k} {format_bytes(v)}" for k, v in self.resident.items())
+        out = [f"  peak memory (estimate): device {format_bytes(self.device_peak)} = weights ({parts}) + activations "
+               f"{format_bytes(self.activations)}; host unit buffers {format_bytes(self.unit_buffers)}"]  # fmt: skip
+        if self.transient:
+            enc = ", ".join(f"{k} {format_bytes(v)}" for k, v in self.transient.items())
+            out.append(f"  text encoders, loaded once before extraction and freed one at a time: {enc}")
+        return out
+
+
+def estimate_memory(plan: ExtractPlan, unit_size: int) -> MemoryEstimate:
+    """The peak memory of running ``plan`` with work units of ``unit_size`` items."""
+    cfg = plan.config
+    w = get_family(plan.model.family).weights(plan.model, plan.checkpoint, cfg.conditioning, torch.float32)
+    deepest = max(plan.blocks)
+    size = lambda b: b.channels * b.height * b.width
+    run = plan.model.blocks[:deepest]
+    skips = sum(size(b) for b in run if b.stage == "input")
+    elements = skips + sum(size(b) for b in plan.blocks.values()) + ACTIVATION_FACTOR * max(size(b) for b in run)
+    rows = plan.compute.forward_batch * plan.compute.fuse
+    activations = rows * elements * _BYTES.get(plan.compute.precision, 4) * ACTIVATION_FACTOR
+    return MemoryEstimate(w.resident, w.transient, activations, unit_size * plan.item_bytes())
