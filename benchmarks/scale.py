@@ -16,6 +16,8 @@ included: the figure a user's machine must hold):
   linear           ``probe linear`` on pool 1 (--linear-epochs epochs)
   linear wide      ``probe linear`` on --wide-pool (full: 1,024 features), one epoch, its rows
                    streamed from the store above --wide-memory (1 GiB): the time of an epoch
+  logistic wide    ``probe logistic`` on the same rows, streamed, at a fixed C for 5 L-BFGS
+                   iterations (a pass over the rows each, with the line search's extra ones)
 
 and, after each stage, the store's files and metadata bytes (zarr.json files + done markers). The
 tables then give the growth exponent of each stage's time between sizes, log(t2/t1)/log(n2/n1) over
@@ -51,7 +53,9 @@ from scale_curves import RSS_GROWTH, SUPERLINEAR, Footprint, footprint, growth_e
 from results import Row, append
 
 HERE = Path(__file__).parent
-STAGES = ("extract", "finalize", "info", "verify", "verify --deep", "logistic", "linear", "linear wide")
+STAGES = ("extract", "finalize", "info", "verify", "verify --deep", "logistic", "linear", "linear wide", "logistic wide")
+#: L-BFGS iterations of the wide logistic stage (a fixed C): its time over this is the time of an iteration
+WIDE_LBFGS_ITERATIONS = 5
 #: Per-key bytes per item of the projection: adm-8-scale p=1, the 256 model p=1 (1,024 ch), p=2, p=4.
 PROJECTED_KEY_BYTES = (128, 2048, 8192, 32768)
 IMAGENET = {"train": 1_281_167, "val": 50_000}
@@ -106,6 +110,9 @@ class Run:
         if stage == "linear wide":  # one epoch over 64·p² features, streamed from the store above --wide-memory
             return ["probe", "linear", str(store), "--pools", self.wide_pool, "--device", "cpu", "--max-memory", self.wide_memory,
                     "--out", str(out), "--overwrite", "-p", "epochs=1"]  # fmt: skip
+        if stage == "logistic wide":  # a fixed C, a few L-BFGS iterations: the time of a pass over the rows
+            return ["probe", "logistic", str(store), "--pools", self.wide_pool, "--device", "cpu", "--max-memory", self.wide_memory,
+                    "--out", str(out), "--overwrite", "-p", "C=1", "-p", f"max_iter={WIDE_LBFGS_ITERATIONS}"]  # fmt: skip
         probe = ["probe", stage, str(store), "--pools", self.probe_pool, "--device", "cpu", "--max-memory", self.max_memory,
                  "--out", str(out), "--overwrite"]  # fmt: skip
         return probe + (["-p", f"epochs={self.linear_epochs}"] if stage == "linear" else [])
@@ -137,17 +144,17 @@ def run_stage(args: list[str], folder: Path, timeout: float, scheduler: bool = F
 
 def note_of(stage: str, output: str, out: Path) -> str:
     """A short note: the probe's top-1, or the command's last line."""
-    if stage in ("logistic", "linear", "linear wide") and out.exists():
+    if stage in ("logistic", "linear", "linear wide", "logistic wide") and out.exists():
         r = json.loads(out.read_text())
         return f"top-1 {100 * r['metrics']['top1']:.1f}%, {r.get('n_train', '?')} train rows, chose {r.get('selected')}"
     lines = [ln for ln in output.strip().splitlines() if ln.strip() and "random weights" not in ln]
     return lines[-1].strip()[:110] if lines else ""
 
 
-def measure_size(run: Run, folder: Path, timeout: float) -> list[Measure]:
+def measure_size(run: Run, folder: Path, timeout: float, stages: tuple[str, ...] = STAGES) -> list[Measure]:
     store, out = folder / f"scale-{run.train}.zarr", folder / f"probe-{run.train}.json"
     rows = []
-    for stage in STAGES:
+    for stage in ("extract", *(s for s in stages if s != "extract")):
         r, output = run_stage(run.stage_args(stage, store, out), folder, timeout)
         ok = r.get("rc") == 0
         note = note_of(stage, output, out) if ok else f"FAILED ({r.get('rc')}): {output.strip()[-300:]}"
@@ -274,6 +281,7 @@ def main() -> None:
     ap.add_argument("--pools", default="1,2,full", help="pools extracted at block 5 (64·p² features each; full = 4×4)")
     ap.add_argument("--linear-epochs", type=int, default=3)
     ap.add_argument("--max-memory", default="4GiB", help="the probes' --max-memory (above it they stream from the store)")
+    ap.add_argument("--stages", default=",".join(STAGES), help=f"the stages after extract, comma-separated (default: all of {', '.join(STAGES)})")
     ap.add_argument("--wide-pool", default="full", help="the pool of the one-epoch wide linear probe (full: 1,024 features)")
     ap.add_argument("--wide-memory", default="1GiB", help="its --max-memory (1.28M × 1,024 float32 rows are 5.2 GB: streamed)")
     ap.add_argument("--unit-size", type=int, default=None, help="extract's --unit-size (default: automatic)")
@@ -289,6 +297,9 @@ def main() -> None:
     if args.smoke:
         args.sizes, args.unit_size, args.linear_epochs, args.dask, args.dask_size = "1000,2000", 256, 1, True, 2000
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    unknown = sorted({s.strip() for s in args.stages.split(",")} - set(STAGES))
+    if unknown:
+        ap.error(f"unknown stage(s) {unknown}; valid: {', '.join(STAGES)}")
     folder = Path(tempfile.mkdtemp(prefix="scale-", dir=args.workdir))
     runs = [Run(n, pools=args.pools, linear_epochs=args.linear_epochs, max_memory=args.max_memory, unit_size=args.unit_size,
                 wide_pool=args.wide_pool, wide_memory=args.wide_memory) for n in sizes]  # fmt: skip
@@ -300,7 +311,7 @@ def main() -> None:
     extra: list[Row] = []
     try:
         for run in runs:
-            rows += measure_size(run, folder, args.stage_timeout)
+            rows += measure_size(run, folder, args.stage_timeout, tuple(s.strip() for s in args.stages.split(",")))
             if not (args.dask and run.train == args.dask_size or args.keep):
                 shutil.rmtree(folder / f"scale-{run.train}.zarr", ignore_errors=True)
         extra += exponent_table(rows)

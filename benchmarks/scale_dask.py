@@ -139,6 +139,11 @@ def compare(reference: Path, other: Path) -> tuple[bool, str]:
     da, db = chunk_digests(reference), chunk_digests(other)
     files_same = da == db
     diffs = same_arrays(reference, other)
-    what = f"{len(da)} chunk files {'identical' if files_same else 'DIFFER'}"
+    what = f"{len(da)} chunk files identical"
+    if not files_same:
+        only_a, only_b = sorted(set(da) - set(db)), sorted(set(db) - set(da))
+        changed = sorted(f for f in set(da) & set(db) if da[f] != db[f])
+        what = (f"chunk files DIFFER: {len(changed)} of {len(da)} differ (e.g. {changed[:2]}), {len(only_a)} only in the "
+                f"reference (e.g. {only_a[:2]}), {len(only_b)} only in the dask store (e.g. {only_b[:2]})")  # fmt: skip
     what += f"; arrays {'identical' if not diffs else 'DIFFER: ' + '; '.join(diffs[:3])} ({time.perf_counter() - t0:.0f} s)"
     return files_same and not diffs, what

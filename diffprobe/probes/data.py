@@ -5,8 +5,10 @@ float32 (N·V·K, D), item-major over the V views (V > 1 when extraction cached 
 ``StoreReader.views``) and, within a view, over the K noise draws (K > 1 when extraction kept several
 draws): row (i·V + v)·K + k is item i, view v, draw k. Training uses every (view, draw) row of an item
 as a sample (:meth:`Features.rows`); evaluation uses view 0 — the evaluation transform — only, and
-averages the predicted probabilities over its draws (:meth:`Features.eval_rows`). Arrays larger than
-``max_memory`` bytes stay lazy (dask, chunked along N) and the probes stream them. Which arrays
+averages the predicted probabilities over its draws (:meth:`Features.eval_rows`). Rows are held in
+memory when :data:`WORKING_COPIES` × their float32 bytes fit ``max_memory`` (the rows, their
+standardised copy and the fit's temporaries: what the scale benchmark measured); larger ones stay
+lazy (dask, chunked along N) and the probes stream them. Which arrays
 to read is a :class:`~diffprobe.store.select.KeySelection`; how each is laid out per item, its
 recorded :class:`~diffprobe.store.arrays.ArrayLayout`.
 """
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 Shape = tuple[int, int, int]
 #: Probes load at most this many bytes of float32 features into memory unless told otherwise.
 DEFAULT_MAX_MEMORY = 4 * 2**30
+#: Peak memory of a probe holding its rows, in float32 copies of them: a 1,024-wide linear probe on
+#: 100k rows (410 MB) peaked 1.5 GB above the imports (benchmarks/scale.py, "linear wide").
+WORKING_COPIES = 4
 
 
 @dataclass
@@ -96,7 +101,8 @@ def load_features(
 
     Args:
         keys: :class:`KeyInfo` or array names (all of one split, same N and number of draws).
-        lazy: True keeps X as a dask array; None decides by size (float32 bytes > ``max_memory``).
+        lazy: True keeps X as a dask array; None decides by size (:data:`WORKING_COPIES` × float32
+            bytes > ``max_memory``).
         first_view: read view 0 only (all that evaluation uses); the result then has ``views`` 1.
         allow_incomplete: a split whose units are not all done gives the items of its done units
             (``coverage`` says which) instead of an error.
@@ -131,7 +137,7 @@ def load_features(
     total = sum(lay.width_per_row for lay in layouts)
     nbytes = n * per_item * total * 4
     if lazy is None:
-        lazy = nbytes > max_memory
+        lazy = WORKING_COPIES * nbytes > max_memory
     if lazy:
         import dask.array as da
 

@@ -14,7 +14,7 @@ DEFAULT_SPLIT = "train"
 MASK_CLASSES_FILE = "mask_classes.txt"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     """One image: a stable id, where it is, and its class index (-1: none).
 

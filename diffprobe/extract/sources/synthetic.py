@@ -64,8 +64,9 @@ def synthetic_items(spec: Synthetic) -> DataSpec:
     """Every split's items (ids ``<split>/<i:08d>``, labels ``i mod classes``), in order."""
     size = spec.size
     out = DataSpec([f"class{k:04d}" for k in range(spec.classes)], source={"kind": "synthetic", "ids": "<split>/<index>"})
+    path = f"synthetic:{size}"  # one string shared by every item (1.28M items: 80 MB less)
     for split, n in spec.counts.items():
-        out.splits[split] = [Item(f"{split}/{i:08d}", f"synthetic:{size}", i % spec.classes, "synthetic", i, size) for i in range(n)]
+        out.splits[split] = [Item(f"{split}/{i:08d}", path, i % spec.classes, "synthetic", i, size) for i in range(n)]
     return out
 
 

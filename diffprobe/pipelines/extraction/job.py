@@ -5,12 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -18,6 +14,7 @@ from diffprobe.device import resolve_device
 from diffprobe.errors import DataError, DiffprobeError, OutputExistsError, StoreError, StoreIOError
 from diffprobe.extract.compute import FeatureComputer
 from diffprobe.extract.config import ExtractConfig
+from diffprobe.pipelines.extraction.interrupt import check, signals_as_interrupt
 from diffprobe.pipelines.extraction.local import RunStats, loader_workers, run_tasks
 from diffprobe.pipelines.extraction.plan import ExtractPlan, make_plan
 from diffprobe.pipelines.extraction.prepare import (
@@ -38,23 +35,6 @@ from diffprobe.store.progress import UnitTask
 from diffprobe.store.store import FeatureStore, open_store
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C so a terminated run stops between units and keeps its store consistent."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def extract_features(config: ExtractConfig, *, dry_run: bool = False, progress: bool | None = None) -> ExtractSummary:
@@ -134,7 +114,7 @@ def _extract(plan: ExtractPlan, device: torch.device, progress: bool | None) -> 
         if tasks:
             spec = plan.compute
             where = f"shard {config.shard[0]}/{config.shard[1]}, " if config.shard else ""
-            with _sigterm_as_interrupt():
+            with signals_as_interrupt():
                 try:
                     if config.workers or config.scheduler:
                         result = _run_on_dask(plan, tasks, device, progress)
@@ -145,6 +125,7 @@ def _extract(plan: ExtractPlan, device: torch.device, progress: bool | None) -> 
                             len(tasks), where, device, spec.precision, spec.forward_batch, spec.fuse, store.path,
                         )  # fmt: skip
                         result = run_tasks(store, plan, tasks, computer, loader_workers(config, device), progress)
+                    check()  # a signal whose interrupt was swallowed on the way (the last units may have finished)
                 except KeyboardInterrupt:
                     log.warning(
                         "interrupted: finished units are saved; the units in flight were discarded. "

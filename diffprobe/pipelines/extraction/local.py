@@ -21,6 +21,7 @@ from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.dataset import ImageDataset
 from diffprobe.extract.noise import Pass
 from diffprobe.extract.sources.item import Item
+from diffprobe.pipelines.extraction.interrupt import check
 from diffprobe.pipelines.extraction.plan import ExtractPlan
 from diffprobe.progress import bar_disabled
 from diffprobe.store.progress import BackgroundWriter, UnitBuffer, UnitTask
@@ -233,6 +234,7 @@ def run_tasks(
             waited = 0.0
             t_wait = time.perf_counter()
             for chunk in loader:
+                check()  # an interrupt swallowed where it was raised stops the run here
                 waited += time.perf_counter() - t_wait
                 if chunk[0][0] >= task.stop:
                     task = next(it)
