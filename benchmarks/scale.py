@@ -75,6 +75,7 @@ class Run:
     max_memory: str = "4GiB"
     wide_pool: str = "full"
     wide_memory: str = "1GiB"
+    stream: bool = False
     unit_size: int | None = None
 
     @property
@@ -109,13 +110,18 @@ class Run:
             return ["store", "verify", "--deep", str(store)]
         if stage == "linear wide":  # one epoch over 64·p² features, streamed from the store above --wide-memory
             return ["probe", "linear", str(store), "--pools", self.wide_pool, "--device", "cpu", "--max-memory", self.wide_memory,
-                    "--out", str(out), "--overwrite", "-p", "epochs=1"]  # fmt: skip
+                    "--out", str(out), "--overwrite", "-p", "epochs=1", *self.streamed]  # fmt: skip
         if stage == "logistic wide":  # a fixed C, a few L-BFGS iterations: the time of a pass over the rows
             return ["probe", "logistic", str(store), "--pools", self.wide_pool, "--device", "cpu", "--max-memory", self.wide_memory,
-                    "--out", str(out), "--overwrite", "-p", "C=1", "-p", f"max_iter={WIDE_LBFGS_ITERATIONS}"]  # fmt: skip
+                    "--out", str(out), "--overwrite", "-p", "C=1", "-p", f"max_iter={WIDE_LBFGS_ITERATIONS}", *self.streamed]  # fmt: skip
         probe = ["probe", stage, str(store), "--pools", self.probe_pool, "--device", "cpu", "--max-memory", self.max_memory,
-                 "--out", str(out), "--overwrite"]  # fmt: skip
+                 "--out", str(out), "--overwrite", *self.streamed]  # fmt: skip
         return probe + (["-p", f"epochs={self.linear_epochs}"] if stage == "linear" else [])
+
+    @property
+    def streamed(self) -> list[str]:
+        """``--stream``: the probes read their rows from the store at every size (the same work)."""
+        return ["--stream"] if self.stream else []
 
 
 @dataclass(frozen=True)
@@ -151,10 +157,12 @@ def note_of(stage: str, output: str, out: Path) -> str:
     return lines[-1].strip()[:110] if lines else ""
 
 
-def measure_size(run: Run, folder: Path, timeout: float, stages: tuple[str, ...] = STAGES) -> list[Measure]:
+def measure_size(run: Run, folder: Path, timeout: float, stages: tuple[str, ...] = STAGES, reuse: bool = False) -> list[Measure]:
+    """Every stage at one size; with ``reuse``, a store already in ``folder`` is not extracted again."""
     store, out = folder / f"scale-{run.train}.zarr", folder / f"probe-{run.train}.json"
     rows = []
-    for stage in ("extract", *(s for s in stages if s != "extract")):
+    first = () if reuse and store.exists() else ("extract",)
+    for stage in (*first, *(s for s in stages if s != "extract")):
         r, output = run_stage(run.stage_args(stage, store, out), folder, timeout)
         ok = r.get("rc") == 0
         note = note_of(stage, output, out) if ok else f"FAILED ({r.get('rc')}): {output.strip()[-300:]}"
@@ -203,7 +211,7 @@ def exponent_table(rows: list[Measure]) -> list[Row]:
 def projection_table(pools_bytes: list[int]) -> list[Row]:
     """Files per store at ImageNet's 1.28M + 50k items × 100 keys, by bytes per key and item."""
     print(f"\nprojected files per store at {IMAGENET['train']:,} + {IMAGENET['val']:,} items × 100 keys "
-          f"(auto_unit_size: all keys of a unit in 256 MiB; target < {FILES_TARGET:,})")  # fmt: skip
+          f"(units: all keys in 256 MiB, grown until ≤ 100,000 shard files per split within 2 GiB; target < {FILES_TARGET:,})")  # fmt: skip
     print(f"{'bytes/key/item':>14}  {'unit size':>9}  {'units':>6}  {'shards':>9}  {'markers':>7}  {'files':>9}")
     out = []
     for b in pools_bytes:
@@ -282,6 +290,8 @@ def main() -> None:
     ap.add_argument("--linear-epochs", type=int, default=3)
     ap.add_argument("--max-memory", default="4GiB", help="the probes' --max-memory (above it they stream from the store)")
     ap.add_argument("--stages", default=",".join(STAGES), help=f"the stages after extract, comma-separated (default: all of {', '.join(STAGES)})")
+    ap.add_argument("--stream", action="store_true", help="the probes stream their rows from the store at every size (--stream)")
+    ap.add_argument("--reuse", default=None, help="a --keep run's folder: its stores (scale-N.zarr) are measured without extracting again")
     ap.add_argument("--wide-pool", default="full", help="the pool of the one-epoch wide linear probe (full: 1,024 features)")
     ap.add_argument("--wide-memory", default="1GiB", help="its --max-memory (1.28M × 1,024 float32 rows are 5.2 GB: streamed)")
     ap.add_argument("--unit-size", type=int, default=None, help="extract's --unit-size (default: automatic)")
@@ -300,18 +310,20 @@ def main() -> None:
     unknown = sorted({s.strip() for s in args.stages.split(",")} - set(STAGES))
     if unknown:
         ap.error(f"unknown stage(s) {unknown}; valid: {', '.join(STAGES)}")
-    folder = Path(tempfile.mkdtemp(prefix="scale-", dir=args.workdir))
+    folder = Path(args.reuse) if args.reuse else Path(tempfile.mkdtemp(prefix="scale-", dir=args.workdir))
+    args.keep = args.keep or bool(args.reuse)
     runs = [Run(n, pools=args.pools, linear_epochs=args.linear_epochs, max_memory=args.max_memory, unit_size=args.unit_size,
-                wide_pool=args.wide_pool, wide_memory=args.wide_memory) for n in sizes]  # fmt: skip
+                wide_pool=args.wide_pool, wide_memory=args.wide_memory, stream=args.stream) for n in sizes]  # fmt: skip
     header = (f"scale rehearsal: {platform.node()}, {__import__('os').cpu_count()} CPU cores, {time.strftime('%Y-%m-%d')}; "
-              f"adm-8-scale (random weights), t 90, block 5, pools {args.pools}; probes on pool 1 (--max-memory {args.max_memory})")  # fmt: skip
+              f"adm-8-scale (random weights), t 90, block 5, pools {args.pools}; probes on pool 1 (--max-memory {args.max_memory}"
+              f"{', --stream' if args.stream else ''})")  # fmt: skip
     print(header)
     print(f"\n{'items':>10}  {'stage':<14} {'seconds':>9}  {'peak MiB':>7}  {'files':>7}  {'meta KiB':>9}  note")
     rows: list[Measure] = []
     extra: list[Row] = []
     try:
         for run in runs:
-            rows += measure_size(run, folder, args.stage_timeout, tuple(s.strip() for s in args.stages.split(",")))
+            rows += measure_size(run, folder, args.stage_timeout, tuple(s.strip() for s in args.stages.split(",")), bool(args.reuse))
             if not (args.dask and run.train == args.dask_size or args.keep):
                 shutil.rmtree(folder / f"scale-{run.train}.zarr", ignore_errors=True)
         extra += exponent_table(rows)
