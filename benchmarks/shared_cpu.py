@@ -7,7 +7,7 @@ before the command and stopped after it. Each configuration runs ``--repeats`` t
 shown, with the loaded/unloaded ratio of each policy (the target: the default policy within 1.5×)::
 
     python benchmarks/shared_cpu.py                         # the extraction arm of the demo, block 1-12 at t=90
-    python benchmarks/shared_cpu.py --job demo              # the whole demo (minutes)
+    python benchmarks/shared_cpu.py --job demo --policies default --repeats 1   # the whole demo (minutes)
     python benchmarks/shared_cpu.py --per-class 5 --repeats 1   # a smoke run
 """
 
@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--load", type=int, default=1, help="busy processes beside the command (default 1: half of 2 cores)")
     ap.add_argument("--repeats", type=int, default=2, help="runs of each configuration; the minimum is shown")
     ap.add_argument("--per-class", type=int, default=None, help="extract: only the first K images per class and split")
+    ap.add_argument("--policies", choices=("both", "default"), default="both",
+                    help="default: only the CLI's policy (half the runs: for the whole demo)")
     ap.add_argument("--json", default=None, help="append the figures to this results file")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shared_cpu-"))
@@ -77,7 +79,8 @@ def main() -> None:
         (work / "data").mkdir()
         data = slice_manifest(work / "data", None if args.per_class is None else (args.per_class, args.per_class))
         times: dict[tuple[bool, int], float] = {}
-        for busy in (False, True):
+        policies = (False, True) if args.policies == "both" else (False,)
+        for busy in policies:
             for load in (0, args.load):
                 times[(busy, load)] = min(timed(command(args.job, work, data, busy), load) for _ in range(args.repeats))
                 print(f"  {'busy-wait' if busy else 'passive  '} load {load}: {times[(busy, load)]:.1f} s", flush=True)
@@ -86,7 +89,7 @@ def main() -> None:
     rows = []
     print(f"\n{args.job} on {os.cpu_count()} cores, {args.load} busy process(es) beside it (minimum of {args.repeats})")
     print(f"{'policy':<32} {'alone':>8} {'loaded':>8} {'loaded/alone':>13}")
-    for busy, name in ((False, "passive, thread per core (default)"), (True, "OpenMP spinning (--busy-wait)")):
+    for busy, name in ((False, "passive, thread per core (default)"), (True, "OpenMP spinning (--busy-wait)"))[: len(policies)]:
         alone, loaded = times[(busy, 0)], times[(busy, args.load)]
         print(f"{name:<32} {alone:>7.1f}s {loaded:>7.1f}s {loaded / alone:>12.2f}×")
         rows += [Row(f"{args.job} {name}: alone", alone, "s"), Row(f"{args.job} {name}: loaded", loaded, "s", f"{args.load} busy process(es)"),

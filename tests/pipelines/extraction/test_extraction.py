@@ -167,7 +167,7 @@ _CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])  # SIGTERM: also test_crashes
 def test_killed_run_resumes_to_identical_arrays(small_manifest, small_store, tmp_path, sig):
     out = tmp_path / "killed.zarr"
     code = _CHILD.format(root=str(Path(__file__).resolve().parents[3]), manifest=str(small_manifest), out=str(out))

@@ -38,7 +38,8 @@ def _repair(store: Path, *args: str):
 
 @pytest.fixture
 def work(tmp_path, monkeypatch) -> Path:
-    """An extraction run in ``work/`` from a relative data path (``imgs``) into ``work/s.zarr``."""
+    """An extraction run in ``work/`` from a relative data path (``imgs``) into ``work/s.zarr``, then
+    used from ``tmp_path`` (each test its own: repair records a new --data)."""
     work = tmp_path / "work"
     _images(work / "imgs")
     monkeypatch.chdir(work)

@@ -78,6 +78,7 @@ def test_a_view_recreated_from_its_recorded_parameters_equals_the_stored_feature
                 assert np.array_equal(stored[rows, view, draw], expect), (view, draw)
 
 
+@pytest.mark.slow  # dask and shards: test_distributed.py (slow too); the default run has test_extract's dask test
 def test_resume_shards_dask_and_hdf5_write_the_same_bytes(small_manifest, tmp_path):
     kw = dict(views=3, augment="rrc", pools=(2,))
     _extract(small_manifest, tmp_path / "ref.zarr", **kw)
