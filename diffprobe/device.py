@@ -26,6 +26,11 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def compute_dtype(precision: str) -> torch.dtype:
+    """The dtype a precision computes in (fp32, or autocast's half type)."""
+    return _AUTOCAST_DTYPES.get(precision, torch.float32)
+
+
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     """The torch device for ``name`` (``auto``/None: CUDA when available, else the CPU).
 

@@ -76,9 +76,7 @@ class WeightBytes:
 def parameter_bytes(module: torch.nn.Module, dtype: torch.dtype) -> int:
     """Bytes of ``module``'s parameters and buffers at ``dtype`` (floating ones; others as they are);
     counts a module built on the meta device."""
-    import torch
-
-    size = torch.tensor([], dtype=dtype).element_size()
+    size = dtype.itemsize
     return sum(t.numel() * (size if t.is_floating_point() else t.element_size()) for t in (*module.parameters(), *module.buffers()))
 
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 import torch
 
+from diffprobe.device import compute_dtype
 from diffprobe.extract.registry import get_family
 from diffprobe.pipelines.extraction.plan import ExtractPlan
 from diffprobe.sizes import format_bytes
 
 #: Live maps of the largest block during a forward: its input, its output, temporaries inside it.
 ACTIVATION_FACTOR = 3
-_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
 @dataclass(frozen=True)
@@ -60,5 +60,5 @@ def estimate_memory(plan: ExtractPlan, unit_size: int) -> MemoryEstimate:
     skips = sum(size(b) for b in run if b.stage == "input")
     elements = skips + sum(size(b) for b in plan.blocks.values()) + ACTIVATION_FACTOR * max(size(b) for b in run)
     rows = plan.compute.forward_batch * plan.compute.fuse
-    activations = rows * elements * _BYTES.get(plan.compute.precision, 4) * ACTIVATION_FACTOR
+    activations = rows * elements * compute_dtype(plan.compute.precision).itemsize * ACTIVATION_FACTOR
     return MemoryEstimate(w.resident, w.transient, activations, unit_size * plan.item_bytes())
