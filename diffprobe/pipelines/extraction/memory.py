@@ -60,5 +60,5 @@ def estimate_memory(plan: ExtractPlan, unit_size: int) -> MemoryEstimate:
     skips = sum(size(b) for b in run if b.stage == "input")
     elements = skips + sum(size(b) for b in plan.blocks.values()) + ACTIVATION_FACTOR * max(size(b) for b in run)
     rows = plan.compute.forward_batch * plan.compute.fuse
-    activations = rows * elements * compute_dtype(plan.compute.precision).itemsize * ACTIVATION_FACTOR
+    activations = rows * elements * compute_dtype(plan.compute.precision).itemsize
     return MemoryEstimate(w.resident, w.transient, activations, unit_size * plan.item_bytes())
