@@ -39,6 +39,34 @@ DEFAULT_MAX_MEMORY = 4 * 2**30
 WORKING_COPIES = 4
 
 
+class StoredColumn:
+    """(N,) item ids or paths of a store's split, read on first use: a probe over 1.28M items holds
+    them (~100 MB of strings) only when it writes predictions or matches a ``--train-subset``.
+
+    Indexes like the numpy array it reads (``column[rows]``, ``len``, ``np.asarray``).
+    """
+
+    def __init__(self, read: Any, rows: np.ndarray | None, n: int) -> None:
+        self._read, self._rows, self._n = read, rows, n
+        self._values: np.ndarray | None = None
+
+    def values(self) -> np.ndarray:
+        if self._values is None:
+            v = np.asarray(self._read())
+            self._values = v if self._rows is None else v[self._rows]
+        return self._values
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.values()[index]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        v = self.values()
+        return v if dtype is None else v.astype(dtype)
+
+
 @dataclass
 class Features:
     """One split's features for ``keys``: X (N·V·K, D) float32 (numpy or dask), labels and item metadata.
@@ -51,8 +79,8 @@ class Features:
     keys: tuple[KeyInfo, ...]
     X: Any
     y: np.ndarray
-    ids: np.ndarray
-    paths: np.ndarray | None
+    ids: np.ndarray | StoredColumn
+    paths: np.ndarray | StoredColumn | None
     valid: np.ndarray
     draws: int
     shapes: tuple[Shape, ...]
@@ -156,7 +184,8 @@ def load_features(
         if bad.any():
             log.warning("split %r: %d items have NaN features although marked valid; they are skipped", split, bad.sum())
             valid &= ~bad
-    return Features(split, tuple(ks), X, y, rows(store.ids(split)), rows(store.paths(split)), valid, draws, shapes, views, cov)
+    ids, paths = StoredColumn(lambda: store.ids(split), sel, n), StoredColumn(lambda: store.paths(split), sel, n)
+    return Features(split, tuple(ks), X, y, ids, paths, valid, draws, shapes, views, cov)
 
 
 def _agree(ks: Sequence[KeyInfo], layouts: Sequence[ArrayLayout], first_view: bool) -> tuple[int, int]:

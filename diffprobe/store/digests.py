@@ -11,17 +11,41 @@ import numpy as np
 DIGEST = "blake2b-128"
 
 
+class Digest:
+    """:func:`digest` of an (N, ...) array fed in consecutive row windows: the same hex digest as of
+    the whole array, without holding it (1.28M item ids: one window of rows at a time).
+
+    ``shape`` and ``dtype`` are the whole array's; :meth:`add` takes its rows in order.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self._h = hashlib.blake2b(digest_size=16)
+        self._h.update(f"{tuple(shape)}".encode())
+        self._text = np.dtype(dtype).kind in "OUST"
+        self._first = True
+        if not self._text:
+            self._h.update(np.dtype(dtype).str.encode())
+
+    def add(self, rows: np.ndarray) -> None:
+        """Hash the next rows (a window of the array's leading axis)."""
+        a = np.asarray(rows)
+        if self._text:
+            if a.size:  # strings: their text, one per line, over all windows
+                self._h.update((("" if self._first else "\n") + "\n".join(map(str, a.reshape(-1).tolist()))).encode())
+                self._first = False
+        else:
+            self._h.update(np.ascontiguousarray(a).reshape(-1).view(np.uint8).data)  # the bytes of tobytes(), not copied
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
 def digest(values: np.ndarray) -> str:
     """BLAKE2b-128 of an array's values, dtype and shape (strings: their UTF-8 text, one per line)."""
     a = np.asarray(values)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{a.shape}".encode())
-    if a.dtype.kind in "OUST":
-        h.update("\n".join(map(str, a.reshape(-1).tolist())).encode())
-    else:
-        h.update(a.dtype.str.encode())
-        h.update(np.ascontiguousarray(a).reshape(-1).view(np.uint8).data)  # the bytes of tobytes(), not copied
-    return h.hexdigest()
+    d = Digest(a.shape, a.dtype)
+    d.add(a)
+    return d.hexdigest()
 
 
 def unit_digests(data: dict[str, np.ndarray]) -> dict[str, str]:

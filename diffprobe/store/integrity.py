@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from diffprobe.errors import StoreCorruptError
-from diffprobe.store.digests import digest
+from diffprobe.store.digests import Digest, digest
 from diffprobe.store.layout import ITEM_ARRAYS, SIDE_ARRAYS, FeatureKey
 from diffprobe.store.metadata import Finding, metadata_findings
-from diffprobe.store.store import FeatureStore
+from diffprobe.store.store import TABLE_WINDOW, FeatureStore
 
 #: Item-table arrays written once when the split is created (``valid`` is written by every unit).
 TABLE_ARRAYS = tuple(a for a in ITEM_ARRAYS if a != "valid")
@@ -99,8 +99,7 @@ def deep_verify(store: FeatureStore, splits: Iterable[str] | None = None) -> Dee
     for split in chosen:
         if (split, None) in skip:
             continue  # its item count is not trusted: nothing of it is read
-        ids, _ = _read(store, split, "item_id", slice(None)) if (split, "item_id") not in skip else (None, "")
-        ids = np.asarray(ids if ids is not None else [""] * store.n_items(split)).astype(str)
+        ids = _Ids(store, split, (split, "item_id") in skip)
         marks = store.markers(split)
         valid, _ = _read(store, split, "valid", slice(None)) if (split, "valid") not in skip else (None, "")  # damage: reported below
         nonfinite: dict[str, list[int]] = {}  # array → [rows with NaN, rows with Inf]
@@ -108,11 +107,11 @@ def deep_verify(store: FeatureStore, splits: Iterable[str] | None = None) -> Dee
         for name in TABLE_ARRAYS:
             if (split, name) in skip:
                 continue
-            values, err = _read(store, split, name, slice(None))
+            err, ok = _check_table(store, split, name, table.get(name))
             rep.chunks_read += 1
-            if err or (name in table and digest(values) != table[name]):  # type: ignore[arg-type]
+            if err or not ok:
                 n = store.n_items(split)
-                rep.damage.append(Damage(split, name, -1, 0, n, "checksum" if err else "digest", err or "item table", tuple(ids[:3])))
+                rep.damage.append(Damage(split, name, -1, 0, n, "checksum" if err else "digest", err or "item table", ids[0:3]))
         if not table:
             rep.notes.append(f"{split}: the item table has no recorded digests (a store made before they were recorded)")
         undigested: set[str] = set()
@@ -128,7 +127,7 @@ def deep_verify(store: FeatureStore, splits: Iterable[str] | None = None) -> Dee
                 if err or (recorded is not None and digest(values) != recorded):  # type: ignore[arg-type]
                     n = store.n_items(split)
                     what = "imported array" if name not in SIDE_ARRAYS else f"{name}, written when the split was made"
-                    rep.damage.append(Damage(split, name, -1, 0, n, "checksum" if err else "digest", err or what, tuple(ids[:3])))
+                    rep.damage.append(Damage(split, name, -1, 0, n, "checksum" if err else "digest", err or what, ids[0:3]))
                 elif recorded is None:
                     undigested.add(name)
                 continue
@@ -140,12 +139,12 @@ def deep_verify(store: FeatureStore, splits: Iterable[str] | None = None) -> Dee
                 rep.chunks_read += 1
                 recorded = m.get("digests", {}).get(name)
                 if err:
-                    rep.damage.append(Damage(split, name, u, a, b, "checksum", err, tuple(ids[a:b])))
+                    rep.damage.append(Damage(split, name, u, a, b, "checksum", err, ids[a:b]))
                     continue
                 if recorded is None:
                     undigested.add(name)
                 elif digest(values) != recorded:  # type: ignore[arg-type]
-                    rep.damage.append(Damage(split, name, u, a, b, "digest", f"recorded {recorded[:12]}…", tuple(ids[a:b])))
+                    rep.damage.append(Damage(split, name, u, a, b, "digest", f"recorded {recorded[:12]}…", ids[a:b]))
                     continue
                 if valid is not None and name != "valid":  # intact as written: are the values usable?
                     _count_nonfinite(values[valid[a:b].astype(bool)], nonfinite.setdefault(name, [0, 0]))  # type: ignore[index]
@@ -155,6 +154,36 @@ def deep_verify(store: FeatureStore, splits: Iterable[str] | None = None) -> Dee
             rep.notes.append(f"{split}: no digests recorded for {len(undigested)} array(s) (imported, or written before "
                              "digests were recorded): only their chunks' readability was checked")  # fmt: skip
     return rep
+
+
+class _Ids:
+    """A split's item ids, read a window at a time when a damage report names them (never held whole)."""
+
+    def __init__(self, store: FeatureStore, split: str, damaged: bool) -> None:
+        self.store, self.split, self.damaged = store, split, damaged
+
+    def __getitem__(self, rows: slice) -> tuple[str, ...]:
+        if not self.damaged:
+            values, err = _read(self.store, self.split, "item_id", rows)
+            if values is not None:
+                return tuple(map(str, values.tolist()))
+        lo, hi, _ = rows.indices(self.store.n_items(self.split))
+        return ("",) * max(0, hi - lo)
+
+
+def _check_table(store: FeatureStore, split: str, name: str, recorded: str | None) -> tuple[str, bool]:
+    """(read error or "", whether the digest matches ``recorded``) of an item-table array, read
+    :data:`~diffprobe.store.store.TABLE_WINDOW` rows (whole units) at a time."""
+    n, size = store.n_items(split), max(1, store.unit_size(split))
+    window = size * max(1, TABLE_WINDOW // size)
+    _, dtype, _ = store.backend.array_info(split, name)
+    running = Digest((n,), np.dtype(str) if dtype.kind in "OT" else dtype)
+    for lo in range(0, n, window):
+        values, err = _read(store, split, name, slice(lo, min(n, lo + window)))
+        if err:
+            return err, False
+        running.add(values)  # type: ignore[arg-type]
+    return "", recorded is None or running.hexdigest() == recorded
 
 
 def _count_nonfinite(rows: np.ndarray, counts: list[int]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,15 @@ from diffprobe._version import __version__
 from diffprobe.errors import StoreError, StoreKeyError
 from diffprobe.store.arrays import ArrayLayout, feature_array_args
 from diffprobe.store.backend import Backend, backend_for_path
-from diffprobe.store.digests import DIGEST, ROW_PRINT, digest, unit_digests, unit_prints
+from diffprobe.store.digests import DIGEST, ROW_PRINT, Digest, digest, print_rows
 from diffprobe.store.layout import ITEM_ARRAYS, ITEM_DTYPES, SCHEMA_VERSION, SIDE_ARRAYS, FeatureKey, chunk_items, plan_units
 from diffprobe.store.metadata import array_findings, damaged, split_findings
 from diffprobe.store.reader import StoreReader
 from diffprobe.store.side import SideArrays
 from diffprobe.store.verified import ReadCheck
+
+#: Rows of the item table written (and read back by ``store verify --deep``) at a time, rounded to whole units.
+TABLE_WINDOW = 65_536
 
 
 class FeatureStore(SideArrays, StoreReader):
@@ -185,7 +189,7 @@ class FeatureStore(SideArrays, StoreReader):
         """Merge ``attrs`` into the store's root attributes (the recorded run: config, identity …)."""
         self.backend.update_root_attrs(attrs)
 
-    def create_split(self, split: str, ids: list[str], paths: list[str], labels: list[int], unit_size: int) -> None:
+    def create_split(self, split: str, ids: Sequence[str], paths: Sequence[str], labels: Sequence[int], unit_size: int) -> None:
         """Create a split's group and its item table (``item_id``, ``path``, ``label``, ``valid``), all (N,).
 
         ``valid`` starts all False: each unit sets its rows when it is written.
@@ -198,17 +202,31 @@ class FeatureStore(SideArrays, StoreReader):
             b.create_array(split, name, (n,), dtype, unit_size, unit_size, ("item",), {"kind": "items"})
         self.write_item_table(split, ids, paths, labels)
 
-    def write_item_table(self, split: str, ids: list[str], paths: list[str], labels: list[int]) -> None:
-        """Write a split's item ids, paths and labels (N,) and record their digests (see ``store verify --deep``)."""
+    def write_item_table(self, split: str, ids: Sequence[str], paths: Sequence[str], labels: Sequence[int]) -> None:
+        """Write a split's item ids, paths and labels (N,) and record their digests (see ``store verify --deep``).
+
+        Written :data:`TABLE_WINDOW` rows (whole units) at a time, hashed as they go: a 1.28M-item
+        split never exists as one array of strings. Any sliceable sequence will do (lists, numpy
+        arrays, the columns of an :class:`~diffprobe.extract.sources.item_table.ItemTable`).
+        """
         n = self.n_items(split)
         if not len(ids) == len(paths) == len(labels) == n:
             raise StoreError(f"expected {n} ids, paths and labels for split {split!r}, got {len(ids)}, {len(paths)} and {len(labels)}")
-        table = {"item_id": np.array(ids, dtype=str), "path": np.array(paths, dtype=str), "label": np.array(labels, dtype=np.int64)}
-        if n:
-            for name, values in table.items():
-                self.backend.write_rows(split, name, 0, values.astype(object) if values.dtype.kind == "U" else values)
-        prints = unit_prints(table, dict.fromkeys(table, self.unit_size(split)))  # chunked by unit (create_split)
-        self.backend.update_group_attrs(split, {"digest": DIGEST, "digests": unit_digests(table), "print": ROW_PRINT, "prints": prints})
+        size = self.unit_size(split)
+        window = size * max(1, TABLE_WINDOW // size)  # whole units: every chunk (and shard) written once
+        columns = {"item_id": (ids, np.dtype(str)), "path": (paths, np.dtype(str)), "label": (labels, np.dtype(np.int64))}
+        digests = {name: Digest((n,), dtype) for name, (_, dtype) in columns.items()}
+        firsts: dict[str, list[np.ndarray]] = {name: [] for name in columns}  # the first row of each unit (its row print)
+        for lo in range(0, n, window):
+            hi = min(n, lo + window)
+            for name, (column, dtype) in columns.items():
+                values = np.asarray(column[lo:hi], dtype=dtype)
+                self.backend.write_rows(split, name, lo, values.astype(object) if values.dtype.kind == "U" else values)
+                digests[name].add(values)
+                firsts[name].append(values[print_rows(hi - lo, size)])
+        prints = {name: [size, digest(np.concatenate(f) if f else np.zeros(0, columns[name][1]))] for name, f in firsts.items()}
+        self.backend.update_group_attrs(split, {"digest": DIGEST, "digests": {k: d.hexdigest() for k, d in digests.items()},
+                                                "print": ROW_PRINT, "prints": prints})  # fmt: skip
 
     def create_feature_array(self, split: str, key: FeatureKey, layout: ArrayLayout, dtype: str, module: str) -> None:
         """Create the NaN-filled array of ``key`` in ``split``: (N, *layout.item_shape), chunked along N

@@ -8,6 +8,7 @@ from pathlib import Path
 from diffprobe.errors import DataError
 from diffprobe.extract.sources.files import expand, is_url
 from diffprobe.extract.sources.item import MASK_CLASSES_FILE, DataSpec
+from diffprobe.extract.sources.item_table import ItemTable
 from diffprobe.extract.sources.kinds import SOURCES, Target
 from diffprobe.extract.sources.options import DataOptions
 
@@ -47,6 +48,8 @@ def discover(data: str | Path, splits: tuple[str, ...] = (), options: DataOption
     other registered source kind. ``index``: where a tar index is cached (beside the store; read but
     not written when ``write_index`` is False).
 
+    Each split's items come back as an :class:`~diffprobe.extract.sources.item_table.ItemTable`.
+
     Raises:
         DataError: DATA is missing, of no known kind, or unreadable (the message says which).
     """
@@ -67,7 +70,8 @@ def discover(data: str | Path, splits: tuple[str, ...] = (), options: DataOption
         if missing:
             raise DataError(f"split(s) {missing} not found in {data}; available: {sorted(spec.splits)}")
         spec.splits = {s: spec.splits[s] for s in splits}
-    if target.path is not None and any(it.mask for items in spec.splits.values() for it in items):
+    spec.splits = {s: ItemTable.of(items) for s, items in spec.splits.items()}  # ~25 bytes per item from here on
+    if target.path is not None and any(items.has_masks() for items in spec.splits.values()):
         spec.mask_classes = read_mask_classes(target.path)
     return spec
 

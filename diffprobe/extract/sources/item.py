@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,20 +40,21 @@ class DataSpec:
 
     Items are in a fixed order: sorted by id for folders and manifests; the order of the data for
     tar shards and tables (so that reading them is sequential). ``source`` records what they come
-    from and how ids were made.
+    from and how ids were made. A split's items are a list while a source builds them, and an
+    :class:`~diffprobe.extract.sources.item_table.ItemTable` once :func:`~diffprobe.extract.sources.discover.discover`
+    returns them.
     """
 
     class_names: list[str]
-    splits: dict[str, list[Item]] = field(default_factory=dict)
+    splits: dict[str, Sequence[Item]] = field(default_factory=dict)
     source: dict[str, str] = field(default_factory=dict)
     mask_classes: list[str] = field(default_factory=list)  # the masks' class names by index ([]: unnamed)
 
     def fingerprint(self, split: str) -> str:
         """Hash of a split's ids and labels: stores refuse to mix data sets."""
-        h = hashlib.sha256()
-        for it in self.splits[split]:
-            h.update(f"{it.id}\t{it.label}\n".encode())
-        return h.hexdigest()[:16]
+        from diffprobe.extract.sources.item_table import fingerprint
+
+        return fingerprint(self.splits[split])
 
 
 def name_labels(labels: set[Any]) -> tuple[list[str], dict[Any, int]]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from diffprobe.errors import DataError
 from diffprobe.extract.sources.item import DataSpec, Item
+from diffprobe.extract.sources.item_table import WINDOW, ItemTable, StrColumn, small_int
 from diffprobe.extract.sources.kinds import SourceKind, Target
 from diffprobe.extract.sources.options import DataOptions
 
@@ -61,12 +62,18 @@ def image_bytes(item_id: str, label: int, size: int) -> bytes:
 
 
 def synthetic_items(spec: Synthetic) -> DataSpec:
-    """Every split's items (ids ``<split>/<i:08d>``, labels ``i mod classes``), in order."""
+    """Every split's items (ids ``<split>/<i:08d>``, labels ``i mod classes``), in order, as columns
+    made directly (1.28M items: ~30 MB, never one object per item)."""
     size = spec.size
     out = DataSpec([f"class{k:04d}" for k in range(spec.classes)], source={"kind": "synthetic", "ids": "<split>/<index>"})
-    path = f"synthetic:{size}"  # one string shared by every item (1.28M items: 80 MB less)
     for split, n in spec.counts.items():
-        out.splits[split] = [Item(f"{split}/{i:08d}", path, i % spec.classes, "synthetic", i, size) for i in range(n)]
+        index = np.arange(n, dtype=np.int64)
+        ids = np.empty(n, dtype=f"S{len(split) + 1 + max(8, len(str(n - 1)))}")
+        for lo in range(0, n, WINDOW):
+            ids[lo : lo + WINDOW] = [f"{split}/{i:08d}".encode() for i in range(lo, min(n, lo + WINDOW))]
+        out.splits[split] = ItemTable(StrColumn(data=ids), StrColumn.constant(f"synthetic:{size}", n), small_int(index % spec.classes),
+                                      StrColumn.constant("synthetic", n), small_int(index), small_int(np.full(n, size)),
+                                      StrColumn.constant("", n), StrColumn.constant("", n))  # fmt: skip
     return out
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from diffprobe.errors import ConfigError, StoreError
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.masks import split_masks
+from diffprobe.extract.sources.item_table import ItemTable
 from diffprobe.pipelines.extraction.location import ATTR, record_location
 from diffprobe.pipelines.extraction.locks import file_lock
 from diffprobe.pipelines.extraction.plan import IDENTITY_DEFAULTS, ExtractPlan
@@ -188,17 +189,17 @@ def _write_schema(store: FeatureStore, plan: ExtractPlan, out: Path, recorded: d
             **({"mask_classes": plan.data.mask_classes} if plan.data.mask_classes else {}),
         }
     )
-    for split, items in plan.data.splits.items():
+    for split, listed in plan.data.splits.items():
+        items = ItemTable.of(listed)
         half_made = split in store.splits and not set(ITEM_ARRAYS) <= set(store.backend.arrays(split))
         if half_made and store.markers(split):
             raise StoreError(f"split {split!r} of {out} has done units but lacks its item table; pass --overwrite to rebuild it")
         if split not in store.splits or half_made:  # new, or its creation was cut short
-            ids, paths, labels = [it.id for it in items], [it.path for it in items], [it.label for it in items]
-            store.create_split(split, ids, paths, labels, unit_size_for(plan, len(items), warn=True))
+            store.create_split(split, items.ids, items.paths, items.labels, unit_size_for(plan, len(items), warn=True))
         if plan.compute.views > 1 and not store.has_view_params(split):
             vs = plan.views
             store.write_view_params(split, vs.augment, vs.augmentation.fields, vs.size, vs.seed, np.stack([vs.params(it.id) for it in items]))
-        if any(it.mask for it in items) and not store.has_masks(split):
+        if items.has_masks() and not store.has_masks(split):
             store.write_masks(split, split_masks(items, plan.model.image_size, plan.views))
         have = set(store.keys(split))
         for k in plan.keys:

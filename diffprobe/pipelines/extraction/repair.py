@@ -19,6 +19,7 @@ from diffprobe.errors import DataError, DiffprobeError, StoreError
 from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.masks import split_masks
 from diffprobe.extract.sources.discover import discover
+from diffprobe.extract.sources.item_table import ItemTable
 from diffprobe.pipelines.extraction.location import ATTR, locate_data
 from diffprobe.pipelines.extraction.plan import ExtractPlan, index_path
 from diffprobe.pipelines.extraction.prepare import identity_diff, refused
@@ -196,5 +197,5 @@ def _rewrite_item_table(store: FeatureStore, split: str, config: ExtractConfig) 
     if spec.fingerprint(split) != store.attrs.get("identity", {}).get("data", {}).get(split):
         raise StoreError(f"the item table of split {split!r} is damaged and {config.data} is not the data it was made from; "
                          "pass --data with the original images")  # fmt: skip
-    items = spec.splits[split]
-    store.write_item_table(split, [it.id for it in items], [it.path for it in items], [it.label for it in items])
+    items = ItemTable.of(spec.splits[split])
+    store.write_item_table(split, items.ids, items.paths, items.labels)
