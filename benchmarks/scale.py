@@ -211,12 +211,13 @@ def exponent_table(rows: list[Measure]) -> list[Row]:
 def projection_table(pools_bytes: list[int]) -> list[Row]:
     """Files per store at ImageNet's 1.28M + 50k items × 100 keys, by bytes per key and item."""
     print(f"\nprojected files per store at {IMAGENET['train']:,} + {IMAGENET['val']:,} items × 100 keys "
-          f"(units: all keys in 256 MiB, grown until ≤ 100,000 shard files per split within 2 GiB; target < {FILES_TARGET:,})")  # fmt: skip
+          f"(units: all keys in 256 MiB, grown until the store holds ≤ 100,000 shard files, a shard ≤ 256 MiB; target < {FILES_TARGET:,})")  # fmt: skip
     print(f"{'bytes/key/item':>14}  {'unit size':>9}  {'units':>6}  {'shards':>9}  {'markers':>7}  {'files':>9}")
     out = []
     for b in pools_bytes:
-        p = project_split(IMAGENET["train"], [b] * 100)
-        v = project_split(IMAGENET["val"], [b] * 100)
+        total = sum(IMAGENET.values())
+        p = project_split(IMAGENET["train"], [b] * 100, total)
+        v = project_split(IMAGENET["val"], [b] * 100, total)
         files = project_store(IMAGENET, [b] * 100)
         flag = "" if files < FILES_TARGET else "  over target"
         print(f"{b:>14,}  {p.unit_size:>9,}  {p.units + v.units:>6,}  {p.shards + v.shards:>9,}  {p.markers + v.markers:>7,}  {files:>9,}{flag}")
@@ -260,7 +261,7 @@ def dask_stage(run: Run, folder: Path, reference: Path | None, timeout: float) -
             print(f"dask: the one-process reference failed: {output[-300:]}")
             return []
     store = folder / f"dask-{run.train}.zarr"
-    units = sum(project_split(n, run.key_bytes).units if run.unit_size is None else math.ceil(n / run.unit_size) for n in (run.train, run.val))
+    units = sum(project_split(n, run.key_bytes, run.items).units if run.unit_size is None else math.ceil(n / run.unit_size) for n in (run.train, run.val))
     result = folder / "stage.json"
     cmd = [sys.executable, str(HERE / "scale_run.py"), str(result), "--scheduler", "--", "-q", *run.extract_args(store, workers=2)]
     p, killer = run_killed(cmd, store, units, timeout, folder / "dask.log")

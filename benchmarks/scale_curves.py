@@ -5,8 +5,9 @@ A Zarr store holds, per split, one shard file per array per work unit (every fea
 item table: ``ITEM_ARRAYS``), one done marker per unit, and a ``zarr.json`` per array and group; the
 unit size comes from :func:`~diffprobe.store.layout.auto_unit_size` (a power of two ≤ 4,096 whose
 buffers — every key of the run at once — fit 256 MiB), grown by
-:func:`~diffprobe.store.layout.few_files_unit_size` until a split holds at most 100,000 shard files
-(while a unit's buffers stay within 2 GiB). The CPU's ~30 s cap on a unit's work is left out: the
+:func:`~diffprobe.store.layout.few_files_unit_size` until the store holds at most 100,000 shard files
+(each split its share by items), while one array's shard stays within 256 MiB and a unit's rows
+within 4 pieces of 2 GiB (a unit whose buffers exceed 2 GiB is written a piece at a time). The CPU's ~30 s cap on a unit's work is left out: the
 projection is for GPU runs, where units are sized by memory.
 """
 
@@ -72,16 +73,19 @@ class Projection:
         return self.shards + self.markers + self.metadata
 
 
-def project_split(items: int, key_bytes: Sequence[int]) -> Projection:
+def project_split(items: int, key_bytes: Sequence[int], store_items: int | None = None) -> Projection:
     """Files of a split of ``items`` items whose keys take ``key_bytes`` bytes per item each (the
     planner's ``item_bytes`` is their sum): one shard per array per unit, a marker per unit, a
     ``zarr.json`` per array and one for the split's group and its progress folder."""
     arrays = len(key_bytes) + len(ITEM_ARRAYS)
-    unit = few_files_unit_size(auto_unit_size(max(sum(key_bytes), 1), items), sum(key_bytes), items, arrays)
+    unit = few_files_unit_size(
+        auto_unit_size(max(sum(key_bytes), 1), items), sum(key_bytes), max(key_bytes, default=0), items, arrays, store_items
+    )
     units = len(plan_units(items, unit))
     return Projection(items, len(key_bytes), unit, units, units * arrays, units, arrays + 1)
 
 
 def project_store(splits: dict[str, int], key_bytes: Sequence[int]) -> int:
     """Files of a whole store: its splits, plus the root's and ``_progress``'s ``zarr.json``."""
-    return 2 + sum(project_split(n, key_bytes).files for n in splits.values())
+    total = sum(splits.values())
+    return 2 + sum(project_split(n, key_bytes, total).files for n in splits.values())

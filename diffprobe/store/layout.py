@@ -160,15 +160,27 @@ def auto_unit_size(bytes_per_item: int, n_items: int, budget: int = 256 << 20) -
 #: Shard files a split may hold (one per array per work unit): :func:`few_files_unit_size` grows units
 #: until a split stays under it (1.28M items × 100 keys: units of ≥ 2,048 items).
 MAX_FILES = 100_000
-#: …but never past this much host memory of unit buffers (every key of a unit is held until written).
+#: …as long as one array's shard (its rows of one unit) stays within this many bytes.
+MAX_SHARD_BYTES = 256 << 20
+#: Host memory a unit's buffers (every key) hold at once; a larger unit is filled and written a
+#: piece of this size at a time (:class:`~diffprobe.store.progress.UnitBuffer`).
 MAX_UNIT_BYTES = 2 << 30
+#: …in at most this many pieces: each piece rewrites its shards so far (Zarr writes a shard whole),
+#: so P pieces write (P + 1) / 2 times the unit's bytes.
+MAX_PIECES = 4
 
 
-def few_files_unit_size(size: int, bytes_per_item: int, n_items: int, n_arrays: int) -> int:
-    """``size`` doubled until a split of ``n_items`` items × ``n_arrays`` arrays has at most
-    :data:`MAX_FILES` shard files, as long as a unit's buffers stay within :data:`MAX_UNIT_BYTES`
-    (and a unit no larger than the split needs)."""
-    while n_items * n_arrays > MAX_FILES * size and 2 * size * bytes_per_item <= MAX_UNIT_BYTES and size < n_items:
+def few_files_unit_size(size: int, item_bytes: int, array_bytes: int, n_items: int, n_arrays: int,
+                        store_items: int | None = None) -> int:  # fmt: skip
+    """``size`` doubled until a split of ``n_items`` items × ``n_arrays`` arrays holds at most its
+    share of :data:`MAX_FILES` shard files — ``n_items / store_items`` of them, so that the whole
+    store (every split, ``store_items`` items in all) stays under it — as long as the largest array's
+    shard (``array_bytes`` per item) stays within :data:`MAX_SHARD_BYTES`, the unit's rows of every
+    key (``item_bytes`` per item) within :data:`MAX_PIECES` pieces of :data:`MAX_UNIT_BYTES` of
+    host memory, and a unit is no larger than the split needs."""
+    total = max(n_items, store_items or 0)
+    while (total * n_arrays > MAX_FILES * size and 2 * size * array_bytes <= MAX_SHARD_BYTES
+           and 2 * size * item_bytes <= MAX_PIECES * MAX_UNIT_BYTES and size < n_items):  # fmt: skip
         size *= 2
     return size
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from diffprobe.store.digests import DIGEST, ROW_PRINT, unit_digests, unit_prints
-from diffprobe.store.layout import FeatureKey
+from diffprobe.store.digests import DIGEST, ROW_PRINT, Digest, digest, unit_digests
+from diffprobe.store.layout import MAX_UNIT_BYTES, FeatureKey
 from diffprobe.store.store import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -43,57 +43,110 @@ class UnitTask:
 
 @dataclass
 class UnitBuffer:
-    """Host-memory rows of one unit for every key, filled batch by batch."""
+    """Host-memory rows of one unit for every key, filled batch by batch, in order.
+
+    A unit whose rows of every key exceed :data:`~diffprobe.store.layout.MAX_UNIT_BYTES` (units
+    grown so that a split holds few files: native maps of many keys) is held a piece at a time: with
+    ``store`` given, each full piece is written into the unit's shards as soon as it is filled, and
+    hashed as it goes. The unit is still done only when :func:`write_unit` has written its last piece
+    and then its marker, so a run stopped mid-unit redoes the whole unit, as before.
+    """
 
     task: UnitTask
     shapes: dict[FeatureKey, tuple[int, ...]]
     dtype: str
+    #: where full pieces are written before the unit is done (None: the whole unit is held)
+    store: FeatureStore | None = None
     data: dict[FeatureKey, np.ndarray] = field(init=False)
     valid: np.ndarray = field(init=False)
     filled: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     #: how the values were computed (device, compiled or not), recorded in the unit's done marker
     compute: dict[str, Any] = field(default_factory=dict)
+    #: the unit's row held in data[·][0] (pieces before it are written)
+    base: int = field(init=False, default=0)
+    #: bytes of the pieces already written
+    nbytes: int = field(init=False, default=0)
+    #: rows held at a time (:func:`piece_rows`; the unit's size when it is held whole)
+    rows: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         n = self.task.size
-        self.data = {k: np.empty((n, *self.shapes[k]), dtype=self.dtype) for k in self.task.keys}
+        row = sum(int(np.prod(self.shapes[k], dtype=np.int64)) for k in self.task.keys) * np.dtype(self.dtype).itemsize
+        self.rows = n if self.store is None else piece_rows(n, row)
+        self.data = {k: np.empty((self.rows, *self.shapes[k]), dtype=self.dtype) for k in self.task.keys}
         self.valid = np.zeros(n, dtype=bool)
+        self._digests = {str(k): Digest((n, *self.shapes[k]), np.dtype(self.dtype)) for k in self.task.keys}
+        self._firsts: dict[str, list[np.ndarray]] = {str(k): [] for k in self.task.keys}
 
     def add(self, start: int, feats: dict[FeatureKey, np.ndarray], ok: np.ndarray, failures: list[tuple[str, str]]) -> None:
         """Rows for global items [start, start + B); rows of failed items become NaN."""
         lo = start - self.task.start
-        hi = lo + len(ok)
-        for k, v in feats.items():
-            self.data[k][lo:hi] = v
-            if not ok.all():
-                self.data[k][lo:hi][~ok] = np.nan
-        self.valid[lo:hi] = ok
+        self.valid[lo : lo + len(ok)] = ok
         self.failures += failures
-        self.filled += len(ok)
+        done = 0
+        while done < len(ok):
+            take = min(len(ok) - done, self.base + self.rows - (lo + done))
+            a = lo + done - self.base
+            part = ok[done : done + take]
+            for k, v in feats.items():
+                self.data[k][a : a + take] = v[done : done + take]
+                if not part.all():
+                    self.data[k][a : a + take][~part] = np.nan
+            done += take
+            self.filled += take
+            if self.filled == self.base + self.rows and self.filled < self.task.size:
+                self._write_piece(self.rows)
+
+    def _write_piece(self, n: int) -> None:
+        """Write the held rows [base, base + n) of every key into the unit's shards and hash them."""
+        store, task = self.store, self.task
+        for k, arr in self.data.items():
+            name, rows = str(k), arr[:n]
+            if store is not None:
+                store.backend.write_rows(task.split, name, task.start + self.base, rows)
+                chunk = max(1, store.backend.chunk_rows(task.split, name))
+                first = -(-self.base // chunk) * chunk - self.base  # this piece's first row that starts a chunk
+                self._firsts[name].append(rows[first::chunk].copy())  # the buffer is reused by the next piece
+            self._digests[name].add(rows)
+            self.nbytes += rows.nbytes
+        self.base += n
+
+    def finish(self) -> tuple[dict[str, str], dict[str, list[int | str]]]:
+        """Write the last piece; the unit's (digests, row prints) of every key (see :mod:`~diffprobe.store.digests`)."""
+        self._write_piece(self.task.size - self.base)
+        prints = {name: [int(self.store.backend.chunk_rows(self.task.split, name)), digest(np.concatenate(f))]  # type: ignore[union-attr]
+                  for name, f in self._firsts.items()}  # fmt: skip
+        return {name: d.hexdigest() for name, d in self._digests.items()}, prints
 
     @property
     def complete(self) -> bool:
         return self.filled >= self.task.size
 
 
+def piece_rows(n: int, row_bytes: int) -> int:
+    """Rows of a unit of ``n`` rows held at once: all of them when they fit
+    :data:`~diffprobe.store.layout.MAX_UNIT_BYTES`, else the largest power of two that does."""
+    if n * row_bytes <= MAX_UNIT_BYTES:
+        return n
+    return max(1, 1 << int(np.log2(max(1, MAX_UNIT_BYTES // max(1, row_bytes)))))
+
+
 def write_unit(store: FeatureStore, buf: UnitBuffer) -> int:
-    """Write a finished unit's shards, its valid rows, then its done marker — which records a digest
-    of every array's rows of the unit (see :mod:`~diffprobe.store.digests`). Returns bytes written."""
+    """Write a finished unit's shards (its last piece, when it was written in pieces), its valid rows,
+    then its done marker — which records a digest of every array's rows of the unit (see
+    :mod:`~diffprobe.store.digests`). Returns bytes written."""
     task = buf.task
-    nbytes = 0
-    written = {str(k): arr for k, arr in buf.data.items()}
-    for name, arr in written.items():
-        store.backend.write_rows(task.split, name, task.start, arr)
-        nbytes += arr.nbytes
+    buf.store = store
+    digests, prints = buf.finish()
     store.backend.write_rows(task.split, "valid", task.start, buf.valid)
     store.backend.flush()
     payload: dict[str, Any] = {
-        "keys": sorted(set(task.done_keys) | set(written)),
+        "keys": sorted(set(task.done_keys) | set(digests)),
         "digest": DIGEST,
-        "digests": {**task.done_digests, **unit_digests({**written, "valid": buf.valid})},
+        "digests": {**task.done_digests, **digests, **unit_digests({"valid": buf.valid})},
         "print": ROW_PRINT,
-        "prints": {**task.done_prints, **unit_prints(written, {n: store.backend.chunk_rows(task.split, n) for n in written})},
+        "prints": {**task.done_prints, **prints},
         "start": task.start,
         "stop": task.stop,
         "failed": [list(f) for f in buf.failures],
@@ -104,7 +157,7 @@ def write_unit(store: FeatureStore, buf: UnitBuffer) -> int:
     if buf.compute:
         payload["compute"] = buf.compute
     store.backend.write_marker(task.split, task.unit, payload)
-    return nbytes
+    return buf.nbytes
 
 
 def writer_threads(store: FeatureStore) -> int:

@@ -211,3 +211,53 @@ def test_a_marker_follows_its_units_data(tmp_path, monkeypatch):
     for u in range(5):
         mine = [e for e, v in events if v == u]
         assert mine == ["data"] * (len(KEYS) + 1) + ["marker"], (u, events)
+
+
+def _fill(store: FeatureStore | None, monkeypatch, budget_rows: int | None) -> list[UnitBuffer]:
+    """Every unit filled 3 rows at a time (batches that straddle pieces), item 5 of each failed;
+    with ``budget_rows``, the buffers may hold that many rows of every key at once."""
+    if budget_rows is not None:
+        row = sum(int(np.prod(s)) for s in SHAPES.values()) * 2
+        monkeypatch.setattr(progress, "MAX_UNIT_BYTES", budget_rows * row)
+    rng = np.random.default_rng(3)
+    bufs = []
+    for u, start in enumerate(range(0, N, UNIT)):
+        stop = min(start + UNIT, N)
+        buf = UnitBuffer(UnitTask("val", u, start, stop, KEYS), SHAPES, "float16", store)
+        for lo in range(start, stop, 3):
+            hi = min(lo + 3, stop)
+            ok = np.arange(lo, hi) - start != 5
+            feats = {k: rng.standard_normal((hi - lo, *SHAPES[k])).astype(np.float16) for k in KEYS}
+            buf.add(lo, feats, ok, [(f"i{lo + i:03d}", "bad") for i in np.flatnonzero(~ok)])
+        bufs.append(buf)
+    return bufs
+
+
+def test_a_unit_over_the_buffer_budget_is_written_in_pieces_to_the_same_bytes(tmp_path, monkeypatch):
+    """Units grown for few files (native maps of many keys) hold a piece at a time; the shards, the
+    valid rows and the markers' digests and row prints are those of units held whole."""
+    whole, pieces = make_store(tmp_path / "whole.zarr"), make_store(tmp_path / "pieces.zarr")
+    for buf in _fill(None, monkeypatch, None):
+        progress.write_unit(whole, buf)
+    bufs = _fill(pieces, monkeypatch, 3)  # 3 rows fit: pieces of 2 (a power of two), batches of 3 straddle them
+    assert all(b.rows == 2 and b.data[KEYS[1]].shape[0] == 2 for b in bufs)
+    assert not pieces.markers("val"), "pieces are written, but no unit is done before write_unit"
+    for buf in bufs:
+        progress.write_unit(pieces, buf)
+    assert shard_bytes(tmp_path / "whole.zarr") == shard_bytes(tmp_path / "pieces.zarr")
+    a, b = whole.markers("val"), pieces.markers("val")
+    assert a.keys() == b.keys() == set(range(5))
+    for u in a:
+        assert (a[u]["digests"], a[u]["prints"], a[u]["failed"]) == (b[u]["digests"], b[u]["prints"], b[u]["failed"])
+    read = open_store(tmp_path / "pieces.zarr")
+    assert np.isnan(read.read("val", str(KEYS[1]))[5]).all() and not read.valid("val")[5] and read.valid("val")[6]
+
+
+def test_a_unit_stopped_between_pieces_is_not_done(tmp_path, monkeypatch):
+    store = make_store(tmp_path / "s.zarr")
+    row = sum(int(np.prod(s)) for s in SHAPES.values()) * 2
+    monkeypatch.setattr(progress, "MAX_UNIT_BYTES", 2 * row)
+    buf = UnitBuffer(UnitTask("val", 0, 0, UNIT, KEYS), SHAPES, "float16", store)
+    buf.add(0, {k: np.ones((5, *SHAPES[k]), np.float16) for k in KEYS}, np.ones(5, bool), [])
+    assert buf.base == 4, "two pieces of 2 rows are written"
+    assert store.markers("val") == {}  # a stop here redoes the whole unit

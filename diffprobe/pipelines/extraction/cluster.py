@@ -86,7 +86,7 @@ def run_unit(spec: WorkerSpec, task: UnitTask, items: list[Item]) -> dict[str, A
     Returns counts for the client's summary.
     """
     computer = _computer(spec)
-    buf = UnitBuffer(task, dict(spec.shapes), spec.compute.out_dtype)
+    buf = UnitBuffer(task, dict(spec.shapes), spec.compute.out_dtype, _store(spec.config.out))
     passes = noise_passes([task], spec.compute) if spec.noisy else ()
     ds = ImageDataset(items, spec.image_size, passes, spec.compute.seed, spec.noise_shape, spec.compute.view_spec(spec.image_size))
     by_row = {task.start + j: it for j, it in enumerate(items)}  # global row → item

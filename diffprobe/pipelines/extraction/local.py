@@ -228,7 +228,7 @@ def run_tasks(
             )
             it = iter(split_tasks)
             task = next(it)
-            buf = UnitBuffer(task, plan.shapes, spec.out_dtype)
+            buf = UnitBuffer(task, plan.shapes, spec.out_dtype, store)
             stage = Stage()
             t_split = time.perf_counter()
             waited = 0.0
@@ -238,7 +238,7 @@ def run_tasks(
                 waited += time.perf_counter() - t_wait
                 if chunk[0][0] >= task.stop:
                     task = next(it)
-                    buf = UnitBuffer(task, plan.shapes, spec.out_dtype)
+                    buf = UnitBuffer(task, plan.shapes, spec.out_dtype, store)
                 report_bad(split_items, chunk[0], chunk[2], chunk[3], cfg.strict)
                 stage.add(chunk)
                 # Forward batches are aligned to the unit start: an item's batch-mates never

@@ -72,6 +72,11 @@ class ExtractPlan:
         size = 2 if self.compute.out_dtype == "float16" else 4
         return sum(size * _prod(s) for s in self.shapes.values())
 
+    def largest_array_bytes(self) -> int:
+        """Bytes per item of the largest extracted array (what one shard file holds per item)."""
+        size = 2 if self.compute.out_dtype == "float16" else 4
+        return max((size * _prod(s) for s in self.shapes.values()), default=0)
+
     def estimated_bytes(self) -> int:
         """Uncompressed size of every feature array of this run."""
         return sum(len(items) for items in self.data.splits.values()) * self.item_bytes()

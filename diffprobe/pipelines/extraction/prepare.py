@@ -29,7 +29,7 @@ from diffprobe.pipelines.extraction.plan import IDENTITY_DEFAULTS, ExtractPlan
 from diffprobe.pipelines.extraction.temporaries import CREATING_PREFIX, remove_stale_temporaries
 from diffprobe.sizes import format_bytes
 from diffprobe.store.backend import Backend, backend_for_path
-from diffprobe.store.layout import ITEM_ARRAYS, MAX_FILES, MAX_UNIT_BYTES, FeatureKey, auto_unit_size, few_files_unit_size
+from diffprobe.store.layout import ITEM_ARRAYS, MAX_FILES, MAX_SHARD_BYTES, FeatureKey, auto_unit_size, few_files_unit_size
 from diffprobe.store.ownership import check_replaceable, is_empty_dir, remove_store
 from diffprobe.store.progress import UnitTask
 from diffprobe.store.store import FeatureStore, create_store, open_store
@@ -74,20 +74,23 @@ UNIT_SECONDS = 30.0
 def unit_size_for(plan: ExtractPlan, n_items: int, warn: bool = False) -> int:
     """Items per work unit of a new split, a power of two: as configured, else the largest that fits the
     unit memory budget (:func:`auto_unit_size`) — on a CPU no more than about :data:`UNIT_SECONDS` of
-    work (an interrupt keeps every finished unit) — grown where the split would otherwise hold more
-    than :data:`~diffprobe.store.layout.MAX_FILES` shard files (:func:`few_files_unit_size`)."""
+    work (an interrupt keeps every finished unit) — grown where the store (every split of the plan)
+    would otherwise hold more than :data:`~diffprobe.store.layout.MAX_FILES` shard files
+    (:func:`few_files_unit_size`)."""
     if plan.config.unit_size:
         return plan.config.unit_size
     size = auto_unit_size(max(plan.item_bytes(), 1), n_items)
     if plan.device_type == "cpu":
         per_unit = max(16.0, UNIT_SECONDS / max(plan.seconds_per_item(), 1e-9))
         size = min(size, 1 << int(math.log2(per_unit)))
-    size = few_files_unit_size(size, plan.item_bytes(), n_items, len(plan.keys) + len(ITEM_ARRAYS))
+    total = sum(len(items) for items in plan.data.splits.values())
+    size = few_files_unit_size(size, plan.item_bytes(), plan.largest_array_bytes(), n_items, len(plan.keys) + len(ITEM_ARRAYS), total)
     files = math.ceil(n_items / size) * (len(plan.keys) + len(ITEM_ARRAYS))
-    if warn and files > MAX_FILES:
-        log.warning("this split of %d items × %d keys will hold %d shard files (units of %d items are as large as %s of "
-                    "host memory allows): fewer keys per run, or a filesystem that handles many files, or --unit-size",
-                    n_items, len(plan.keys), files, size, format_bytes(MAX_UNIT_BYTES))  # fmt: skip
+    if warn and files > MAX_FILES * n_items / max(total, n_items):
+        log.warning("this split of %d items × %d keys will hold %d shard files, more than its share of %d per store (units "
+                    "of %d items, whose shards reach %s): fewer keys per run, or a filesystem that handles many files, or "
+                    "--unit-size",
+                    n_items, len(plan.keys), files, MAX_FILES, size, format_bytes(MAX_SHARD_BYTES))  # fmt: skip
     return size
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import torch
 
 from diffprobe.pipelines.extraction.plan import make_plan
@@ -75,3 +76,25 @@ def test_dry_run_memory_estimate_counts_the_real_weights(tmp_path):
     assert mem.device_peak == mem.resident["unet"] + mem.activations
     summary = diffprobe.extract_features(plan.config, dry_run=True)
     assert any(line.startswith("  peak memory (estimate): device ") for line in summary.lines())
+
+
+def test_units_over_the_buffer_budget_extract_in_pieces_to_the_same_store(tmp_path, monkeypatch):
+    """A unit whose buffers would exceed MAX_UNIT_BYTES (grown for few files) is filled and written a
+    piece at a time: the arrays and every marker's digests and row prints are those of whole units."""
+    import diffprobe
+    import diffprobe.store.progress as progress
+    from tests.helpers import read_all
+
+    cfg = dict(model="adm-8-scale", checkpoint=None, random_weights=True, timesteps=(90,), blocks=(5,), pools=(1, None), unit_size=64)
+    diffprobe.extract_features(extract_config("synthetic:150@8/3", tmp_path / "whole.zarr", **cfg), progress=False)
+    monkeypatch.setattr(progress, "MAX_UNIT_BYTES", 20 * 64 * (1 + 16) * 2)  # 20 rows of both keys: pieces of 16
+    held = []
+    real = progress.UnitBuffer._write_piece
+    monkeypatch.setattr(progress.UnitBuffer, "_write_piece", lambda self, n: (held.append(self.rows), real(self, n))[1])
+    diffprobe.extract_features(extract_config("synthetic:150@8/3", tmp_path / "pieces.zarr", **cfg), progress=False)
+    assert set(held) == {16} and len(held) == 4 + 4 + 2, "units of 64, 64 and 22 rows in pieces of 16 (the last by write_unit)"
+    whole, pieces = read_all(tmp_path / "whole.zarr"), read_all(tmp_path / "pieces.zarr")
+    assert whole.keys() == pieces.keys() and all(np.array_equal(whole[k], pieces[k], equal_nan=True) for k in whole)
+    with diffprobe.open_store(tmp_path / "whole.zarr") as a, diffprobe.open_store(tmp_path / "pieces.zarr") as b:
+        ma, mb = a.markers("train"), b.markers("train")
+        assert len(ma) == 3 and [(m["digests"], m["prints"]) for m in ma.values()] == [(m["digests"], m["prints"]) for m in mb.values()]
