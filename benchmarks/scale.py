@@ -56,8 +56,8 @@ HERE = Path(__file__).parent
 STAGES = ("extract", "finalize", "info", "verify", "verify --deep", "logistic", "linear", "linear wide", "logistic wide")
 #: L-BFGS iterations of the wide logistic stage (a fixed C): its time over this is the time of an iteration
 WIDE_LBFGS_ITERATIONS = 5
-#: Per-key bytes per item of the projection: adm-8-scale p=1, the 256 model p=1 (1,024 ch), p=2, p=4.
-PROJECTED_KEY_BYTES = (128, 2048, 8192, 32768)
+#: Per-key bytes per item of the projection: adm-8-scale p=1, the 256 model p=1 (1,024 ch), p=2, p=4, p=8.
+PROJECTED_KEY_BYTES = (128, 2048, 8192, 32768, 131072)
 IMAGENET = {"train": 1_281_167, "val": 50_000}
 FILES_TARGET = 100_000
 

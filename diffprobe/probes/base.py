@@ -103,7 +103,7 @@ class ProbeBase(ClassifierMixin, BaseEstimator):
         if getattr(self, "standardize", False):
             std = Standardizer.fit(X)
             self.mean_, self.scale_ = std.mean, std.scale
-        self._fit(self._standardized(X), y_enc.astype(np.int64))
+        self._fit(self._standardized(X), y_enc.astype(np.int64, copy=False))
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:

@@ -108,6 +108,8 @@ class Features:
     def rows(self, items: np.ndarray) -> np.ndarray:
         """(len(items)·V·K,) rows of X of ``items``: every (view, draw) of each item, item-major — what training samples."""
         items = np.asarray(items, dtype=np.int64)
+        if self.per_item == 1:
+            return items  # one row per item: the items themselves (1.28M of them: no copy)
         return (items[:, None] * self.per_item + np.arange(self.per_item)).ravel()
 
     def eval_rows(self, items: np.ndarray) -> np.ndarray:

@@ -70,7 +70,7 @@ def fit_probe(config: ProbeConfig, train: Features, items: np.ndarray) -> tuple[
     """
     rows = train.rows(items)
     X = train.X[rows]
-    y = np.repeat(train.y[items], train.per_item)
+    y = train.y[items] if train.per_item == 1 else np.repeat(train.y[items], train.per_item)
     if train.per_item > 1:
         log.info("%s: %d items × %d views × %d draws = %d training rows", config.probe, len(items), train.views, train.draws, len(rows))
     est = create_probe(config.probe, **dict(config.params))

@@ -151,7 +151,7 @@ class FeatureStore(SideArrays, StoreReader):
 
     def labels(self, split: str) -> np.ndarray:
         """(N,) int64 class indices; -1 where an item has no label."""
-        return self.checks.rows(self._split(split), "label", None).astype(np.int64)
+        return self.checks.rows(self._split(split), "label", None).astype(np.int64, copy=False)
 
     def ids(self, split: str) -> np.ndarray:
         """(N,) stable item ids (relative paths, sorted)."""

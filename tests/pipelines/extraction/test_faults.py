@@ -119,6 +119,7 @@ def test_a_deleted_marker_is_reported_and_resumed(copy, small_store, small_manif
     assert_identical(copy, small_store)
 
 
+@pytest.mark.slow  # 7–13 s; a full disk's one paragraph and the resume are also in tests/reliability/test_crashes.py
 def test_a_full_disk_is_one_clear_paragraph_and_the_store_resumes(small_manifest, small_store, tmp_path, monkeypatch):
     import diffprobe.store.progress as progress
 
