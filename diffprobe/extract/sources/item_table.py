@@ -96,6 +96,11 @@ class StrColumn:
             return np.char.decode(self._data[lo:hi], "utf-8")
         return np.asarray(self._values, dtype=str)[self._codes[lo:hi]] if self._values else np.zeros(0, dtype=str)  # type: ignore[index]
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the column's arrays (the distinct values of a coded column not counted)."""
+        return sum(a.nbytes for a in (self._data, self._codes) if a is not None)
+
     def any(self) -> bool:
         """Whether some value is not the empty string."""
         if self._data is not None:
@@ -190,6 +195,11 @@ class ItemTable(Sequence[Item]):
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         for f, v in zip(self.__slots__, state):
             setattr(self, f, v)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the table's columns."""
+        return sum(c.nbytes for c in (self.ids, self.paths, self.labels, self.kinds, self.offsets, self.sizes, self.members, self.masks))
 
     def has_masks(self) -> bool:
         return self.masks.any()
