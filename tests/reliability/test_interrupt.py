@@ -11,8 +11,19 @@ from diffprobe.cli import interrupted_exit_code
 from diffprobe.pipelines.extraction.interrupt import check, signals_as_interrupt
 
 
+@pytest.fixture
+def default_signals():
+    """SIGINT and SIGTERM as an interactive shell starts Python (a background job inherits SIGINT ignored)."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for s, h in before.items():
+        signal.signal(s, h)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_swallowed_interrupt_is_raised_again_at_the_next_check(sig):
+def test_a_swallowed_interrupt_is_raised_again_at_the_next_check(sig, default_signals):
     with signals_as_interrupt():
         check()  # nothing pending
         try:
@@ -25,4 +36,4 @@ def test_a_swallowed_interrupt_is_raised_again_at_the_next_check(sig):
             check()
         assert interrupted_exit_code(e.value) == 128 + sig
     check()  # the signal is forgotten once the run is over
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

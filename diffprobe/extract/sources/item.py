@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,9 +53,14 @@ class DataSpec:
 
     def fingerprint(self, split: str) -> str:
         """Hash of a split's ids and labels: stores refuse to mix data sets."""
-        from diffprobe.extract.sources.item_table import fingerprint
-
-        return fingerprint(self.splits[split])
+        h = hashlib.sha256()
+        items = self.splits[split]
+        if hasattr(items, "hash_ids_and_labels"):  # an ItemTable: a window of columns at a time
+            items.hash_ids_and_labels(h)
+        else:
+            for it in items:
+                h.update(f"{it.id}\t{it.label}\n".encode())
+        return h.hexdigest()[:16]
 
 
 def name_labels(labels: set[Any]) -> tuple[list[str], dict[Any, int]]:

@@ -10,7 +10,6 @@ a dask worker as its rows alone.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
@@ -210,14 +209,3 @@ class ItemTable(Sequence[Item]):
             ids = self.ids.strings(lo, lo + WINDOW).tolist()
             labels = self.labels[lo : lo + WINDOW].tolist()
             h.update("".join(f"{i}\t{y}\n" for i, y in zip(ids, labels)).encode())
-
-
-def fingerprint(items: Sequence[Item]) -> str:
-    """Hash of items' ids and labels (16 hex digits): a store refuses to mix data sets."""
-    h = hashlib.sha256()
-    if isinstance(items, ItemTable):
-        items.hash_ids_and_labels(h)
-    else:
-        for it in items:
-            h.update(f"{it.id}\t{it.label}\n".encode())
-    return h.hexdigest()[:16]
