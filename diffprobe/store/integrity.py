@@ -25,7 +25,7 @@ from diffprobe.errors import StoreCorruptError
 from diffprobe.store.digests import Digest, digest
 from diffprobe.store.layout import ITEM_ARRAYS, SIDE_ARRAYS, FeatureKey
 from diffprobe.store.metadata import Finding, metadata_findings
-from diffprobe.store.store import TABLE_WINDOW, FeatureStore
+from diffprobe.store.store import FeatureStore, table_windows
 
 #: Item-table arrays written once when the split is created (``valid`` is written by every unit).
 TABLE_ARRAYS = tuple(a for a in ITEM_ARRAYS if a != "valid")
@@ -173,13 +173,12 @@ class _Ids:
 
 def _check_table(store: FeatureStore, split: str, name: str, recorded: str | None) -> tuple[str, bool]:
     """(read error or "", whether the digest matches ``recorded``) of an item-table array, read
-    :data:`~diffprobe.store.store.TABLE_WINDOW` rows (whole units) at a time."""
-    n, size = store.n_items(split), max(1, store.unit_size(split))
-    window = size * max(1, TABLE_WINDOW // size)
+    :func:`~diffprobe.store.store.table_windows` (whole units) at a time."""
+    n = store.n_items(split)
     _, dtype, _ = store.backend.array_info(split, name)
     running = Digest((n,), np.dtype(str) if dtype.kind in "OT" else dtype)
-    for lo in range(0, n, window):
-        values, err = _read(store, split, name, slice(lo, min(n, lo + window)))
+    for lo, hi in table_windows(n, store.unit_size(split)):
+        values, err = _read(store, split, name, slice(lo, hi))
         if err:
             return err, False
         running.add(values)  # type: ignore[arg-type]

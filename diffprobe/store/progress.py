@@ -78,6 +78,7 @@ class UnitBuffer:
         self.valid = np.zeros(n, dtype=bool)
         self._digests = {str(k): Digest((n, *self.shapes[k]), np.dtype(self.dtype)) for k in self.task.keys}
         self._firsts: dict[str, list[np.ndarray]] = {str(k): [] for k in self.task.keys}
+        self._chunks: dict[str, int] = {}  # rows per chunk of each key's array, read at the first piece
 
     def add(self, start: int, feats: dict[FeatureKey, np.ndarray], ok: np.ndarray, failures: list[tuple[str, str]]) -> None:
         """Rows for global items [start, start + B); rows of failed items become NaN."""
@@ -96,27 +97,26 @@ class UnitBuffer:
             done += take
             self.filled += take
             if self.filled == self.base + self.rows and self.filled < self.task.size:
-                self._write_piece(self.rows)
+                self._write_piece(self.store, self.rows)  # only a buffer given a store holds less than its unit
 
-    def _write_piece(self, n: int) -> None:
+    def _write_piece(self, store: FeatureStore, n: int) -> None:
         """Write the held rows [base, base + n) of every key into the unit's shards and hash them."""
-        store, task = self.store, self.task
+        task = self.task
+        if not self._chunks:
+            self._chunks = {name: max(1, int(store.backend.chunk_rows(task.split, name))) for name in self._digests}
         for k, arr in self.data.items():
-            name, rows = str(k), arr[:n]
-            if store is not None:
-                store.backend.write_rows(task.split, name, task.start + self.base, rows)
-                chunk = max(1, store.backend.chunk_rows(task.split, name))
-                first = -(-self.base // chunk) * chunk - self.base  # this piece's first row that starts a chunk
-                self._firsts[name].append(rows[first::chunk].copy())  # the buffer is reused by the next piece
+            name, rows, chunk = str(k), arr[:n], self._chunks[str(k)]
+            store.backend.write_rows(task.split, name, task.start + self.base, rows)
+            first = -(-self.base // chunk) * chunk - self.base  # this piece's first row that starts a chunk
+            self._firsts[name].append(rows[first::chunk].copy())  # the buffer is reused by the next piece
             self._digests[name].add(rows)
             self.nbytes += rows.nbytes
         self.base += n
 
-    def finish(self) -> tuple[dict[str, str], dict[str, list[int | str]]]:
-        """Write the last piece; the unit's (digests, row prints) of every key (see :mod:`~diffprobe.store.digests`)."""
-        self._write_piece(self.task.size - self.base)
-        prints = {name: [int(self.store.backend.chunk_rows(self.task.split, name)), digest(np.concatenate(f))]  # type: ignore[union-attr]
-                  for name, f in self._firsts.items()}  # fmt: skip
+    def finish(self, store: FeatureStore) -> tuple[dict[str, str], dict[str, list[int | str]]]:
+        """Write the last piece to ``store``; the unit's (digests, row prints) of every key (see :mod:`~diffprobe.store.digests`)."""
+        self._write_piece(store, self.task.size - self.base)
+        prints = {name: [self._chunks[name], digest(np.concatenate(f))] for name, f in self._firsts.items()}
         return {name: d.hexdigest() for name, d in self._digests.items()}, prints
 
     @property
@@ -129,7 +129,7 @@ def piece_rows(n: int, row_bytes: int) -> int:
     :data:`~diffprobe.store.layout.MAX_UNIT_BYTES`, else the largest power of two that does."""
     if n * row_bytes <= MAX_UNIT_BYTES:
         return n
-    return max(1, 1 << int(np.log2(max(1, MAX_UNIT_BYTES // max(1, row_bytes)))))
+    return 1 << max(0, (MAX_UNIT_BYTES // max(1, row_bytes)).bit_length() - 1)
 
 
 def write_unit(store: FeatureStore, buf: UnitBuffer) -> int:
@@ -137,8 +137,7 @@ def write_unit(store: FeatureStore, buf: UnitBuffer) -> int:
     then its done marker — which records a digest of every array's rows of the unit (see
     :mod:`~diffprobe.store.digests`). Returns bytes written."""
     task = buf.task
-    buf.store = store
-    digests, prints = buf.finish()
+    digests, prints = buf.finish(store)
     store.backend.write_rows(task.split, "valid", task.start, buf.valid)
     store.backend.flush()
     payload: dict[str, Any] = {

@@ -24,6 +24,13 @@ from diffprobe.store.verified import ReadCheck
 TABLE_WINDOW = 65_536
 
 
+def table_windows(n_items: int, unit_size: int) -> list[tuple[int, int]]:
+    """[lo, hi) row ranges of about :data:`TABLE_WINDOW` rows, whole units each, covering a split's item table."""
+    size = max(1, unit_size)
+    window = size * max(1, TABLE_WINDOW // size)  # whole units: every chunk (and shard) written once
+    return [(lo, min(n_items, lo + window)) for lo in range(0, n_items, window)]
+
+
 class FeatureStore(SideArrays, StoreReader):
     """A feature store: splits of items, and per split one array per (t, block, pool) key.
 
@@ -213,12 +220,10 @@ class FeatureStore(SideArrays, StoreReader):
         if not len(ids) == len(paths) == len(labels) == n:
             raise StoreError(f"expected {n} ids, paths and labels for split {split!r}, got {len(ids)}, {len(paths)} and {len(labels)}")
         size = self.unit_size(split)
-        window = size * max(1, TABLE_WINDOW // size)  # whole units: every chunk (and shard) written once
         columns = {"item_id": (ids, np.dtype(str)), "path": (paths, np.dtype(str)), "label": (labels, np.dtype(np.int64))}
         digests = {name: Digest((n,), dtype) for name, (_, dtype) in columns.items()}
         firsts: dict[str, list[np.ndarray]] = {name: [] for name in columns}  # the first row of each unit (its row print)
-        for lo in range(0, n, window):
-            hi = min(n, lo + window)
+        for lo, hi in table_windows(n, size):
             for name, (column, dtype) in columns.items():
                 values = np.asarray(column[lo:hi], dtype=dtype)
                 self.backend.write_rows(split, name, lo, values.astype(object) if values.dtype.kind == "U" else values)

@@ -34,6 +34,14 @@ def small_int(values: np.ndarray) -> np.ndarray:
     return values.astype(np.int64)
 
 
+def contiguous(i: slice, n: int) -> tuple[int, int]:
+    """[lo, hi) of a step-1 slice of ``n`` rows (the only slices a column or table takes)."""
+    lo, hi, step = i.indices(n)
+    if step != 1:
+        raise IndexError("item columns are sliced by contiguous rows only")
+    return lo, max(lo, hi)
+
+
 class StrColumn:
     """(N,) strings: UTF-8 bytes in a fixed-width numpy array, or codes into at most
     :data:`MAX_CODED` distinct values (paths shared by a tar's members, a source kind, ``""``)."""
@@ -75,10 +83,7 @@ class StrColumn:
     def __getitem__(self, i: slice) -> StrColumn: ...
     def __getitem__(self, i: int | slice) -> str | StrColumn:
         if isinstance(i, slice):
-            lo, hi, step = i.indices(len(self))
-            if step != 1:
-                raise IndexError("a string column is sliced by contiguous rows only")
-            return self.window(lo, max(lo, hi))
+            return self.window(*contiguous(i, len(self)))
         if self._data is not None:
             return bytes(self._data[i]).decode()
         return self._values[self._codes[i]]  # type: ignore[index]
@@ -110,12 +115,6 @@ class StrColumn:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self.strings()
         return out if dtype is None else out.astype(dtype)
-
-    def __getstate__(self) -> tuple[Any, ...]:
-        return (self._data, self._codes, self._values)
-
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self._data, self._codes, self._values = state
 
 
 class ItemTable(Sequence[Item]):
@@ -151,10 +150,7 @@ class ItemTable(Sequence[Item]):
     def __getitem__(self, i: slice) -> ItemTable: ...
     def __getitem__(self, i: int | slice) -> Item | ItemTable:
         if isinstance(i, slice):
-            lo, hi, step = i.indices(len(self))
-            if step != 1:
-                raise IndexError("an item table is sliced by contiguous rows only")
-            return self.window(lo, max(lo, hi))
+            return self.window(*contiguous(i, len(self)))
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"item {i} of a table of {n}")
@@ -188,17 +184,10 @@ class ItemTable(Sequence[Item]):
     def __repr__(self) -> str:
         return f"ItemTable({len(self)} items)"
 
-    def __getstate__(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f) for f in self.__slots__)
-
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        for f, v in zip(self.__slots__, state):
-            setattr(self, f, v)
-
     @property
     def nbytes(self) -> int:
         """Bytes of the table's columns."""
-        return sum(c.nbytes for c in (self.ids, self.paths, self.labels, self.kinds, self.offsets, self.sizes, self.members, self.masks))
+        return sum(getattr(self, column).nbytes for column in self.__slots__)
 
     def has_masks(self) -> bool:
         return self.masks.any()

@@ -68,14 +68,13 @@ class ExtractPlan:
     def hash(self) -> str:
         return config_hash(self.identity)
 
-    def item_bytes(self) -> int:
+    def array_bytes(self) -> list[int]:
+        """Bytes per item of each extracted array (what one shard file holds per item)."""
         size = 2 if self.compute.out_dtype == "float16" else 4
-        return sum(size * _prod(s) for s in self.shapes.values())
+        return [size * _prod(s) for s in self.shapes.values()]
 
-    def largest_array_bytes(self) -> int:
-        """Bytes per item of the largest extracted array (what one shard file holds per item)."""
-        size = 2 if self.compute.out_dtype == "float16" else 4
-        return max((size * _prod(s) for s in self.shapes.values()), default=0)
+    def item_bytes(self) -> int:
+        return sum(self.array_bytes())
 
     def estimated_bytes(self) -> int:
         """Uncompressed size of every feature array of this run."""

@@ -84,7 +84,7 @@ def unit_size_for(plan: ExtractPlan, n_items: int, warn: bool = False) -> int:
         per_unit = max(16.0, UNIT_SECONDS / max(plan.seconds_per_item(), 1e-9))
         size = min(size, 1 << int(math.log2(per_unit)))
     total = sum(len(items) for items in plan.data.splits.values())
-    size = few_files_unit_size(size, plan.item_bytes(), plan.largest_array_bytes(), n_items, len(plan.keys) + len(ITEM_ARRAYS), total)
+    size = few_files_unit_size(size, plan.item_bytes(), max(plan.array_bytes(), default=0), n_items, len(plan.keys) + len(ITEM_ARRAYS), total)
     files = math.ceil(n_items / size) * (len(plan.keys) + len(ITEM_ARRAYS))
     if warn and files > MAX_FILES * n_items / max(total, n_items):
         log.warning("this split of %d items × %d keys will hold %d shard files, more than its share of %d per store (units "

@@ -90,7 +90,7 @@ def test_units_over_the_buffer_budget_extract_in_pieces_to_the_same_store(tmp_pa
     monkeypatch.setattr(progress, "MAX_UNIT_BYTES", 20 * 64 * (1 + 16) * 2)  # 20 rows of both keys: pieces of 16
     held = []
     real = progress.UnitBuffer._write_piece
-    monkeypatch.setattr(progress.UnitBuffer, "_write_piece", lambda self, n: (held.append(self.rows), real(self, n))[1])
+    monkeypatch.setattr(progress.UnitBuffer, "_write_piece", lambda self, *args: (held.append(self.rows), real(self, *args))[1])
     diffprobe.extract_features(extract_config("synthetic:150@8/3", tmp_path / "pieces.zarr", **cfg), progress=False)
     assert set(held) == {16} and len(held) == 4 + 4 + 2, "units of 64, 64 and 22 rows in pieces of 16 (the last by write_unit)"
     whole, pieces = read_all(tmp_path / "whole.zarr"), read_all(tmp_path / "pieces.zarr")
