@@ -11,6 +11,13 @@ for a tenth of a second): two OpenMP threads on two cores of which another proce
 wait at every barrier for the one that was preempted, while one thread runs at full speed.
 ``diffprobe --threads N`` and ``--busy-wait`` override it; variables already set in the environment
 are never overridden.
+
+Work made of independent pieces (a CPU extraction's forward batches) runs :func:`streams` of them at
+once, each on its own thread with its share of the pool's threads: a stream that is preempted stalls
+only itself, where one forward's threads wait for each other at every operator. The streams use the
+cores this process may use (:func:`cpu_cores`: ``--threads``, a user's ``OMP_NUM_THREADS``, else the
+affinity mask), not only the idle ones: two streams on two cores of which another process keeps one
+busy share three runnable threads fairly, and no stream waits for another.
 """
 
 from __future__ import annotations
@@ -26,6 +33,11 @@ log = logging.getLogger(__name__)
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0", "KMP_BLOCKTIME": "0"}
 #: The variables that set a thread pool's size.
 COUNTS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+#: The cores this process may keep busy, as the CLI resolved them (``--threads``, a user's
+#: ``OMP_NUM_THREADS``, else the affinity mask); read by :func:`cpu_cores`, inherited by subprocesses.
+CORES_VAR = "DIFFPROBE_CORES"
+#: At most this many independent streams of work at once (each holds one forward's activations).
+MAX_STREAMS = 4
 
 
 def available_cores() -> int:
@@ -58,12 +70,34 @@ def idle_cores(sample: float = 0.1) -> float | None:
     return (os.cpu_count() or 1) * (second[0] - first[0]) / (second[1] - first[1])
 
 
+def _positive(value: str | None) -> int | None:
+    try:
+        n = int(value) if value else 0
+    except ValueError:
+        return None
+    return n if n >= 1 else None
+
+
+def cpu_cores() -> int:
+    """The cores this process may keep busy: ``DIFFPROBE_CORES`` (the CLI sets it), else a user's
+    ``OMP_NUM_THREADS``, else :func:`available_cores`."""
+    return _positive(os.environ.get(CORES_VAR)) or _positive(os.environ.get("OMP_NUM_THREADS")) or available_cores()
+
+
+def streams(cores: int | None = None) -> int:
+    """Independent streams of work to run at once on ``cores`` (default :func:`cpu_cores`): one per
+    core, at most :data:`MAX_STREAMS`."""
+    return max(1, min(MAX_STREAMS, cores if cores is not None else cpu_cores()))
+
+
 @dataclass(frozen=True)
 class ThreadPolicy:
-    """How a process uses the CPU: ``threads`` per pool, and whether idle threads may spin (``busy_wait``)."""
+    """How a process uses the CPU: ``threads`` per pool, and whether idle threads may spin
+    (``busy_wait``); ``cores``: the cores it may keep busy with independent streams (:func:`streams`)."""
 
     threads: int
     busy_wait: bool = False
+    cores: int | None = None
 
     @classmethod
     def default(cls, threads: int | None = None, busy_wait: bool = False) -> ThreadPolicy:
@@ -72,15 +106,19 @@ class ThreadPolicy:
             from diffprobe.errors import ConfigError
 
             raise ConfigError(f"expected --threads ≥ 1, got {threads}")
-        if threads is None:
-            cores = available_cores()
-            idle = idle_cores() if cores > 1 else None
-            threads = cores if idle is None else max(1, min(cores, int(idle + 0.25)))
-        return cls(threads, busy_wait)
+        user = _positive(os.environ.get("OMP_NUM_THREADS"))  # the environment wins (see apply)
+        if threads is not None:
+            return cls(threads, busy_wait, user or threads)
+        cores = user or available_cores()
+        idle = idle_cores() if cores > 1 else None
+        threads = cores if idle is None else max(1, min(cores, int(idle + 0.25)))
+        return cls(threads, busy_wait, cores)
 
     def environment(self) -> dict[str, str]:
         """The variables this policy sets (where the environment does not already)."""
         env = {name: str(self.threads) for name in COUNTS}
+        if self.cores is not None:
+            env[CORES_VAR] = str(self.cores)
         if not self.busy_wait:
             env.update(PASSIVE)
         return env

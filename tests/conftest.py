@@ -30,9 +30,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _deterministic(monkeypatch) -> None:
     torch.manual_seed(0)
-    from diffprobe.threads import COUNTS, PASSIVE
+    from diffprobe.threads import CORES_VAR, COUNTS, PASSIVE
 
-    for name in (*COUNTS, *PASSIVE):  # the CLI's thread policy sets these: no test leaves them behind
+    for name in (*COUNTS, *PASSIVE, CORES_VAR):  # the CLI's thread policy sets these: no test leaves them behind
         if name in os.environ:
             monkeypatch.setenv(name, os.environ[name])
         else:

@@ -4,11 +4,13 @@ The network's own forward stays the single forward path. A :class:`BlockTap` hoo
 of every block once; during :meth:`BlockTap.run` the hooks capture the requested blocks' outputs,
 add tensors to some of them (DifFeed's feedback), and stop the forward after the deepest requested
 block by raising an exception that :meth:`~BlockTap.run` catches — so nothing after it is computed.
-Outside ``run`` the hooks do nothing.
+Outside ``run`` the hooks do nothing. A call's state is per thread, so threads may run forwards
+through one tap at once (a CPU extraction's streams).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,11 +64,19 @@ class BlockTap:
     """
 
     def __init__(self, modules: Sequence[nn.Module], to_map: ToMap | None = None, from_map: ToMap | None = None) -> None:
-        self._call: _Call | None = None
+        self._local = threading.local()  # this thread's running call (``call``), if any
         self.to_map = to_map or (lambda x: x)
         self.from_map = from_map or (lambda x: x)
         self.handles = [m.register_forward_hook(self._hook(n)) for n, m in enumerate(modules, start=1)]
         self.n_blocks = len(modules)
+
+    @property
+    def _call(self) -> _Call | None:
+        return getattr(self._local, "call", None)
+
+    @_call.setter
+    def _call(self, call: _Call | None) -> None:
+        self._local.call = call
 
     def _hook(self, number: int) -> Callable[..., Any]:
         def hook(module: nn.Module, args: Any, output: Any) -> Any:

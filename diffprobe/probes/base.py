@@ -80,6 +80,25 @@ def check_labels(y: Any, n: int, who: str) -> np.ndarray:
     return y
 
 
+#: Non-negative integer labels below this are encoded by counting (no sort of the N labels).
+COUNTED_LABELS = 1 << 20
+
+
+def encode_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(classes (K,) sorted, y_enc (N,) int64 in [0, K)): ``np.unique(y, return_inverse=True)``.
+
+    Non-negative integer labels below :data:`COUNTED_LABELS` (class ids) are counted instead of
+    sorted: 1.28M labels then take one int64 array, where a sort holds four.
+    """
+    if y.dtype.kind in "iu" and y.size and int(y.min()) >= 0 and int(y.max()) < COUNTED_LABELS:
+        classes = np.flatnonzero(np.bincount(y)).astype(y.dtype)
+        code = np.zeros(int(classes[-1]) + 1, dtype=np.int64)
+        code[classes] = np.arange(classes.size)
+        return classes, code[y]
+    classes, y_enc = np.unique(y, return_inverse=True)
+    return classes, y_enc.astype(np.int64, copy=False)
+
+
 class ProbeBase(ClassifierMixin, BaseEstimator):
     """Base class: label encoding, input checks and the public predict API."""
 
@@ -93,7 +112,7 @@ class ProbeBase(ClassifierMixin, BaseEstimator):
         if self.takes_features:
             X = check_input(X, type(self).__name__, fitting=True)
         y = check_labels(y, X.shape[0], type(self).__name__)
-        classes, y_enc = np.unique(y, return_inverse=True)
+        classes, y_enc = encode_labels(y)
         if classes.size < 2:
             raise LabelError(f"expected at least 2 classes in the training labels, got {classes.tolist()}")
         self.classes_ = classes
@@ -103,7 +122,7 @@ class ProbeBase(ClassifierMixin, BaseEstimator):
         if getattr(self, "standardize", False):
             std = Standardizer.fit(X)
             self.mean_, self.scale_ = std.mean, std.scale
-        self._fit(self._standardized(X), y_enc.astype(np.int64, copy=False))
+        self._fit(self._standardized(X), y_enc)
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:

@@ -112,6 +112,16 @@ class Features:
             return items  # one row per item: the items themselves (1.28M of them: no copy)
         return (items[:, None] * self.per_item + np.arange(self.per_item)).ravel()
 
+    def training_rows(self, items: np.ndarray) -> tuple[Any, np.ndarray]:
+        """(X (len(items)·V·K, D), labels (len(items)·V·K,)) of ``items``: every (view, draw) row of
+        each, item-major. When ``items`` are every item in order (the usual training split), X and y
+        themselves: no index over 1.28M rows in a lazy X's graph, no copy of the labels."""
+        if is_every_row(items, self.n_items):
+            X, y = self.X, self.y
+        else:
+            X, y = self.X[self.rows(items)], self.y[np.asarray(items, dtype=np.int64)]
+        return X, (y if self.per_item == 1 else np.repeat(y, self.per_item))
+
     def eval_rows(self, items: np.ndarray) -> np.ndarray:
         """(len(items)·K,) rows of X of ``items``: view 0's K draws of each item, item-major — what evaluation reads."""
         items = np.asarray(items, dtype=np.int64)
@@ -120,6 +130,14 @@ class Features:
     def labelled(self) -> np.ndarray:
         """Items that decoded and carry a label."""
         return np.flatnonzero(self.valid & (self.y >= 0))
+
+
+def is_every_row(index: np.ndarray, n: int, window: int = 65536) -> bool:
+    """Whether ``index`` is 0, 1, …, n − 1 (compared ``window`` entries at a time: no (n,) temporaries)."""
+    index = np.asarray(index)
+    if index.ndim != 1 or index.shape[0] != n or index.dtype.kind not in "iu":
+        return False
+    return all(np.array_equal(index[lo : lo + window], np.arange(lo, min(lo + window, n))) for lo in range(0, n, window))
 
 
 # -- loading ---------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
 from diffprobe.device import resolve_device
-from diffprobe.probes.arrays import row_chunks
+from diffprobe.probes.arrays import row_chunks, take_rows
 from diffprobe.probes.base import ProbeBase, rng_seed, seeded
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.optim import TrainConfig
@@ -161,8 +161,8 @@ class LinearProbe(ProbeBase):
                 self.best_group_ = int(np.argmax((proba.argmax(-1) == y[:, None]).mean(axis=0)))
         else:
             fit_rows, val_rows = stratified_holdout(y, self.val_fraction, rng_seed(self.random_state), self.rows_per_item)
-            net = self._train(X[fit_rows], y[fit_rows], heads)
-            proba = predict_module(net, X[val_rows], 4096, resolve_device(self.device), self.amp)  # (Nv, H, K)
+            net = self._train(take_rows(X, fit_rows), y[fit_rows], heads)
+            proba = predict_module(net, take_rows(X, val_rows), 4096, resolve_device(self.device), self.amp)  # (Nv, H, K)
             acc = (proba.argmax(-1) == y[val_rows][:, None]).mean(axis=0)
             self.heads_ = [{"group": g, "lr": lr, "val_top1": float(a)} for (g, lr), a in zip(heads, acc)]
             groups = np.array([g for g, _ in heads])

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from diffprobe.device import resolve_device
-from diffprobe.probes.arrays import is_in_memory, on_device, row_chunks, to_tensor, torch_threads
+from diffprobe.probes.arrays import is_in_memory, on_device, row_chunks, take_rows, to_tensor, torch_threads
 from diffprobe.probes.base import ProbeBase, rng_seed
 from diffprobe.probes.errors import ProbeError
 from diffprobe.probes.lbfgs import StepCallback, lbfgs
@@ -90,7 +90,7 @@ class LogisticProbe(ProbeBase):
         return Problem(X, y, None if rows is None else RowSpace(rows), dev)
 
     @staticmethod
-    def _rejoined(prob: Problem, held_out: Tensor, fit_rows: np.ndarray, val_rows: np.ndarray, n: int) -> Tensor | None:
+    def _rejoined(prob: Problem, held_out: Tensor | None, fit_rows: np.ndarray, val_rows: np.ndarray, n: int) -> Tensor | None:
         """All rows, in X's order, from the fit rows ``prob`` holds on a GPU and the ``held_out`` ones:
         the refit then needs no second read (and copy) of X. None elsewhere — on the CPU an
         in-memory X is used where it is, without a copy — when the fit rows were streamed, or when
@@ -118,6 +118,22 @@ class LogisticProbe(ProbeBase):
         if not res.converged:
             log.warning("L-BFGS did not converge in %d iterations at C=%g; raise max_iter", self.max_iter, C)
         return res.x, res.iterations
+
+    def _held_out_scores(self, theta: Tensor, Xv: Any, yv: Tensor, k: int, w: int) -> tuple[float, float]:
+        """(accuracy, mean cross-entropy) of θ on the held-out rows ``Xv`` (M, w): a tensor, or a
+        lazy array read ``chunk_size`` rows at a time; ``yv`` (M,) their encoded labels."""
+        Wt, b = theta[: k * w].view(k, w), theta[k * w :]
+        if isinstance(Xv, Tensor):
+            logits = torch.addmm(b, Xv, Wt.T)
+            return (logits.argmax(1) == yv).float().mean().item(), torch.nn.functional.cross_entropy(logits, yv).item()
+        correct, loss = 0, 0.0
+        for start, rows in row_chunks(Xv, self.chunk_size):
+            logits = torch.addmm(b, torch.from_numpy(rows).to(theta.device), Wt.T)
+            yc = yv[start : start + rows.shape[0]]
+            correct += int((logits.argmax(1) == yc).sum())
+            loss += float(torch.nn.functional.cross_entropy(logits, yc, reduction="sum"))
+        m = max(1, int(yv.shape[0]))
+        return correct / m, loss / m
 
     def _final(self, prob: Problem, C: float, start: Tensor | None) -> tuple[Tensor, int]:
         """The fit at ``C`` to ``tol``, with a bar of L-BFGS iterations and the training loss."""
@@ -169,9 +185,11 @@ class LogisticProbe(ProbeBase):
             raise ProbeError(f"expected a non-empty grid of positive Cs, got {list(self.Cs)}")
         k = self.classes_.size
         fit_rows, val_rows = stratified_holdout(y, self.val_fraction, rng_seed(self.random_state), self.rows_per_item)
-        prob = self._problem(X[fit_rows], y[fit_rows])
-        held_out = to_tensor(X[val_rows], prob.device)
-        Xv = prob.basis.project(held_out) if prob.basis is not None else held_out
+        prob = self._problem(take_rows(X, fit_rows), y[fit_rows])
+        # Rows the fit streams (on disk, too many to hold) leave the held-out rows on disk too: each C
+        # reads them once more, where holding them would cost val_fraction of X in memory.
+        held_out = None if prob.basis is None and not is_in_memory(X) else to_tensor(take_rows(X, val_rows), prob.device)
+        Xv = take_rows(X, val_rows) if held_out is None else prob.basis.project(held_out) if prob.basis is not None else held_out
         yv = torch.as_tensor(y[val_rows], device=prob.device)
         w = prob.width
         path_tol = max(10 * self.tol, PATH_TOL)
@@ -182,9 +200,7 @@ class LogisticProbe(ProbeBase):
         with tqdm(total=len(Cs), desc="logistic C sweep", unit="C", leave=False, disable=bar_disabled()) as bar:
             for C in Cs:
                 theta, it = self._solve(prob, C, theta, path_tol)
-                logits = torch.addmm(theta[k * w :], Xv, theta[: k * w].view(k, w).T)
-                acc = (logits.argmax(1) == yv).float().mean().item()
-                loss = torch.nn.functional.cross_entropy(logits, yv).item()
+                acc, loss = self._held_out_scores(theta, Xv, yv, k, w)
                 scores[C] = acc
                 bar.set_postfix({"C": f"{C:g}", "val_loss": f"{loss:.4f}", "val_acc": f"{100 * acc:.1f}%", "iterations": it}, refresh=False)
                 bar.update()

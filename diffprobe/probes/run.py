@@ -68,11 +68,9 @@ def fit_probe(config: ProbeConfig, train: Features, items: np.ndarray) -> tuple[
 
     The estimator standardises its input itself: it gets ``standardize=config.data.standardize``.
     """
-    rows = train.rows(items)
-    X = train.X[rows]
-    y = train.y[items] if train.per_item == 1 else np.repeat(train.y[items], train.per_item)
+    X, y = train.training_rows(items)
     if train.per_item > 1:
-        log.info("%s: %d items × %d views × %d draws = %d training rows", config.probe, len(items), train.views, train.draws, len(rows))
+        log.info("%s: %d items × %d views × %d draws = %d training rows", config.probe, len(items), train.views, train.draws, len(y))
     est = create_probe(config.probe, **dict(config.params))
     if "standardize" in est.get_params():
         est.set_params(standardize=config.data.standardize)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from diffprobe.device import autocast
-from diffprobe.probes.arrays import as_numpy, is_in_memory, on_device, torch_threads
+from diffprobe.probes.arrays import as_numpy, is_in_memory, on_device, release_freed, torch_threads
 from diffprobe.probes.optim import TrainConfig, optimizer_and_schedule
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ def minibatches(X: Any, y: np.ndarray, batch_size: int, gen: torch.Generator, ch
         for b in range(0, xc.shape[0], batch_size):
             idx = perm[b : b + batch_size]
             yield xc[idx], yc[idx]
+        del xc
+        release_freed()  # the chunk's reads, before the next chunk's (see release_freed)
 
 
 def amp_precision(device: torch.device, amp: bool) -> str:
@@ -150,9 +152,12 @@ def predict_module(module: nn.Module, X: Any, batch_size: int, device: torch.dev
     """Softmax of ``module(X)`` (N, K) computed in batches, as float32 numpy."""
     module.eval()
     out = []
+    lazy = not is_in_memory(X)
     for s in range(0, X.shape[0], batch_size):
         xb = torch.from_numpy(as_numpy(X[s : s + batch_size])).to(device)
         with autocast(amp_precision(device, amp), device):
             logits = module(xb)
         out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+        if lazy:
+            release_freed()
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

@@ -201,3 +201,68 @@ def test_stratified_selections(labels, seed):
         assert np.array_equal(np.sort(np.concatenate([t for _, t in folds])), np.arange(y.size))
     frac = stratified_fraction(y, 0.5, seed)
     assert set(np.unique(y[frac])) == set(np.unique(y))
+
+
+def test_training_on_every_item_reads_the_rows_and_labels_themselves(store):
+    """Every item of the split (the usual case): X and y as loaded, no index over the rows (for 1.28M
+    lazy rows an index array in dask's graph) and no label copy; any other subset is indexed."""
+    from diffprobe.probes.data import is_every_row
+
+    for lazy in (False, True):
+        f = load_features(store, "train", [KEY], lazy=lazy)
+        X, y = f.training_rows(f.labelled())
+        assert X is f.X and y is f.y, "every item: no copy"
+        some = f.labelled()[::2]
+        X, y = f.training_rows(some)
+        assert X is not f.X and np.array_equal(np.asarray(X), np.asarray(f.X)[some]) and np.array_equal(y, f.y[some])
+    n = 200_000
+    assert is_every_row(np.arange(n), n) and is_every_row(np.arange(n, dtype=np.int32), n)
+    assert is_every_row(np.arange(0), 0)
+    shuffled = np.arange(n)
+    shuffled[[70_000, 140_000]] = shuffled[[140_000, 70_000]]  # the same rows in another order: not X's order
+    assert not is_every_row(shuffled, n) and not is_every_row(np.arange(n - 1), n) and not is_every_row(np.arange(n, dtype=float), n)
+
+
+@pytest.mark.parametrize("y", [np.array([3, 1, 3, 7, 1], dtype=np.int16), np.array([5, 2, 5]), np.array(["b", "a", "b"]),
+                               np.array([-1, 2, 2]), np.array([0, 2**21, 0]), np.array([1.0, 2.0, 1.0])])  # fmt: skip
+def test_labels_are_encoded_as_np_unique_does(y):
+    """Class ids are counted (1.28M labels: one int64 array, where a sort holds four); names, negative
+    or huge ids and float labels are sorted; every way gives np.unique's classes and codes."""
+    from diffprobe.probes.base import encode_labels
+
+    classes, codes = encode_labels(y)
+    want_classes, want_codes = np.unique(y, return_inverse=True)
+    assert classes.dtype == want_classes.dtype and np.array_equal(classes, want_classes)
+    assert codes.dtype == np.int64 and np.array_equal(codes, want_codes)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 400), st.floats(0.01, 1.0), st.integers(1, 97), st.integers(0, 2**16))
+def test_a_row_subset_reads_what_fancy_indexing_gives(n, share, window, seed):
+    """The probes' hold-out parts of a chunked X: X[rows] for every row slice, read through windows
+    of X (no index in dask's graph), never more than ``window`` rows of X at a time."""
+    import dask.array as da
+
+    from diffprobe.probes.arrays import RowSubset, take_rows
+
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 3)).astype(np.float32)
+    rows = np.flatnonzero(rng.random(n) < share)
+    lazy = da.from_array(X, chunks=7)
+    reads = []
+
+    class Counted:
+        shape, dtype = lazy.shape, lazy.dtype
+
+        def __getitem__(self, index):
+            reads.append(index.stop - index.start)
+            return lazy[index]
+
+    subset = RowSubset(Counted(), rows, window=window)
+    assert subset.shape == (rows.size, 3) and len(subset) == rows.size
+    for a, b in [(0, rows.size), (0, 5), (rows.size // 3, rows.size // 2 + 1), (rows.size - 1, rows.size + 4)]:
+        np.testing.assert_array_equal(subset[a:b], X[rows][a:b])
+    assert max(reads, default=0) <= window
+    assert isinstance(take_rows(lazy, rows), RowSubset) and isinstance(take_rows(X, rows), np.ndarray)
+    with pytest.raises(TypeError, match="contiguous row slices"):
+        subset[rows[:2]]

@@ -194,3 +194,28 @@ def test_difformer_layout_errors(data):
         create_probe("difformer", input_shapes=[(999, 1, 1)], device="cpu", epochs=1).fit(X, y)
     with pytest.raises(ProbeError, match="expected 2 input_times"):
         create_probe("difformer", input_shapes=[(6, 1, 2), (6, 1, 2)], input_times=[0], device="cpu").fit(X, y)
+
+
+def test_the_c_sweep_of_streamed_rows_streams_its_held_out_rows_to_the_same_scores(monkeypatch):
+    """Rows too large to hold leave the C sweep's held-out rows on disk too (val_fraction of X is not
+    copied into memory); each C's validation accuracy is that of the rows held in memory."""
+    da = pytest.importorskip("dask.array")
+    import diffprobe.probes.logistic as logistic
+
+    X, y = blobs(60, 4, (6, 2, 2), sep=0.6, seed=3)  # overlapping classes: accuracies differ between Cs
+    X2 = X.reshape(len(X), -1)
+    params = {"Cs": (0.001, 0.01, 0.1, 1.0, 10.0), "patience": 5, "chunk_size": 16, "val_fraction": 0.25}
+    eager = create_probe("logistic", **params).fit(X2, y)
+    to_tensor = logistic.to_tensor
+
+    def held_only_in_memory(rows, *args, **kw):
+        assert isinstance(rows, (np.ndarray, torch.Tensor)), "a lazy array was read whole"
+        return to_tensor(rows, *args, **kw)
+
+    monkeypatch.setattr(logistic, "to_tensor", held_only_in_memory)
+    lazy = create_probe("logistic", **params).fit(da.from_array(X2, chunks=16), y)
+    held = 60  # 25% of each class's 60 rows
+    assert lazy.val_scores_.keys() == eager.val_scores_.keys() and len(set(eager.val_scores_.values())) > 1
+    for C, acc in eager.val_scores_.items():  # the fits stream in another summation order: one row may flip
+        assert abs(lazy.val_scores_[C] - acc) <= 1 / held + 1e-9, C
+    assert lazy.C_ == eager.C_

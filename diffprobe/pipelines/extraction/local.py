@@ -1,4 +1,5 @@
-"""Running extraction units in this process: DataLoader decoding, aligned forward batches, background writes."""
+"""Running extraction units in this process: DataLoader decoding, aligned forward batches (on a CPU,
+several at once: :mod:`~diffprobe.pipelines.extraction.streams`), background writes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +25,7 @@ from diffprobe.extract.noise import Pass
 from diffprobe.extract.sources.item import Item
 from diffprobe.pipelines.extraction.interrupt import check
 from diffprobe.pipelines.extraction.plan import ExtractPlan
+from diffprobe.pipelines.extraction.streams import forward_streams, stream_pool
 from diffprobe.progress import bar_disabled
 from diffprobe.store.progress import BackgroundWriter, UnitBuffer, UnitTask
 from diffprobe.store.store import FeatureStore
@@ -79,25 +82,28 @@ class InFlight:
     idx: np.ndarray
     ok: np.ndarray
     bad: list[tuple[str, str]]
-    pending: Pending
+    pending: Pending | Future[Pending]  # a Future when a stream thread computes it
     forwards: int  # rows × U-Net passes
 
     def finish(self, computer: FeatureComputer) -> None:
-        self.buf.add(int(self.idx[0]), self.pending.result(), self.ok, self.bad)
+        pending = self.pending.result() if isinstance(self.pending, Future) else self.pending
+        self.buf.add(int(self.idx[0]), pending.result(), self.ok, self.bad)
         self.buf.compute = computer.provenance
 
 
 def launch_chunk(
     computer: FeatureComputer, buf: UnitBuffer, items: Sequence[Item] | Mapping[int, Item], chunk: Chunk,
-    passes: tuple[Pass, ...],
+    passes: tuple[Pass, ...], pool: ThreadPoolExecutor | None = None,
 ) -> InFlight:  # fmt: skip
-    """Start one forward batch of a unit; ``passes`` are the (view, t, draw) passes along the chunk's noise axis."""
+    """Start one forward batch of a unit (on ``pool``'s threads when given); ``passes`` are the
+    (view, t, draw) passes along the chunk's noise axis."""
     idx, x0, ok, errs, eps = chunk
     # One (pinned, asynchronous) copy of all the chunk's noise; the per-pass slices are then views
     # on the device, not strided host tensors that would need a synchronous staging copy each.
     eps = eps.to(computer.device, non_blocking=True)
     noise = {p: eps[:, j] for j, p in enumerate(passes)}
-    pending = computer.launch(x0, [items[i].id for i in idx], buf.task.keys, noise)
+    ids = [items[i].id for i in idx]
+    pending = computer.launch(x0, ids, buf.task.keys, noise) if pool is None else pool.submit(computer.launch, x0, ids, buf.task.keys, noise)
     bad = [(items[i].id, e) for i, good, e in zip(idx, ok, errs) if not good]
     n_passes = len(computer.spec.passes(k.t for k in buf.task.keys))
     return InFlight(buf, idx, ok, bad, pending, len(idx) * n_passes)
@@ -197,7 +203,11 @@ def run_tasks(
     stats = RunStats()
     # Forward batches launched but not yet filed: while the device computes the newest one, the
     # host files the one before it (copies, buffers, writes) — on a GPU nothing waits in between.
+    # On a CPU with n streams, n compute at once and one more waits for the first free thread.
     inflight: deque[InFlight] = deque()
+    n_streams = forward_streams(computer)
+    if n_streams > 1:
+        log.info("%d forward streams, %d thread(s) each", n_streams, max(1, torch.get_num_threads() // n_streams))
 
     def settle(keep: int) -> None:
         while len(inflight) > keep:
@@ -213,43 +223,44 @@ def run_tasks(
 
     bar = tqdm(total=sum(t.size for t in tasks), unit="img", desc="extract", disable=bar_disabled() if progress is None else not progress, smoothing=0.1)
     try:
-        for split in dict.fromkeys(t.split for t in tasks):
-            split_tasks = [t for t in tasks if t.split == split]
-            split_items: list[Item] = plan.data.splits[split]
-            passes = noise_passes(split_tasks, spec) if plan.model.noised else ()
-            dataset = ImageDataset(split_items, plan.model.image_size, passes, spec.seed, plan.model.noise_shape,
-                                   spec.view_spec(plan.model.image_size))  # fmt: skip
-            loader: DataLoader = DataLoader(
-                dataset,  # type: ignore[arg-type]
-                batch_sampler=batches_of(split_tasks, cfg.batch_size),
-                num_workers=workers,
-                pin_memory=computer.device.type == "cuda",
-                collate_fn=collate,
-            )
-            it = iter(split_tasks)
-            task = next(it)
-            buf = UnitBuffer(task, plan.shapes, spec.out_dtype, store)
-            stage = Stage()
-            t_split = time.perf_counter()
-            waited = 0.0
-            t_wait = time.perf_counter()
-            for chunk in loader:
-                check()  # an interrupt swallowed where it was raised stops the run here
-                waited += time.perf_counter() - t_wait
-                if chunk[0][0] >= task.stop:
-                    task = next(it)
-                    buf = UnitBuffer(task, plan.shapes, spec.out_dtype, store)
-                report_bad(split_items, chunk[0], chunk[2], chunk[3], cfg.strict)
-                stage.add(chunk)
-                # Forward batches are aligned to the unit start: an item's batch-mates never
-                # depend on the loader batch size.
-                unit_end = stage.end >= task.stop
-                while stage.n >= spec.forward_batch or (unit_end and stage.n):
-                    inflight.append(launch_chunk(computer, buf, split_items, stage.take(spec.forward_batch), passes))
-                    settle(keep=1)
+        with stream_pool(n_streams) as pool:
+            for split in dict.fromkeys(t.split for t in tasks):
+                split_tasks = [t for t in tasks if t.split == split]
+                split_items: list[Item] = plan.data.splits[split]
+                passes = noise_passes(split_tasks, spec) if plan.model.noised else ()
+                dataset = ImageDataset(split_items, plan.model.image_size, passes, spec.seed, plan.model.noise_shape,
+                                       spec.view_spec(plan.model.image_size))  # fmt: skip
+                loader: DataLoader = DataLoader(
+                    dataset,  # type: ignore[arg-type]
+                    batch_sampler=batches_of(split_tasks, cfg.batch_size),
+                    num_workers=workers,
+                    pin_memory=computer.device.type == "cuda",
+                    collate_fn=collate,
+                )
+                it = iter(split_tasks)
+                task = next(it)
+                buf = UnitBuffer(task, plan.shapes, spec.out_dtype, store)
+                stage = Stage()
+                t_split = time.perf_counter()
+                waited = 0.0
                 t_wait = time.perf_counter()
-            settle(keep=0)
-            _warn_if_input_bound(waited, time.perf_counter() - t_split, workers)
+                for chunk in loader:
+                    check()  # an interrupt swallowed where it was raised stops the run here
+                    waited += time.perf_counter() - t_wait
+                    if chunk[0][0] >= task.stop:
+                        task = next(it)
+                        buf = UnitBuffer(task, plan.shapes, spec.out_dtype, store)
+                    report_bad(split_items, chunk[0], chunk[2], chunk[3], cfg.strict)
+                    stage.add(chunk)
+                    # Forward batches are aligned to the unit start: an item's batch-mates never
+                    # depend on the loader batch size.
+                    unit_end = stage.end >= task.stop
+                    while stage.n >= spec.forward_batch or (unit_end and stage.n):
+                        inflight.append(launch_chunk(computer, buf, split_items, stage.take(spec.forward_batch), passes, pool))
+                        settle(keep=n_streams)
+                    t_wait = time.perf_counter()
+                settle(keep=0)
+                _warn_if_input_bound(waited, time.perf_counter() - t_split, workers)
     finally:
         bar.close()
         writer.close()  # finishes every complete unit already submitted; partial units are dropped

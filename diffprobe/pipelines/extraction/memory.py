@@ -5,7 +5,7 @@ device at the dtype they load in), plus the activations of one forward without g
 deepest requested block — per row: the U-Net's skip connections (every input block's output up to
 there), the captured maps of the requested blocks, and :data:`ACTIVATION_FACTOR` × the largest
 block's map (its input, output and temporaries); attention scores are not counted (CUDA's fused
-attention never holds them) — against the text encoders, which are loaded once before, one at a
+attention never holds them), times the forwards a CPU runs at once (:func:`~diffprobe.threads.streams`) — against the text encoders, which are loaded once before, one at a
 time, and freed (their files' sizes). Host: the unit buffers (every key of a unit, until its shards are written).
 An estimate to decide between bf16 weights, a smaller ``--forward-batch`` or another card — not a bound.
 """
@@ -20,6 +20,7 @@ from diffprobe.device import compute_dtype
 from diffprobe.extract.registry import get_family
 from diffprobe.pipelines.extraction.plan import ExtractPlan
 from diffprobe.sizes import format_bytes
+from diffprobe.threads import streams
 
 #: Live maps of the largest block during a forward: its input, its output, temporaries inside it.
 ACTIVATION_FACTOR = 3
@@ -27,13 +28,14 @@ ACTIVATION_FACTOR = 3
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Bytes: ``resident`` and ``transient`` weights by part, one forward's ``activations``, and the
-    host's ``unit_buffers``."""
+    """Bytes: ``resident`` and ``transient`` weights by part, the ``activations`` of the ``forwards``
+    computed at once, and the host's ``unit_buffers``."""
 
     resident: dict[str, int]
     transient: dict[str, int]
     activations: int
     unit_buffers: int
+    forwards: int = 1
 
     @property
     def device_peak(self) -> int:
@@ -43,7 +45,7 @@ class MemoryEstimate:
     def lines(self) -> list[str]:
         parts = ", ".join(f"{k} {format_bytes(v)}" for k, v in self.resident.items())
         out = [f"  peak memory (estimate): device {format_bytes(self.device_peak)} = weights ({parts}) + activations "
-               f"{format_bytes(self.activations)}; host unit buffers {format_bytes(self.unit_buffers)}"]  # fmt: skip
+               f"{format_bytes(self.activations)}{f' ({self.forwards} forwards at once)' if self.forwards > 1 else ''}; host unit buffers {format_bytes(self.unit_buffers)}"]  # fmt: skip
         if self.transient:
             enc = ", ".join(f"{k} {format_bytes(v)}" for k, v in self.transient.items())
             out.append(f"  text encoders, loaded once before extraction and freed one at a time: {enc}")
@@ -60,5 +62,6 @@ def estimate_memory(plan: ExtractPlan, unit_size: int) -> MemoryEstimate:
     skips = sum(size(b) for b in run if b.stage == "input")
     elements = skips + sum(size(b) for b in plan.blocks.values()) + ACTIVATION_FACTOR * max(size(b) for b in run)
     rows = plan.compute.forward_batch * plan.compute.fuse
-    activations = rows * elements * compute_dtype(plan.compute.precision).itemsize
-    return MemoryEstimate(w.resident, w.transient, activations, unit_size * plan.item_bytes())
+    forwards = streams() if plan.device_type == "cpu" and not plan.compute.compile else 1  # as streams.forward_streams
+    activations = forwards * rows * elements * compute_dtype(plan.compute.precision).itemsize
+    return MemoryEstimate(w.resident, w.transient, activations, unit_size * plan.item_bytes(), forwards)

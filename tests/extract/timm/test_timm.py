@@ -86,6 +86,21 @@ def test_stored_features_equal_timms_forward_intermediates(case, ckpts, data, tm
             torch.testing.assert_close(stored, want, rtol=1e-5, atol=1e-6 * float(want.abs().max()), msg=f"{case} block {b.number}")
 
 
+def test_concurrent_forward_streams_store_what_one_stream_does(ckpts, data, tmp_path, monkeypatch):
+    """Hooked families capture per thread: a CPU extraction's streams run one network at once."""
+    from diffprobe.threads import CORES_VAR
+    from tests.helpers import read_all
+
+    stores = {}
+    for cores in (1, 2):
+        monkeypatch.setenv(CORES_VAR, str(cores))
+        stores[cores] = tmp_path / f"{cores}.zarr"  # 2 images per forward: 10 forwards of the train split at once, two by two
+        extract_cli(data, stores[cores], "--checkpoint", str(ckpts["vit_dir"]), "--blocks", "1-3", "--pool", "1,full", "--forward-batch", "2")
+    one, two = read_all(stores[1]), read_all(stores[2])
+    assert one.keys() == two.keys() and len(one) == 12
+    assert all(one[k].tobytes() == two[k].tobytes() for k in one)
+
+
 def diffprobe_flags(text: str) -> dict:
     from diffprobe.keyvalue import load_pairs
 

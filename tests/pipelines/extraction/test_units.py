@@ -78,6 +78,21 @@ def test_dry_run_memory_estimate_counts_the_real_weights(tmp_path):
     assert any(line.startswith("  peak memory (estimate): device ") for line in summary.lines())
 
 
+def test_the_memory_estimate_counts_every_forward_a_cpu_runs_at_once(tmp_path, monkeypatch):
+    from diffprobe.pipelines.extraction.memory import estimate_memory
+    from diffprobe.threads import CORES_VAR
+
+    plan = _plan(tmp_path, 1000, timesteps=(50,))
+    monkeypatch.setenv(CORES_VAR, "1")
+    one = estimate_memory(plan, 256)
+    monkeypatch.setenv(CORES_VAR, "2")
+    two = estimate_memory(plan, 256)
+    assert (one.forwards, two.forwards) == (1, 2) and two.activations == 2 * one.activations
+    assert "(2 forwards at once)" in two.lines()[0]
+    gpu = estimate_memory(dataclasses.replace(plan, device_type="cuda"), 256)
+    assert gpu.forwards == 1 and gpu.activations == one.activations
+
+
 def test_units_over_the_buffer_budget_extract_in_pieces_to_the_same_store(tmp_path, monkeypatch):
     """A unit whose buffers would exceed MAX_UNIT_BYTES (grown for few files) is filled and written a
     piece at a time: the arrays and every marker's digests and row prints are those of whole units."""
