@@ -37,3 +37,65 @@ def test_a_swallowed_interrupt_is_raised_again_at_the_next_check(sig, default_si
         assert interrupted_exit_code(e.value) == 128 + sig
     check()  # the signal is forgotten once the run is over
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_loader_worker_stopped_mid_handover_prints_no_traceback(monkeypatch, capsys):
+    """A run that stops stops its loader workers; one stopped while handing a batch over resets the
+    connection in multiprocessing's resource-sharing thread, which would print a traceback after the
+    run said it stopped cleanly. It is a debug line; any other error there, or elsewhere, still prints."""
+    import sys
+    import threading
+
+    from diffprobe.pipelines.extraction.interrupt import quiet_loader_handover_errors
+
+    printed = []
+    monkeypatch.setattr(sys, "excepthook", lambda kind, value, tb: printed.append((threading.current_thread().name, kind)))
+    quiet_loader_handover_errors()
+    quiet_loader_handover_errors()  # idempotent: one filter
+
+    def serve(error: BaseException) -> None:  # what resource_sharer._serve does with an exception
+        try:
+            raise error
+        except BaseException:
+            sys.excepthook(*sys.exc_info())
+
+    for error in (ConnectionResetError(104, "Connection reset by peer"), EOFError(), ValueError("a real bug")):
+        t = threading.Thread(target=serve, args=(error,))  # named "Thread-N (serve)"
+        t.name = t.name.replace("(serve)", "(_serve)")
+        t.start()
+        t.join()
+    serve(ConnectionResetError(104, "in the main thread"))
+    assert [kind for _, kind in printed] == [ValueError, ConnectionResetError]
+    assert printed[1][0] == "MainThread"
+
+
+def test_an_interrupt_python_drops_is_not_printed_but_raised_again(default_signals, monkeypatch):
+    """Raised inside an at-fork handler (a loader worker starting) Python prints the interrupt as
+    "Exception ignored in …" with a traceback and drops it; the run raises it again at its next
+    check, so the report is a debug line. Other unraisable errors are printed as before."""
+    class Finaliser:  # Python reports what a finaliser raises as unraisable, as it does for an at-fork handler
+        def __init__(self, error: BaseException) -> None:
+            self.error = error
+
+        def __del__(self) -> None:
+            raise self.error
+
+    def report(error: BaseException) -> None:
+        Finaliser(error)  # dropped at once: __del__ runs here
+
+    import sys
+
+    printed: list[BaseException] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: printed.append(info.exc_value))  # what prints them
+    with signals_as_interrupt():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        report(KeyboardInterrupt("signal 2"))
+        report(ValueError("a finaliser's own bug"))
+        with pytest.raises(KeyboardInterrupt):
+            check()
+    assert [type(e) for e in printed] == [ValueError]
+    report(KeyboardInterrupt("outside a run"))  # the hook is restored when the run ends
+    assert [type(e) for e in printed] == [ValueError, KeyboardInterrupt]

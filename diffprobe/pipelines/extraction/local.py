@@ -23,7 +23,7 @@ from diffprobe.extract.config import ExtractConfig
 from diffprobe.extract.dataset import ImageDataset
 from diffprobe.extract.noise import Pass
 from diffprobe.extract.sources.item import Item
-from diffprobe.pipelines.extraction.interrupt import check
+from diffprobe.pipelines.extraction.interrupt import check, quiet_loader_handover_errors
 from diffprobe.pipelines.extraction.plan import ExtractPlan
 from diffprobe.pipelines.extraction.streams import forward_streams, stream_pool
 from diffprobe.progress import bar_disabled
@@ -206,6 +206,8 @@ def run_tasks(
     # On a CPU with n streams, n compute at once and one more waits for the first free thread.
     inflight: deque[InFlight] = deque()
     n_streams = forward_streams(computer)
+    if workers:
+        quiet_loader_handover_errors()
     if n_streams > 1:
         log.info("%d forward streams, %d thread(s) each", n_streams, max(1, torch.get_num_threads() // n_streams))
 
