@@ -205,11 +205,9 @@ def run_tasks(
     # host files the one before it (copies, buffers, writes) — on a GPU nothing waits in between.
     # On a CPU with n streams, n compute at once and one more waits for the first free thread.
     inflight: deque[InFlight] = deque()
-    n_streams = forward_streams(computer)
+    n_streams = forward_streams(computer.device.type, computer.spec.compile)
     if workers:
         quiet_loader_handover_errors()
-    if n_streams > 1:
-        log.info("%d forward streams, %d thread(s) each", n_streams, max(1, torch.get_num_threads() // n_streams))
 
     def settle(keep: int) -> None:
         while len(inflight) > keep:

@@ -19,8 +19,8 @@ import torch
 from diffprobe.device import compute_dtype
 from diffprobe.extract.registry import get_family
 from diffprobe.pipelines.extraction.plan import ExtractPlan
+from diffprobe.pipelines.extraction.streams import forward_streams
 from diffprobe.sizes import format_bytes
-from diffprobe.threads import streams
 
 #: Live maps of the largest block during a forward: its input, its output, temporaries inside it.
 ACTIVATION_FACTOR = 3
@@ -62,6 +62,6 @@ def estimate_memory(plan: ExtractPlan, unit_size: int) -> MemoryEstimate:
     skips = sum(size(b) for b in run if b.stage == "input")
     elements = skips + sum(size(b) for b in plan.blocks.values()) + ACTIVATION_FACTOR * max(size(b) for b in run)
     rows = plan.compute.forward_batch * plan.compute.fuse
-    forwards = streams() if plan.device_type == "cpu" and not plan.compute.compile else 1  # as streams.forward_streams
+    forwards = forward_streams(plan.device_type, plan.compute.compile)
     activations = forwards * rows * elements * compute_dtype(plan.compute.precision).itemsize
     return MemoryEstimate(w.resident, w.transient, activations, unit_size * plan.item_bytes(), forwards)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import torch
 
-from diffprobe.extract.compute import FeatureComputer
 from diffprobe.threads import streams as cpu_streams
 
+log = logging.getLogger(__name__)
 
-def forward_streams(computer: FeatureComputer) -> int:
-    """Forward batches computed at once: on a CPU, one per core this process may use (at most
+
+def forward_streams(device_type: str, compile: bool) -> int:
+    """Forward batches computed at once on a ``device_type`` device (``compile``: through torch.compile): on a CPU, one per core this process may use (at most
     :data:`~diffprobe.threads.MAX_STREAMS`), each on its own thread; 1 on a GPU (the host overlaps
     filing with the device instead) and with torch.compile.
 
@@ -23,7 +25,7 @@ def forward_streams(computer: FeatureComputer) -> int:
     a time on 2 threads 23.2 s, two at a time on 1 thread each 20.8 s; beside a busy process 43.6 s
     (40.5 s on 1 thread) against 29.1 s. Each forward computes the same bytes whichever thread runs it.
     """
-    if computer.device.type != "cpu" or computer.spec.compile:
+    if device_type != "cpu" or compile:
         return 1
     return cpu_streams()
 
@@ -38,6 +40,7 @@ def stream_pool(n: int) -> Iterator[ThreadPoolExecutor | None]:
         return
     saved = torch.get_num_threads()
     per_stream = max(1, saved // n)
+    log.info("%d forward streams, %d thread(s) each", n, per_stream)
     pool = ThreadPoolExecutor(n, thread_name_prefix="forward", initializer=torch.set_num_threads, initargs=(per_stream,))
     try:
         yield pool

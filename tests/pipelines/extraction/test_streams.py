@@ -32,7 +32,7 @@ def digests(path) -> dict:
 def test_two_streams_store_the_bytes_of_one(small_manifest, tmp_path, monkeypatch, caplog):
     before = torch.get_num_threads()
     extract(small_manifest, tmp_path / "one.zarr", 1, monkeypatch)
-    with caplog.at_level(logging.INFO, logger="diffprobe.pipelines.extraction.local"):
+    with caplog.at_level(logging.INFO, logger="diffprobe.pipelines.extraction.streams"):
         extract(small_manifest, tmp_path / "two.zarr", 2, monkeypatch)
     assert "2 forward streams" in caplog.text
     assert torch.get_num_threads() == before, "the streams' thread count leaked into the process"
