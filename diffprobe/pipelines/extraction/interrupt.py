@@ -94,3 +94,14 @@ def quiet_loader_handover_errors() -> None:
 
     hook._diffprobe_quiet = True  # type: ignore[attr-defined]
     sys.excepthook = hook
+    unraisable = sys.unraisablehook
+
+    def half_built(info: Any) -> None:
+        # An interrupt while a loader iterator was starting its workers leaves it half built; its
+        # finaliser then fails on a missing attribute, after the run has said it stopped.
+        if isinstance(info.exc_value, AttributeError) and "DataLoaderIter.__del__" in getattr(info.object, "__qualname__", ""):
+            log.debug("a loader interrupted while it started: %s", info.exc_value)
+            return
+        unraisable(info)
+
+    sys.unraisablehook = half_built
