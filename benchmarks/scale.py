@@ -56,8 +56,9 @@ HERE = Path(__file__).parent
 STAGES = ("extract", "finalize", "info", "verify", "verify --deep", "logistic", "linear", "linear wide", "logistic wide")
 #: L-BFGS iterations of the wide logistic stage (a fixed C): its time over this is the time of an iteration
 WIDE_LBFGS_ITERATIONS = 5
-#: Per-key bytes per item of the projection: adm-8-scale p=1, the 256 model p=1 (1,024 ch), p=2, p=4, p=8.
-PROJECTED_KEY_BYTES = (128, 2048, 8192, 32768, 131072)
+#: Per-key bytes per item of the projection: adm-8-scale p=1, the 256 model p=1 (1,024 ch), p=2, p=4,
+#: p=8 (or its 8×8 native map), and its 16×16 native map (whose shards bound the units).
+PROJECTED_KEY_BYTES = (128, 2048, 8192, 32768, 131072, 524288)
 IMAGENET = {"train": 1_281_167, "val": 50_000}
 FILES_TARGET = 100_000
 
@@ -211,7 +212,7 @@ def exponent_table(rows: list[Measure]) -> list[Row]:
 def projection_table(pools_bytes: list[int]) -> list[Row]:
     """Files per store at ImageNet's 1.28M + 50k items × 100 keys, by bytes per key and item."""
     print(f"\nprojected files per store at {IMAGENET['train']:,} + {IMAGENET['val']:,} items × 100 keys "
-          f"(units: all keys in 256 MiB, grown until the store holds ≤ 100,000 shard files, a shard ≤ 256 MiB; target < {FILES_TARGET:,})")  # fmt: skip
+          f"(units: all keys in 256 MiB, grown until the store holds ≤ 100,000 shard files, a shard ≤ 256 MiB, a unit ≤ 32 GiB; target < {FILES_TARGET:,})")  # fmt: skip
     print(f"{'bytes/key/item':>14}  {'unit size':>9}  {'units':>6}  {'shards':>9}  {'markers':>7}  {'files':>9}")
     out = []
     for b in pools_bytes:

@@ -6,9 +6,10 @@ item table: ``ITEM_ARRAYS``), one done marker per unit, and a ``zarr.json`` per 
 unit size comes from :func:`~diffprobe.store.layout.auto_unit_size` (a power of two ≤ 4,096 whose
 buffers — every key of the run at once — fit 256 MiB), grown by
 :func:`~diffprobe.store.layout.few_files_unit_size` until the store holds at most 100,000 shard files
-(each split its share by items), while one array's shard stays within 256 MiB and a unit's rows
-within 4 pieces of 2 GiB (a unit whose buffers exceed 2 GiB is written a piece at a time). The CPU's ~30 s cap on a unit's work is left out: the
-projection is for GPU runs, where units are sized by memory.
+(each split its share by items), while one array's shard stays within 256 MiB and a unit's rows of
+every key within 32 GiB (a unit whose rows exceed 2 GiB is filled a piece at a time, its full pieces
+put aside in a temporary file in the store until its end). The CPU's ~30 s cap on a unit's work is
+left out: the projection is for GPU runs, where units are sized by memory.
 """
 
 from __future__ import annotations

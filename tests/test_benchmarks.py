@@ -106,6 +106,24 @@ def test_gpu_profile_benchmark_runs(tmp_path):
     assert trace.stat().st_size > 0
 
 
+def test_unit_pieces_benchmark_runs_and_the_three_ways_store_the_same_bytes(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "unit_pieces.py"), "--unit-size", "64", "--keys", "2", "--channels", "8",
+           "--size", "4", "--piece", "4096", "--dir", str(tmp_path)]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    pieces = {}
+    for label in ("held whole", "pieces into the shards", "pieces spilled"):
+        m = re.search(rf"^{label}\s+(\d+)\s+[\d.]+\s+[\d.]+×\s+[\d,]+\s+([\d.]+)×", out, re.M)
+        assert m, (label, out)
+        pieces[label] = (int(m.group(1)), float(m.group(2)))
+    assert [p for p, _ in pieces.values()] == [1, 8, 8], out  # 64 rows of 512 bytes in pieces of 8 rows
+    # the old way rewrites the shards written so far with every piece; the spill writes the unit twice
+    assert pieces["pieces into the shards"][1] > 2 * pieces["held whole"][1] and pieces["pieces spilled"][1] < 2.6 * pieces["held whole"][1], out
+    assert "stored shards: the same bytes in all three; spill files left: 0" in out, out
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_writer_speed_benchmark_runs(tmp_path):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "writer_speed.py"), "--channels", "8", "--size", "4", "--unit-size", "16",
@@ -245,12 +263,13 @@ def test_scale_benchmark_runs(tmp_path):
 
 
 def test_the_planner_keeps_an_imagenet_store_under_100k_files():
-    """1.28M + 50k items × 100 keys of the 256 model (1,024 channels, p = 1, 2 and 4): under 100k files."""
+    """1.28M + 50k items × 100 keys of the 256 model (1,024 channels, p = 1, 2, 4 and 8 — or an 8×8
+    native map, whose units of 2,048 items are 26.8 GB, filled in spilled pieces): under 100k files."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         from scale_curves import growth_exponent, project_store
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    for key_bytes in (128, 2048, 8192, 32768):
+    for key_bytes in (128, 2048, 8192, 32768, 131072):
         assert project_store({"train": 1_281_167, "val": 50_000}, [key_bytes] * 100) < 100_000, key_bytes
     assert growth_exponent(1e4, 2.0, 1e5, 20.0) == pytest.approx(1.0) and growth_exponent(1e4, 2.0, 1e5, 2.0) == 0

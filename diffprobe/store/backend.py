@@ -194,6 +194,12 @@ class Backend(abc.ABC):
     def delete_marker(self, group: str, unit: int) -> None:
         """Mark unit ``unit`` of ``group`` not done (its rows will be recomputed)."""
 
+    def spill_folder(self, group: str) -> Path | None:
+        """Where a unit held a piece at a time keeps its full pieces until its end (a
+        :class:`~diffprobe.store.spill.Spill`), for a backend that writes a shard whole; None: pieces
+        are written into the arrays at once (a backend that writes rows in place)."""
+        return None
+
     def consolidate(self) -> None:
         """Write consolidated metadata for fast external readers (no-op where not applicable)."""
 

@@ -162,12 +162,13 @@ def auto_unit_size(bytes_per_item: int, n_items: int, budget: int = 256 << 20) -
 MAX_FILES = 100_000
 #: …as long as one array's shard (its rows of one unit) stays within this many bytes.
 MAX_SHARD_BYTES = 256 << 20
-#: Host memory a unit's buffers (every key) hold at once; a larger unit is filled and written a
-#: piece of this size at a time (:class:`~diffprobe.store.progress.UnitBuffer`).
+#: Host memory a unit's buffers (every key) hold at once; a larger unit is filled a piece of this
+#: size at a time (:class:`~diffprobe.store.progress.UnitBuffer`), the full pieces put aside in a
+#: temporary file inside the store until the unit's end (:mod:`~diffprobe.store.spill`).
 MAX_UNIT_BYTES = 2 << 30
-#: …in at most this many pieces: each piece rewrites its shards so far (Zarr writes a shard whole),
-#: so P pieces write (P + 1) / 2 times the unit's bytes.
-MAX_PIECES = 4
+#: …and a unit's rows of every key at most this many bytes: the temporary disk a unit may take
+#: while it is filled (and the work a stopped run redoes).
+MAX_SPILL_BYTES = 32 << 30
 
 
 def few_files_unit_size(size: int, item_bytes: int, array_bytes: int, n_items: int, n_arrays: int,
@@ -176,11 +177,11 @@ def few_files_unit_size(size: int, item_bytes: int, array_bytes: int, n_items: i
     share of :data:`MAX_FILES` shard files — ``n_items / store_items`` of them, so that the whole
     store (every split, ``store_items`` items in all) stays under it — as long as the largest array's
     shard (``array_bytes`` per item) stays within :data:`MAX_SHARD_BYTES`, the unit's rows of every
-    key (``item_bytes`` per item) within :data:`MAX_PIECES` pieces of :data:`MAX_UNIT_BYTES` of
-    host memory, and a unit is no larger than the split needs."""
+    key (``item_bytes`` per item) within :data:`MAX_SPILL_BYTES`, and a unit is no larger than the
+    split needs."""
     total = max(n_items, store_items or 0)
     while (total * n_arrays > MAX_FILES * size and 2 * size * array_bytes <= MAX_SHARD_BYTES
-           and 2 * size * item_bytes <= MAX_PIECES * MAX_UNIT_BYTES and size < n_items):  # fmt: skip
+           and 2 * size * item_bytes <= MAX_SPILL_BYTES and size < n_items):  # fmt: skip
         size *= 2
     return size
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from diffprobe.store.digests import DIGEST, ROW_PRINT, Digest, digest, unit_digests
 from diffprobe.store.layout import MAX_UNIT_BYTES, FeatureKey
+from diffprobe.store.spill import Spill
 from diffprobe.store.store import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,11 @@ class UnitBuffer:
 
     A unit whose rows of every key exceed :data:`~diffprobe.store.layout.MAX_UNIT_BYTES` (units
     grown so that a split holds few files: native maps of many keys) is held a piece at a time: with
-    ``store`` given, each full piece is written into the unit's shards as soon as it is filled, and
-    hashed as it goes. The unit is still done only when :func:`write_unit` has written its last piece
-    and then its marker, so a run stopped mid-unit redoes the whole unit, as before.
+    ``store`` given, each full piece is hashed and put aside as soon as it is filled — into a
+    :class:`~diffprobe.store.spill.Spill` file where the backend writes a shard whole (Zarr), so that
+    :func:`write_unit` writes each key's shard once; else into the arrays at once (HDF5). The unit is
+    still done only when :func:`write_unit` has written its last piece and then its marker, so a run
+    stopped mid-unit redoes the whole unit, as before; :meth:`discard` removes a spill it leaves.
     """
 
     task: UnitTask
@@ -79,6 +82,7 @@ class UnitBuffer:
         self._digests = {str(k): Digest((n, *self.shapes[k]), np.dtype(self.dtype)) for k in self.task.keys}
         self._firsts: dict[str, list[np.ndarray]] = {str(k): [] for k in self.task.keys}
         self._chunks: dict[str, int] = {}  # rows per chunk of each key's array, read at the first piece
+        self._spill: Spill | None = None  # the full pieces before the last (a backend that writes a shard whole)
 
     def add(self, start: int, feats: dict[FeatureKey, np.ndarray], ok: np.ndarray, failures: list[tuple[str, str]]) -> None:
         """Rows for global items [start, start + B); rows of failed items become NaN."""
@@ -100,24 +104,47 @@ class UnitBuffer:
                 self._write_piece(self.store, self.rows)  # only a buffer given a store holds less than its unit
 
     def _write_piece(self, store: FeatureStore, n: int) -> None:
-        """Write the held rows [base, base + n) of every key into the unit's shards and hash them."""
+        """Hash the held rows [base, base + n) of every key and put them aside (a piece before the
+        last) or write the unit's shards (the last piece, with the spilled ones before it)."""
         task = self.task
         if not self._chunks:
             self._chunks = {name: max(1, int(store.backend.chunk_rows(task.split, name))) for name in self._digests}
+        last = self.base + n >= task.size
+        if self._spill is None and not last and (folder := store.backend.spill_folder(task.split)) is not None:
+            item = np.dtype(self.dtype).itemsize
+            row_bytes = {str(k): int(np.prod(self.shapes[k], dtype=np.int64)) * item for k in task.keys}
+            self._spill = Spill(folder, task.unit, task.size, row_bytes)
         for k, arr in self.data.items():
             name, rows, chunk = str(k), arr[:n], self._chunks[str(k)]
-            store.backend.write_rows(task.split, name, task.start + self.base, rows)
+            if self._spill is None:
+                store.backend.write_rows(task.split, name, task.start + self.base, rows)
+            elif not last:
+                self._spill.write(name, self.base, rows)
+            else:  # the key's rows of the whole unit, assembled once: its shard is written once
+                whole = np.empty((task.size, *self.shapes[k]), dtype=self.dtype)
+                self._spill.read_into(name, whole[: self.base])
+                whole[self.base :] = rows
+                store.backend.write_rows(task.split, name, task.start, whole)
+                del whole
             first = -(-self.base // chunk) * chunk - self.base  # this piece's first row that starts a chunk
             self._firsts[name].append(rows[first::chunk].copy())  # the buffer is reused by the next piece
             self._digests[name].add(rows)
             self.nbytes += rows.nbytes
         self.base += n
+        if last:
+            self.discard()
 
     def finish(self, store: FeatureStore) -> tuple[dict[str, str], dict[str, list[int | str]]]:
         """Write the last piece to ``store``; the unit's (digests, row prints) of every key (see :mod:`~diffprobe.store.digests`)."""
         self._write_piece(store, self.task.size - self.base)
         prints = {name: [self._chunks[name], digest(np.concatenate(f))] for name, f in self._firsts.items()}
         return {name: d.hexdigest() for name, d in self._digests.items()}, prints
+
+    def discard(self) -> None:
+        """Remove the pieces put aside in a spill file (a unit written, or dropped unfinished)."""
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
 
     @property
     def complete(self) -> bool:
@@ -137,7 +164,10 @@ def write_unit(store: FeatureStore, buf: UnitBuffer) -> int:
     then its done marker — which records a digest of every array's rows of the unit (see
     :mod:`~diffprobe.store.digests`). Returns bytes written."""
     task = buf.task
-    digests, prints = buf.finish(store)
+    try:
+        digests, prints = buf.finish(store)
+    finally:
+        buf.discard()
     store.backend.write_rows(task.split, "valid", task.start, buf.valid)
     store.backend.flush()
     payload: dict[str, Any] = {
@@ -204,6 +234,7 @@ class BackgroundWriter:
             if buf is None:
                 return
             if self.error is not None:
+                buf.discard()
                 continue  # keep draining so that ``submit`` never blocks on a failed writer
             try:
                 nbytes = write_unit(self.store, buf)
@@ -220,6 +251,9 @@ class BackgroundWriter:
             raise self.error
 
     def submit(self, buf: UnitBuffer) -> None:
+        """Queue a complete unit: the writer owns it from here, written or (after an error) dropped."""
+        if self.error is not None:
+            buf.discard()
         self._raise()
         self.q.put(buf)
 

@@ -234,6 +234,11 @@ class ZarrBackend(Backend):
     def _marker_dir(self, group: str) -> Path:
         return self.path / PROGRESS_GROUP / group
 
+    def spill_folder(self, group: str) -> Path:
+        # beside the done markers: the store's own filesystem (which has room for the unit's shards),
+        # and where a killed run's temporaries are looked for (``remove_stale_temporaries``)
+        return self._marker_dir(group)
+
     def write_marker(self, group: str, unit: int, payload: dict[str, Any]) -> None:
         self._check_writable()
         d = self._marker_dir(group)

@@ -41,3 +41,12 @@ def test_a_half_written_marker_of_a_killed_run_is_removed_by_the_next(tiny, tiny
     assert code == 0 and "units: 0 run, 6 already done" in text and f"removing {tmp}" in text, text
     assert not tmp.exists() and beside(tiny) == []
     assert_identical(tiny, tiny_store)
+
+
+def test_the_spilled_pieces_of_a_killed_runs_unit_are_removed_by_the_next(tiny, tiny_store, tiny_manifest):
+    spill = tiny / "_progress" / "train" / ".unit-000000.k1ll3d.spill"
+    spill.write_bytes(b"\0" * 4096)  # killed while a unit too large for memory was filled a piece at a time
+    code, text = cli(*tiny_args(tiny_manifest, tiny))
+    assert code == 0 and f"removing {spill}" in text, text
+    assert not spill.exists() and beside(tiny) == []
+    assert_identical(tiny, tiny_store)

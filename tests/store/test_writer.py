@@ -259,5 +259,10 @@ def test_a_unit_stopped_between_pieces_is_not_done(tmp_path, monkeypatch):
     monkeypatch.setattr(progress, "MAX_UNIT_BYTES", 2 * row)
     buf = UnitBuffer(UnitTask("val", 0, 0, UNIT, KEYS), SHAPES, "float16", store)
     buf.add(0, {k: np.ones((5, *SHAPES[k]), np.float16) for k in KEYS}, np.ones(5, bool), [])
-    assert buf.base == 4, "two pieces of 2 rows are written"
+    assert buf.base == 4, "two pieces of 2 rows are put aside"
     assert store.markers("val") == {}  # a stop here redoes the whole unit
+    # the pieces wait in a spill file (see test_spill.py), not in the shards; dropping the unit removes it
+    spilled = list((tmp_path / "s.zarr").rglob("*.spill"))
+    assert len(spilled) == 1 and not [f for f in shard_bytes(tmp_path / "s.zarr") if f.startswith("val/t")]
+    buf.discard()
+    assert not spilled[0].exists() and np.isnan(open_store(tmp_path / "s.zarr").read("val", str(KEYS[0]))).all()

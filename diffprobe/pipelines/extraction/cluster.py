@@ -92,17 +92,20 @@ def run_unit(spec: WorkerSpec, task: UnitTask, items: list[Item]) -> dict[str, A
     by_row = {task.start + j: it for j, it in enumerate(items)}  # global row → item
     m = spec.compute.forward_batch
     forwards = 0
-    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
-        for lo in range(0, task.size, m):  # forward batches aligned to the unit start
-            rows = list(pool.map(ds.__getitem__, range(lo, min(lo + m, task.size))))
-            idx = np.array([task.start + r[0] for r in rows])
-            ok = np.array([r[2] for r in rows])
-            errs = [r[3] for r in rows]
-            report_bad(by_row, idx, ok, errs, spec.config.strict)
-            x0 = torch.from_numpy(np.stack([r[1] for r in rows]))
-            eps = torch.from_numpy(np.stack([r[4] for r in rows]))
-            forwards += compute_chunk(computer, buf, by_row, (idx, x0, ok, errs, eps), passes)
-    nbytes = write_unit(_store(spec.config.out), buf)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+            for lo in range(0, task.size, m):  # forward batches aligned to the unit start
+                rows = list(pool.map(ds.__getitem__, range(lo, min(lo + m, task.size))))
+                idx = np.array([task.start + r[0] for r in rows])
+                ok = np.array([r[2] for r in rows])
+                errs = [r[3] for r in rows]
+                report_bad(by_row, idx, ok, errs, spec.config.strict)
+                x0 = torch.from_numpy(np.stack([r[1] for r in rows]))
+                eps = torch.from_numpy(np.stack([r[4] for r in rows]))
+                forwards += compute_chunk(computer, buf, by_row, (idx, x0, ok, errs, eps), passes)
+        nbytes = write_unit(_store(spec.config.out), buf)
+    finally:
+        buf.discard()  # pieces put aside by a unit that failed part-way
     return {"split": task.split, "unit": task.unit, "items": task.size, "forwards": forwards,
             "failures": [(task.split, i, e) for i, e in buf.failures], "bytes": nbytes}  # fmt: skip
 

@@ -28,6 +28,7 @@ from diffprobe.pipelines.extraction.prepare import (
 )
 from diffprobe.pipelines.extraction.safety import io_failure, publish_hdf5, working_store, writer_lock
 from diffprobe.pipelines.extraction.summary import ExtractSummary
+from diffprobe.pipelines.extraction.temporaries import remove_stale_spills
 from diffprobe.store.backend import backend_for_path
 from diffprobe.store.layout import plan_units
 from diffprobe.store.ownership import check_replaceable, remove_store
@@ -118,6 +119,8 @@ def _extract(plan: ExtractPlan, device: torch.device, progress: bool | None) -> 
                 try:
                     if config.workers or config.scheduler:
                         result = _run_on_dask(plan, tasks, device, progress)
+                        if config.shard is None:  # every writer of the store has stopped
+                            remove_stale_spills(store.path)  # a killed worker's unit, redone by another
                     else:
                         computer = FeatureComputer.for_config(config, spec, device)
                         log.info(
@@ -189,7 +192,7 @@ def _dry_run_summary(plan: ExtractPlan) -> ExtractSummary:
     unit = max((unit_size_for(plan, len(items)) for items in plan.data.splits.values()), default=1)
     mem = estimate_memory(plan, unit)
     memory = {"device_peak": mem.device_peak, "resident": mem.resident, "transient": mem.transient, "activations": mem.activations,
-              "host_unit_buffers": mem.unit_buffers, "lines": mem.lines()}  # fmt: skip
+              "host_unit_buffers": mem.unit_buffers, "unit_spill": mem.spill, "lines": mem.lines()}  # fmt: skip
     return ExtractSummary(str(plan.config.out), plan.hash, n_units, pending, n_units - pending, 0, 0, dry_run=True,
                           plan={**plan.summary(), "peak_memory": memory})  # fmt: skip
 

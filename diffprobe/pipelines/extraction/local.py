@@ -208,6 +208,7 @@ def run_tasks(
     n_streams = forward_streams(computer.device.type, computer.spec.compile)
     if workers:
         quiet_loader_handover_errors()
+    filling: list[UnitBuffer] = []  # units not yet complete: the pieces they put aside go if the run stops
 
     def settle(keep: int) -> None:
         while len(inflight) > keep:
@@ -240,6 +241,7 @@ def run_tasks(
                 it = iter(split_tasks)
                 task = next(it)
                 buf = UnitBuffer(task, plan.shapes, spec.out_dtype, store)
+                filling[:] = [*(b for b in filling if not b.complete), buf]
                 stage = Stage()
                 t_split = time.perf_counter()
                 waited = 0.0
@@ -250,6 +252,7 @@ def run_tasks(
                     if chunk[0][0] >= task.stop:
                         task = next(it)
                         buf = UnitBuffer(task, plan.shapes, spec.out_dtype, store)
+                        filling[:] = [*(b for b in filling if not b.complete), buf]  # (complete: the writer's)
                     report_bad(split_items, chunk[0], chunk[2], chunk[3], cfg.strict)
                     stage.add(chunk)
                     # Forward batches are aligned to the unit start: an item's batch-mates never
@@ -264,5 +267,7 @@ def run_tasks(
     finally:
         bar.close()
         writer.close()  # finishes every complete unit already submitted; partial units are dropped
+        for b in filling:
+            b.discard()  # (a unit the writer took has discarded its spill already)
     stats.bytes_written = writer.bytes_written
     return stats.finish()

@@ -5,8 +5,11 @@ device at the dtype they load in), plus the activations of one forward without g
 deepest requested block — per row: the U-Net's skip connections (every input block's output up to
 there), the captured maps of the requested blocks, and :data:`ACTIVATION_FACTOR` × the largest
 block's map (its input, output and temporaries); attention scores are not counted (CUDA's fused
-attention never holds them), times the forwards a CPU runs at once (:func:`~diffprobe.threads.streams`) — against the text encoders, which are loaded once before, one at a
-time, and freed (their files' sizes). Host: the unit buffers (every key of a unit, until its shards are written).
+attention never holds them), times the forwards a CPU runs at once (:func:`~diffprobe.threads.streams`)
+— against the text encoders, which are loaded once before, one at a time, and freed (their files'
+sizes). Host: the unit buffers (every key of a unit, until its shards are written; a piece of
+:data:`~diffprobe.store.layout.MAX_UNIT_BYTES` of a larger unit, whose full pieces wait on the
+store's disk until its end: :mod:`~diffprobe.store.spill`).
 An estimate to decide between bf16 weights, a smaller ``--forward-batch`` or another card — not a bound.
 """
 
@@ -21,6 +24,8 @@ from diffprobe.extract.registry import get_family
 from diffprobe.pipelines.extraction.plan import ExtractPlan
 from diffprobe.pipelines.extraction.streams import forward_streams
 from diffprobe.sizes import format_bytes
+from diffprobe.store.layout import MAX_UNIT_BYTES
+from diffprobe.store.progress import piece_rows
 
 #: Live maps of the largest block during a forward: its input, its output, temporaries inside it.
 ACTIVATION_FACTOR = 3
@@ -29,13 +34,15 @@ ACTIVATION_FACTOR = 3
 @dataclass(frozen=True)
 class MemoryEstimate:
     """Bytes: ``resident`` and ``transient`` weights by part, the ``activations`` of the ``forwards``
-    computed at once, and the host's ``unit_buffers``."""
+    computed at once, the host's ``unit_buffers``, and the ``spill`` a unit held a piece at a time
+    puts aside on the store's disk until its end (0: units are held whole)."""
 
     resident: dict[str, int]
     transient: dict[str, int]
     activations: int
     unit_buffers: int
     forwards: int = 1
+    spill: int = 0
 
     @property
     def device_peak(self) -> int:
@@ -46,6 +53,10 @@ class MemoryEstimate:
         parts = ", ".join(f"{k} {format_bytes(v)}" for k, v in self.resident.items())
         out = [f"  peak memory (estimate): device {format_bytes(self.device_peak)} = weights ({parts}) + activations "
                f"{format_bytes(self.activations)}{f' ({self.forwards} forwards at once)' if self.forwards > 1 else ''}; host unit buffers {format_bytes(self.unit_buffers)}"]  # fmt: skip
+        if self.spill:
+            out.append(f"  a unit's rows of every key exceed {format_bytes(MAX_UNIT_BYTES)}: it is filled a piece of "
+                       f"{format_bytes(self.unit_buffers)} at a time, the pieces before its last put aside in the store "
+                       f"until its end (up to {format_bytes(self.spill)} of temporary disk per unit; each shard is still written once)")  # fmt: skip
         if self.transient:
             enc = ", ".join(f"{k} {format_bytes(v)}" for k, v in self.transient.items())
             out.append(f"  text encoders, loaded once before extraction and freed one at a time: {enc}")
@@ -64,4 +75,6 @@ def estimate_memory(plan: ExtractPlan, unit_size: int) -> MemoryEstimate:
     rows = plan.compute.forward_batch * plan.compute.fuse
     forwards = forward_streams(plan.device_type, plan.compute.compile)
     activations = forwards * rows * elements * compute_dtype(plan.compute.precision).itemsize
-    return MemoryEstimate(w.resident, w.transient, activations, unit_size * plan.item_bytes(), forwards)
+    unit = unit_size * plan.item_bytes()
+    held = piece_rows(unit_size, plan.item_bytes()) * plan.item_bytes()
+    return MemoryEstimate(w.resident, w.transient, activations, held, forwards, unit - held)

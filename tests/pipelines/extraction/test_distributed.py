@@ -80,6 +80,8 @@ def test_worker_killed_mid_run_is_recovered(small_manifest, reference, tmp_path)
                 if pids:
                     os.kill(pids[0], signal.SIGKILL)
                     killed.append(pids[0])
+                    # what a killed worker leaves when its unit is held in pieces (units over 2 GiB)
+                    (markers / ".unit-000006.k1ll3d.spill").write_bytes(b"\0" * 4096)
                     return
             time.sleep(0.05)
 
@@ -90,6 +92,7 @@ def test_worker_killed_mid_run_is_recovered(small_manifest, reference, tmp_path)
     assert killed, "no worker was killed: the test did not exercise recovery"
     assert s.units_run == 7
     assert feature_files(out) == feature_files(reference)
+    assert list(out.rglob("*.spill")) == [], "the killed worker's spilled pieces are removed when the run ends"
 
 
 def _cli(*args: str) -> subprocess.Popen:
