@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 import diffprobe
 from diffprobe.extract.dataset import ImageDataset
 from diffprobe.extract.sources.discover import discover
-from diffprobe.pipelines.extraction.local import collate
+from diffprobe.pipelines.extraction.loading import collate
 
 ASSETS = Path(diffprobe.__file__).parent / "assets"
 

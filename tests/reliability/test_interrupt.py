@@ -99,3 +99,32 @@ def test_an_interrupt_python_drops_is_not_printed_but_raised_again(default_signa
     assert [type(e) for e in printed] == [ValueError]
     report(KeyboardInterrupt("outside a run"))  # the hook is restored when the run ends
     assert [type(e) for e in printed] == [ValueError, KeyboardInterrupt]
+
+
+def test_a_loader_iterator_interrupted_while_it_starts_prints_no_traceback(monkeypatch):
+    """An interrupt while a loader iterator starts its workers leaves it half built; its finaliser
+    then fails on a missing attribute after the run said it stopped. That report is a debug line; an
+    AttributeError from any other finaliser still prints."""
+    import sys
+
+    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+
+    from diffprobe.pipelines.extraction.interrupt import quiet_loader_handover_errors
+
+    printed: list[tuple[str, BaseException]] = []
+    monkeypatch.setattr(sys, "excepthook", lambda *a: None)  # (the filter is installed once per excepthook)
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: printed.append((getattr(info.object, "__qualname__", ""), info.exc_value)))
+
+    class Other:
+        def __del__(self) -> None:
+            raise AttributeError("another finaliser's bug")
+
+    half = _MultiProcessingDataLoaderIter.__new__(_MultiProcessingDataLoaderIter)  # its __init__ never ran
+    del half
+    assert [type(e) for _, e in printed] == [AttributeError], "without the filter, torch's finaliser error prints"
+    printed.clear()
+    quiet_loader_handover_errors()
+    half = _MultiProcessingDataLoaderIter.__new__(_MultiProcessingDataLoaderIter)
+    del half
+    Other()
+    assert [(where, str(e)) for where, e in printed] == [("test_a_loader_iterator_interrupted_while_it_starts_prints_no_traceback.<locals>.Other.__del__", "another finaliser's bug")]

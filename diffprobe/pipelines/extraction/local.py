@@ -24,6 +24,7 @@ from diffprobe.extract.dataset import ImageDataset
 from diffprobe.extract.noise import Pass
 from diffprobe.extract.sources.item import Item
 from diffprobe.pipelines.extraction.interrupt import check, quiet_loader_handover_errors
+from diffprobe.pipelines.extraction.loading import Chunk, SplitsDataset, Stage, collate, run_batches
 from diffprobe.pipelines.extraction.plan import ExtractPlan
 from diffprobe.pipelines.extraction.streams import forward_streams, stream_pool
 from diffprobe.progress import bar_disabled
@@ -31,11 +32,6 @@ from diffprobe.store.progress import BackgroundWriter, UnitBuffer, UnitTask
 from diffprobe.store.store import FeatureStore
 
 log = logging.getLogger(__name__)
-
-#: (global item indices (B,), clean images (B, 3, S, S) or (B, V, 3, S, S), decoded ok (B,), decode
-#:  errors, noise (B, P, *noise_shape) for the run's P (view, t, draw) passes)
-Chunk = tuple[np.ndarray, torch.Tensor, np.ndarray, list[str], torch.Tensor]
-
 
 @dataclass
 class RunStats:
@@ -119,45 +115,6 @@ def compute_chunk(
     return f.forwards
 
 
-class Stage:
-    """Loaded rows waiting for a full forward batch (never more than one unit's worth)."""
-
-    def __init__(self) -> None:
-        self.parts: list[Chunk] = []
-        self.n = 0
-        self.end = 0
-
-    def add(self, chunk: Chunk) -> None:
-        self.parts.append(chunk)
-        self.n += len(chunk[0])
-        self.end = int(chunk[0][-1]) + 1
-
-    def take(self, m: int) -> Chunk:
-        if len(self.parts) == 1:  # the common case: slice, keeping pinned loader memory (no copy)
-            idx, x0, ok, err, eps = self.parts[0]
-            k = min(m, len(idx))
-            self.parts = [(idx[k:], x0[k:], ok[k:], err[k:], eps[k:])] if k < len(idx) else []
-            self.n -= k
-            return idx[:k], x0[:k], ok[:k], err[:k], eps[:k]
-        idx = np.concatenate([p[0] for p in self.parts])
-        x0 = torch.cat([p[1] for p in self.parts])
-        ok = np.concatenate([p[2] for p in self.parts])
-        err = [e for p in self.parts for e in p[3]]
-        eps = torch.cat([p[4] for p in self.parts])
-        k = min(m, len(idx))
-        self.parts = [(idx[k:], x0[k:], ok[k:], err[k:], eps[k:])] if k < len(idx) else []
-        self.n -= k
-        return idx[:k], x0[:k], ok[:k], err[:k], eps[:k]
-
-
-def collate(batch: list[tuple[int, np.ndarray, bool, str, np.ndarray]]) -> Chunk:
-    idx = np.array([b[0] for b in batch])
-    x = torch.from_numpy(np.stack([b[1] for b in batch]))
-    ok = np.array([b[2] for b in batch])
-    eps = torch.from_numpy(np.stack([b[4] for b in batch]))
-    return idx, x, ok, [b[3] for b in batch], eps
-
-
 def noise_passes(tasks: list[UnitTask], spec: ComputeSpec) -> tuple[Pass, ...]:
     """Every (view, t, draw) the tasks need noise for, in a fixed order."""
     return spec.passes(k.t for task in tasks for k in task.keys)
@@ -179,14 +136,6 @@ def _warn_if_input_bound(waited: float, total: float, workers: int) -> None:
             "(%d loader workers); raise --loader-workers or store images smaller",
             100 * waited / total, total, workers,
         )  # fmt: skip
-
-
-def batches_of(tasks: list[UnitTask], batch_size: int) -> list[list[int]]:
-    """Loader index batches that never straddle two units."""
-    out = []
-    for t in tasks:
-        out += [list(range(s, min(s + batch_size, t.stop))) for s in range(t.start, t.stop, batch_size)]
-    return out
 
 
 def run_tasks(
@@ -222,47 +171,57 @@ def run_tasks(
                 stats.failures += [(f.buf.task.split, i, e) for i, e in f.buf.failures]
                 writer.submit(f.buf)
 
+    def new_buffer(task: UnitTask) -> UnitBuffer:
+        buf = UnitBuffer(task, plan.shapes, spec.out_dtype, store)
+        filling[:] = [*(b for b in filling if not b.complete), buf]  # (complete: the writer's)
+        return buf
+
+    # One loader over every split: its workers start once, before any unit is done.
+    by_split = {s: [t for t in tasks if t.split == s] for s in dict.fromkeys(t.split for t in tasks)}
+    passes = {s: noise_passes(ts, spec) if plan.model.noised else () for s, ts in by_split.items()}
+    size = plan.model.image_size
+    datasets = {s: ImageDataset(plan.data.splits[s], size, passes[s], spec.seed, plan.model.noise_shape, spec.view_spec(size)) for s in by_split}
+    batches = run_batches(tasks, cfg.batch_size)
+    loader: DataLoader = DataLoader(
+        SplitsDataset(datasets),  # type: ignore[arg-type]
+        batch_sampler=batches,  # type: ignore[arg-type]
+        num_workers=workers,
+        pin_memory=computer.device.type == "cuda",
+        collate_fn=collate,
+    )
     bar = tqdm(total=sum(t.size for t in tasks), unit="img", desc="extract", disable=bar_disabled() if progress is None else not progress, smoothing=0.1)
+    split, waited, t_split = "", 0.0, time.perf_counter()
     try:
         with stream_pool(n_streams) as pool:
-            for split in dict.fromkeys(t.split for t in tasks):
-                split_tasks = [t for t in tasks if t.split == split]
-                split_items: list[Item] = plan.data.splits[split]
-                passes = noise_passes(split_tasks, spec) if plan.model.noised else ()
-                dataset = ImageDataset(split_items, plan.model.image_size, passes, spec.seed, plan.model.noise_shape,
-                                       spec.view_spec(plan.model.image_size))  # fmt: skip
-                loader: DataLoader = DataLoader(
-                    dataset,  # type: ignore[arg-type]
-                    batch_sampler=batches_of(split_tasks, cfg.batch_size),
-                    num_workers=workers,
-                    pin_memory=computer.device.type == "cuda",
-                    collate_fn=collate,
-                )
-                it = iter(split_tasks)
-                task = next(it)
-                buf = UnitBuffer(task, plan.shapes, spec.out_dtype, store)
-                filling[:] = [*(b for b in filling if not b.complete), buf]
-                stage = Stage()
-                t_split = time.perf_counter()
-                waited = 0.0
+            t_wait = time.perf_counter()
+            for batch, chunk in zip(batches, loader):
+                check()  # an interrupt swallowed where it was raised stops the run here
+                dt = time.perf_counter() - t_wait
+                if batch[0][0] != split:  # a split's first batch
+                    if split:
+                        settle(keep=0)
+                        _warn_if_input_bound(waited, time.perf_counter() - t_split, workers)
+                    split, waited, t_split = batch[0][0], 0.0, time.perf_counter()
+                    split_items: list[Item] = plan.data.splits[split]
+                    it = iter(by_split[split])
+                    task = next(it)
+                    buf = new_buffer(task)
+                    stage = Stage()
+                elif chunk[0][0] >= task.stop:
+                    task = next(it)
+                    buf = new_buffer(task)
+                waited += dt
+                report_bad(split_items, chunk[0], chunk[2], chunk[3], cfg.strict)
+                stage.add(chunk)
+                # Forward batches are aligned to the unit start: an item's batch-mates never
+                # depend on the loader batch size.
+                unit_end = stage.end >= task.stop
+                while stage.n >= spec.forward_batch or (unit_end and stage.n):
+                    inflight.append(launch_chunk(computer, buf, split_items, stage.take(spec.forward_batch), passes[split], pool))
+                    settle(keep=n_streams)
                 t_wait = time.perf_counter()
-                for chunk in loader:
-                    check()  # an interrupt swallowed where it was raised stops the run here
-                    waited += time.perf_counter() - t_wait
-                    if chunk[0][0] >= task.stop:
-                        task = next(it)
-                        buf = UnitBuffer(task, plan.shapes, spec.out_dtype, store)
-                        filling[:] = [*(b for b in filling if not b.complete), buf]  # (complete: the writer's)
-                    report_bad(split_items, chunk[0], chunk[2], chunk[3], cfg.strict)
-                    stage.add(chunk)
-                    # Forward batches are aligned to the unit start: an item's batch-mates never
-                    # depend on the loader batch size.
-                    unit_end = stage.end >= task.stop
-                    while stage.n >= spec.forward_batch or (unit_end and stage.n):
-                        inflight.append(launch_chunk(computer, buf, split_items, stage.take(spec.forward_batch), passes, pool))
-                        settle(keep=n_streams)
-                    t_wait = time.perf_counter()
-                settle(keep=0)
+            settle(keep=0)
+            if split:
                 _warn_if_input_bound(waited, time.perf_counter() - t_split, workers)
     finally:
         bar.close()

@@ -29,21 +29,29 @@ def digests(path) -> dict:
         return {(sp, u): m["digests"] for sp in s.splits for u, m in s.markers(sp).items()}
 
 
-def test_two_streams_store_the_bytes_of_one(small_manifest, tmp_path, monkeypatch, caplog):
+@pytest.fixture(scope="module")
+def one_stream(small_manifest, tmp_path_factory):
+    """The store of one forward at a time, which both tests compare with."""
+    with pytest.MonkeyPatch.context() as m:
+        out = tmp_path_factory.mktemp("streams") / "one.zarr"
+        extract(small_manifest, out, 1, m)
+    return out
+
+
+def test_two_streams_store_the_bytes_of_one(small_manifest, one_stream, tmp_path, monkeypatch, caplog):
     before = torch.get_num_threads()
-    extract(small_manifest, tmp_path / "one.zarr", 1, monkeypatch)
     with caplog.at_level(logging.INFO, logger="diffprobe.pipelines.extraction.streams"):
         extract(small_manifest, tmp_path / "two.zarr", 2, monkeypatch)
     assert "2 forward streams" in caplog.text
     assert torch.get_num_threads() == before, "the streams' thread count leaked into the process"
-    one, two = read_all(tmp_path / "one.zarr"), read_all(tmp_path / "two.zarr")
+    one, two = read_all(one_stream), read_all(tmp_path / "two.zarr")
     assert one.keys() == two.keys() and len(one) == 16  # 2 splits × 2 t × 2 blocks × 2 pools
     for k in one:
         assert one[k].dtype == two[k].dtype and one[k].tobytes() == two[k].tobytes(), k
-    assert digests(tmp_path / "one.zarr") == digests(tmp_path / "two.zarr") and len(digests(tmp_path / "one.zarr")) == 6  # units: 4 train, 2 val
+    assert digests(one_stream) == digests(tmp_path / "two.zarr") and len(digests(one_stream)) == 6  # units: 4 train, 2 val
 
 
-def test_an_error_in_a_stream_stops_the_run_and_a_rerun_completes_it(small_manifest, tmp_path, monkeypatch):
+def test_an_error_in_a_stream_stops_the_run_and_a_rerun_completes_it(small_manifest, one_stream, tmp_path, monkeypatch):
     launch = FeatureComputer.launch
     calls = []
 
@@ -63,6 +71,5 @@ def test_an_error_in_a_stream_stops_the_run_and_a_rerun_completes_it(small_manif
     monkeypatch.setattr(FeatureComputer, "launch", launch)
     summary = extract(small_manifest, out, 2, monkeypatch)
     assert summary.units_skipped == kept and summary.units_run == 6 - kept
-    extract(small_manifest, tmp_path / "ref.zarr", 1, monkeypatch)
-    got, want = read_all(out), read_all(tmp_path / "ref.zarr")
+    got, want = read_all(out), read_all(one_stream)
     assert all(np.array_equal(got[k], want[k]) for k in want) and got.keys() == want.keys()
