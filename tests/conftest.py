@@ -37,6 +37,10 @@ def _deterministic(monkeypatch) -> None:
             monkeypatch.setenv(name, os.environ[name])
         else:
             monkeypatch.delenv(name, raising=False)
+    import diffprobe.progress
+
+    # a command run in this process (--no-progress) sets the bar policy for the process: no test leaves it behind
+    monkeypatch.setattr(diffprobe.progress, "_SHOW", None)
 
 
 @pytest.fixture(scope="session")
