@@ -28,7 +28,7 @@ SPILL_SUFFIX = ".spill"
 
 
 def _bytes(a: np.ndarray) -> memoryview:
-    return memoryview(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+    return np.ascontiguousarray(a).reshape(-1).view(np.uint8).data
 
 
 class Spill:
@@ -69,7 +69,7 @@ class Spill:
         """Fill ``out`` ((R, …), C-contiguous) with rows [0, R) of key ``name``, as written."""
         if not out.flags.c_contiguous:
             raise ValueError("read_into needs a C-contiguous array")
-        buf = memoryview(out.reshape(-1).view(np.uint8))
+        buf = out.reshape(-1).view(np.uint8).data
         if len(buf) != len(out) * self.row_bytes[name]:
             raise ValueError(f"an array of {len(buf)} bytes is not {len(out)} rows of {name}")
         fd, at = self._open(), self.offsets[name]

@@ -202,7 +202,7 @@ def run_tasks(
                         settle(keep=0)
                         _warn_if_input_bound(waited, time.perf_counter() - t_split, workers)
                     split, waited, t_split = batch[0][0], 0.0, time.perf_counter()
-                    split_items: list[Item] = plan.data.splits[split]
+                    split_items = plan.data.splits[split]
                     it = iter(by_split[split])
                     task = next(it)
                     buf = new_buffer(task)
