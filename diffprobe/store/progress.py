@@ -75,8 +75,9 @@ class UnitBuffer:
 
     def __post_init__(self) -> None:
         n = self.task.size
-        row = sum(int(np.prod(self.shapes[k], dtype=np.int64)) for k in self.task.keys) * np.dtype(self.dtype).itemsize
-        self.rows = n if self.store is None else piece_rows(n, row)
+        item = np.dtype(self.dtype).itemsize
+        self._row_bytes = {str(k): int(np.prod(self.shapes[k], dtype=np.int64)) * item for k in self.task.keys}
+        self.rows = n if self.store is None else piece_rows(n, sum(self._row_bytes.values()))
         self.data = {k: np.empty((self.rows, *self.shapes[k]), dtype=self.dtype) for k in self.task.keys}
         self.valid = np.zeros(n, dtype=bool)
         self._digests = {str(k): Digest((n, *self.shapes[k]), np.dtype(self.dtype)) for k in self.task.keys}
@@ -111,9 +112,7 @@ class UnitBuffer:
             self._chunks = {name: max(1, int(store.backend.chunk_rows(task.split, name))) for name in self._digests}
         last = self.base + n >= task.size
         if self._spill is None and not last and (folder := store.backend.spill_folder(task.split)) is not None:
-            item = np.dtype(self.dtype).itemsize
-            row_bytes = {str(k): int(np.prod(self.shapes[k], dtype=np.int64)) * item for k in task.keys}
-            self._spill = Spill(folder, task.unit, task.size, row_bytes)
+            self._spill = Spill(folder, task.unit, task.size, self._row_bytes)
         for k, arr in self.data.items():
             name, rows, chunk = str(k), arr[:n], self._chunks[str(k)]
             if self._spill is None:
@@ -131,8 +130,6 @@ class UnitBuffer:
             self._digests[name].add(rows)
             self.nbytes += rows.nbytes
         self.base += n
-        if last:
-            self.discard()
 
     def finish(self, store: FeatureStore) -> tuple[dict[str, str], dict[str, list[int | str]]]:
         """Write the last piece to ``store``; the unit's (digests, row prints) of every key (see :mod:`~diffprobe.store.digests`)."""

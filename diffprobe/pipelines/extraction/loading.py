@@ -4,6 +4,8 @@ batches aligned to the unit start."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 
@@ -39,10 +41,9 @@ def batches_of(tasks: list[UnitTask], batch_size: int) -> list[list[int]]:
     return out
 
 
-def run_batches(tasks: list[UnitTask], batch_size: int) -> list[list[tuple[str, int]]]:
-    """The whole run's loader batches of (split, item index), split after split (tasks in order)."""
-    splits = dict.fromkeys(t.split for t in tasks)
-    return [[(s, i) for i in b] for s in splits for b in batches_of([t for t in tasks if t.split == s], batch_size)]
+def run_batches(by_split: Mapping[str, list[UnitTask]], batch_size: int) -> list[list[tuple[str, int]]]:
+    """The whole run's loader batches of (split, item index), split after split (each split's tasks in order)."""
+    return [[(s, i) for i in b] for s, tasks in by_split.items() for b in batches_of(tasks, batch_size)]
 
 
 class Stage:

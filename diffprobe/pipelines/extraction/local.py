@@ -181,7 +181,7 @@ def run_tasks(
     passes = {s: noise_passes(ts, spec) if plan.model.noised else () for s, ts in by_split.items()}
     size = plan.model.image_size
     datasets = {s: ImageDataset(plan.data.splits[s], size, passes[s], spec.seed, plan.model.noise_shape, spec.view_spec(size)) for s in by_split}
-    batches = run_batches(tasks, cfg.batch_size)
+    batches = run_batches(by_split, cfg.batch_size)
     loader: DataLoader = DataLoader(
         SplitsDataset(datasets),  # type: ignore[arg-type]
         batch_sampler=batches,  # type: ignore[arg-type]

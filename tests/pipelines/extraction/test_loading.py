@@ -12,8 +12,8 @@ from tests.helpers import extract_config, read_all
 
 
 def test_the_runs_batches_cover_each_split_in_order_and_never_straddle_units():
-    tasks = [UnitTask("train", 0, 0, 10, ()), UnitTask("train", 2, 20, 25, ()), UnitTask("val", 1, 8, 16, ())]
-    batches = run_batches(tasks, 4)
+    by_split = {"train": [UnitTask("train", 0, 0, 10, ()), UnitTask("train", 2, 20, 25, ())], "val": [UnitTask("val", 1, 8, 16, ())]}
+    batches = run_batches(by_split, 4)
     assert batches == [
         [("train", 0), ("train", 1), ("train", 2), ("train", 3)], [("train", 4), ("train", 5), ("train", 6), ("train", 7)],
         [("train", 8), ("train", 9)], [("train", 20), ("train", 21), ("train", 22), ("train", 23)], [("train", 24)],
