@@ -128,9 +128,17 @@ def _client(workers: int, scheduler: str | None, device: torch.device) -> tuple[
             for i in range(workers)
         }
         cluster = SpecCluster(workers=specs, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}})
-        return Client(cluster), cluster, {"resources": {"GPU": 1}}
+        return _quiet(Client(cluster)), cluster, {"resources": {"GPU": 1}}
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
-    return Client(cluster), cluster, {}
+    return _quiet(Client(cluster)), cluster, {}
+
+
+def _quiet(client: Any) -> Any:
+    """``client`` with the workers it started quiet about closing (not done on a scheduler we did not start)."""
+    from diffprobe.pipelines.extraction.worker_logs import QuietShutdown
+
+    client.register_plugin(QuietShutdown())
+    return client
 
 
 def run_distributed(
