@@ -32,6 +32,8 @@ class Backend(abc.ABC):
             whole shards): ``--workers``, ``--scheduler``, ``--shard`` and parallel writer threads.
         atomic_publish: extraction writes a resumable working store beside it and publishes the
             finished store in one rename (a single file that a killed writer must never leave torn).
+        spills_pieces: it writes a shard whole, so a unit held a piece at a time puts its full pieces
+            aside in :meth:`spill_folder` until its end; else they go into the arrays at once.
     """
 
     format: str
@@ -40,6 +42,7 @@ class Backend(abc.ABC):
     suffixes: tuple[str, ...] = ()
     concurrent_writers: bool = False
     atomic_publish: bool = False
+    spills_pieces: bool = False
 
     def __init__(self, path: Path, mode: str) -> None:
         self.path = path
@@ -196,7 +199,7 @@ class Backend(abc.ABC):
 
     def spill_folder(self, group: str) -> Path | None:
         """Where a unit held a piece at a time keeps its full pieces until its end (a
-        :class:`~diffprobe.store.spill.Spill`), for a backend that writes a shard whole; None: pieces
+        :class:`~diffprobe.store.spill.Spill`), for a backend that :attr:`spills_pieces`; None: pieces
         are written into the arrays at once (a backend that writes rows in place)."""
         return None
 

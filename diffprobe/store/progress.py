@@ -10,7 +10,7 @@ import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from diffprobe.store.digests import DIGEST, ROW_PRINT, Digest, digest, unit_dige
 from diffprobe.store.layout import MAX_UNIT_BYTES, FeatureKey
 from diffprobe.store.spill import Spill
 from diffprobe.store.store import FeatureStore
+
+if TYPE_CHECKING:
+    from diffprobe.store.backend import Backend
 
 log = logging.getLogger(__name__)
 
@@ -186,15 +189,28 @@ def write_unit(store: FeatureStore, buf: UnitBuffer) -> int:
     return buf.nbytes
 
 
-def writer_threads(store: FeatureStore) -> int:
+#: Finished units that may wait for a writer thread before ``BackgroundWriter.submit`` blocks.
+WRITE_QUEUE_DEPTH = 2
+
+
+def writer_threads(store: FeatureStore | type[Backend]) -> int:
     """Threads that write finished units: min(4, CPU cores) where the backend takes concurrent writers (Zarr), else 1.
+
+    ``store``: an open store, or the backend class of one not yet opened (``--dry-run``).
 
     Zarr units write in parallel safely: each unit owns whole shards (its feature rows and its
     ``valid`` rows) and its own done marker, so two units never touch one file. Encoding (zstd,
     crc32c), hashing (BLAKE2b) and file writes release the GIL, so threads use several cores. HDF5
     (h5py) writes one call at a time, so it gets one thread.
     """
-    return max(1, min(4, os.cpu_count() or 1)) if store.backend.concurrent_writers else 1
+    backend = store if isinstance(store, type) else store.backend
+    return max(1, min(4, os.cpu_count() or 1)) if backend.concurrent_writers else 1
+
+
+def units_held_at_once(store: FeatureStore | type[Backend]) -> int:
+    """Units a run in one process holds at most (each its buffers, and its spill if any): the one being
+    filled, :data:`WRITE_QUEUE_DEPTH` waiting and one per writer thread being written."""
+    return 1 + WRITE_QUEUE_DEPTH + writer_threads(store)
 
 
 class BackgroundWriter:
@@ -208,7 +224,7 @@ class BackgroundWriter:
     started are then dropped (units already being written finish, marker included).
     """
 
-    def __init__(self, store: FeatureStore, depth: int = 2, threads: int | None = None) -> None:
+    def __init__(self, store: FeatureStore, depth: int = WRITE_QUEUE_DEPTH, threads: int | None = None) -> None:
         self.store = store
         n = writer_threads(store) if threads is None else threads
         if n < 1:

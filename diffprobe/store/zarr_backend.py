@@ -48,6 +48,7 @@ def _no_empty_chunk(array: zarr.Array, start: int, data: np.ndarray) -> bool:
 class ZarrBackend(Backend):
     format = "zarr"
     title = "Zarr"
+    spills_pieces = True  # a shard is written whole
     concurrent_writers = True  # each unit owns whole shards and its own done marker
     #: crc32c on every chunk of new arrays (``benchmarks/checksum_cost.py`` turns it off to measure it)
     chunk_checksums = True

@@ -192,7 +192,7 @@ def _dry_run_summary(plan: ExtractPlan) -> ExtractSummary:
     unit = max((unit_size_for(plan, len(items)) for items in plan.data.splits.values()), default=1)
     mem = estimate_memory(plan, unit)
     memory = {"device_peak": mem.device_peak, "resident": mem.resident, "transient": mem.transient, "activations": mem.activations,
-              "host_unit_buffers": mem.unit_buffers, "unit_spill": mem.spill, "lines": mem.lines()}  # fmt: skip
+              "host_unit_buffers": mem.unit_buffers, "unit_spill": mem.spill, "units_at_once": mem.units, "lines": mem.lines()}  # fmt: skip
     return ExtractSummary(str(plan.config.out), plan.hash, n_units, pending, n_units - pending, 0, 0, dry_run=True,
                           plan={**plan.summary(), "peak_memory": memory})  # fmt: skip
 

@@ -12,11 +12,13 @@ import torch
 from diffprobe.pipelines.extraction.plan import make_plan
 from diffprobe.pipelines.extraction.prepare import MAX_FILES, UNIT_SECONDS, unit_size_for
 from diffprobe.store.layout import auto_unit_size
+from diffprobe.store.progress import writer_threads
+from diffprobe.store.zarr_backend import ZarrBackend
 from tests.helpers import extract_config
 
 
-def _plan(tmp_path, n: int, **kw):
-    return make_plan(extract_config(f"synthetic:{n}@32", tmp_path / "s.zarr", **kw), torch.device("cpu"), cache_index=False)
+def _plan(tmp_path, n: int, out: str = "s.zarr", **kw):
+    return make_plan(extract_config(f"synthetic:{n}@32", tmp_path / out, **kw), torch.device("cpu"), cache_index=False)
 
 
 def test_cpu_units_hold_about_unit_seconds_of_work(tmp_path):
@@ -86,6 +88,8 @@ def test_dry_run_memory_estimate_counts_the_real_weights(tmp_path):
     net = load_backbone("adm-32-fmnist", FMNIST_CKPT, device="cpu").net
     assert mem.resident == {"unet": sum(t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers()))}
     assert mem.unit_buffers == 256 * plan.item_bytes() and mem.transient == {} and mem.spill == 0
+    # the writer's units on top of the one being filled: 2 waiting and one per writer thread
+    assert mem.units == 1 + 2 + writer_threads(ZarrBackend) and f"{mem.units} × " in mem.lines()[0]
     assert mem.device_peak == mem.resident["unet"] + mem.activations
     summary = diffprobe.extract_features(plan.config, dry_run=True)
     assert any(line.startswith("  peak memory (estimate): device ") for line in summary.lines())
@@ -115,8 +119,22 @@ def test_dry_run_estimate_of_a_unit_held_in_pieces_counts_a_piece_of_memory_and_
     mem = estimate_memory(plan, unit)
     assert mem.unit_buffers <= MAX_UNIT_BYTES < 2 * mem.unit_buffers
     assert mem.unit_buffers + mem.spill == unit * plan.item_bytes()
-    assert any("of temporary disk per unit" in line for line in mem.lines())
+    assert any("of temporary disk per unit" in line and f"for {mem.units} units at once" in line for line in mem.lines())
     assert estimate_memory(plan, 16).spill == 0
+    h5 = _plan(tmp_path, 1000, timesteps=(50,), pools=(None,), out="s.h5")
+    assert estimate_memory(h5, unit).spill == 0  # HDF5 writes its pieces in place: no temporary disk
+
+
+def test_the_estimate_counts_the_units_held_at_once_on_one_machine(tmp_path):
+    """A run in this process holds the unit being filled, the writer's waiting units and one per writer
+    thread (HDF5: one thread); a dask worker holds one unit at a time (it writes it before the next)."""
+    from diffprobe.pipelines.extraction.memory import estimate_memory
+
+    assert estimate_memory(_plan(tmp_path, 1000, timesteps=(50,), out="s.h5"), 16).units == 1 + 2 + 1
+    three = estimate_memory(_plan(tmp_path, 1000, timesteps=(50,), workers=3), 16)
+    assert three.units == 3 and "(one per dask worker, 3 workers)" in three.lines()[0]
+    remote = estimate_memory(_plan(tmp_path, 1000, timesteps=(50,), scheduler="tcp://10.0.0.1:8786"), 16)
+    assert remote.units == 1 and "per dask worker" in remote.lines()[0]
 
 
 def test_units_over_the_buffer_budget_extract_in_pieces_to_the_same_store(tmp_path, monkeypatch):
