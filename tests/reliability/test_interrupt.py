@@ -39,6 +39,22 @@ def test_a_swallowed_interrupt_is_raised_again_at_the_next_check(sig, default_si
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def test_a_signal_the_process_ignores_stays_ignored(default_signals):
+    """Started with SIGINT ignored (``nohup``, ``cmd &`` in a script), a run is not stopped by it; SIGTERM still stops it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with signals_as_interrupt():
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # the handler would run between bytecodes
+            pass
+        check()  # nothing pending
+        with pytest.raises(KeyboardInterrupt, match="signal 15"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):
+                pass
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_a_loader_worker_stopped_mid_handover_prints_no_traceback(monkeypatch, capsys):
     """A run that stops stops its loader workers; one stopped while handing a batch over resets the
     connection in multiprocessing's resource-sharing thread, which would print a traceback after the

@@ -27,7 +27,8 @@ _pending: int | None = None
 @contextlib.contextmanager
 def signals_as_interrupt() -> Iterator[None]:
     """SIGINT and SIGTERM raise KeyboardInterrupt("signal N") and are remembered until the block ends
-    (main thread only; elsewhere nothing changes)."""
+    (main thread only; elsewhere nothing changes). A signal the process was started ignoring stays
+    ignored (``nohup``, a background job of a script): whoever started it asked for that."""
     global _pending
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -48,7 +49,7 @@ def signals_as_interrupt() -> Iterator[None]:
             return
         unraisable(info)
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN}
     sys.unraisablehook = quiet
     _pending = None
     try:
