@@ -56,11 +56,11 @@ def dense(store: str, pixels: bool, grid: str | None, out: str | None, sweep: st
         if sweep:
             from diffprobe.pipelines.sweep.run import SweepConfig, run_sweep
 
-            cfg = SweepConfig("dense", params, selection, data, pixels=True)
+            sweep_cfg = SweepConfig("dense", params, selection, data, pixels=True)
             if o["dry_run"]:
-                click.echo(json.dumps({**cfg.to_dict(), "out": sweep}, indent=1, default=str))
+                click.echo(json.dumps({**sweep_cfg.to_dict(), "out": sweep}, indent=1, default=str))
                 return
-            click.echo("\n".join(run_sweep(s, cfg, sweep, overwrite=overwrite).lines()))
+            click.echo("\n".join(run_sweep(s, sweep_cfg, sweep, overwrite=overwrite).lines()))
             return
         train_split = data.train_split or ("train" if "train" in s.splits else s.splits[0])
         names = (PIXELS,) if pixels else tuple(k.name for k in resolve_selection(s, train_split, selection))

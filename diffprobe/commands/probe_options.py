@@ -122,7 +122,7 @@ def _first_line(doc: str, name: str) -> str:
     return ""
 
 
-def hyper_options(cls: type, skip: frozenset[str] = frozenset()) -> Decorator:
+def hyper_options(cls: type[Any], skip: frozenset[str] = frozenset()) -> Decorator:
     """One ``--name`` option per hyper-parameter of estimator ``cls`` (its ``__init__``), each showing
     its default, plus ``-p NAME=VALUE`` (repeatable). A comma makes a list (``--lr 0.01,0.1``: several
     learning rates, as the probe defines it)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,7 +27,7 @@ class ImageDataset:
     empty (0, *noise_shape) array.
     """
 
-    def __init__(self, items: list[Item], size: int, noise: tuple[Pass, ...] = (), seed: int = 0,
+    def __init__(self, items: Sequence[Item], size: int, noise: tuple[Pass, ...] = (), seed: int = 0,
                  noise_shape: tuple[int, int, int] | None = None, views: ViewSpec | None = None) -> None:  # fmt: skip
         self.items = items
         self.size = size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def load_mask(path: str | Path, size: int) -> np.ndarray:
     return np.asarray(centre_crop(open_mask(path), size, Image.Resampling.NEAREST), dtype=np.uint8).copy()
 
 
-def split_masks(items: list[Item], size: int, views: ViewSpec | None = None) -> np.ndarray:
+def split_masks(items: Sequence[Item], size: int, views: ViewSpec | None = None) -> np.ndarray:
     """(N, size, size) uint8 masks of ``items`` (all of them must have one); (N, V, size, size) with
     ``views`` of V > 1, each view through the same geometry as that view of the image.
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from diffprobe.extract.noise import NoiseSchedule, item_noise, q_sample
+from diffprobe.extract.noise import ForwardProcess, item_noise, q_sample
 from diffprobe.extract.sources.decode import DECODE_ERRORS, load_image
 from diffprobe.extract.sources.item import Item
 from diffprobe.extract.sources.kinds import open_item
@@ -80,7 +80,7 @@ class ImageSet:
         return out
 
 
-def noisy_batch(items: Sequence[Item], size: int, t: int, seed: int, draw: int, schedule: NoiseSchedule,
+def noisy_batch(items: Sequence[Item], size: int, t: int, seed: int, draw: int, schedule: ForwardProcess,
                 device: torch.device) -> Tensor:  # fmt: skip
     """x_t (B, 3, S, S) of ``items`` at ``t`` with noise draw ``draw``: the same values extraction feeds the U-Net.
 

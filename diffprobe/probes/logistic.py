@@ -97,6 +97,7 @@ class LogisticProbe(ProbeBase):
         the two parts do not make up X's ``n`` rows."""
         if prob.basis is None or prob.device.type != "cuda" or len(fit_rows) + len(val_rows) != n:
             return None
+        assert held_out is not None  # None only where the fit rows were streamed (prob.basis is None: returned above)
         fit = prob.basis.X
         out = fit.new_empty((len(fit_rows) + len(val_rows), fit.shape[1]))
         out[torch.as_tensor(fit_rows, device=fit.device)] = fit

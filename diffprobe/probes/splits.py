@@ -8,10 +8,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from diffprobe.probes.errors import LabelError, ProbeError
+
+if TYPE_CHECKING:
+    from diffprobe.probes.data import StoredColumn
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +96,7 @@ def read_subset_file(path: str | Path) -> list[str]:
     return entries
 
 
-def match_subset(entries: Sequence[str], ids: np.ndarray, paths: np.ndarray | None = None) -> np.ndarray:
+def match_subset(entries: Sequence[str], ids: np.ndarray | StoredColumn, paths: np.ndarray | StoredColumn | None = None) -> np.ndarray:
     """Sorted rows whose id, path or file name equals one of ``entries``.
 
     Matching tries, in order, the item id (e.g. ``3_dress/t10k_00013.png``), the source path, the

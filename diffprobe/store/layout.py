@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from diffprobe.errors import ConfigError, StoreKeyError
 
@@ -33,6 +33,14 @@ PROGRESS_GROUP = "_progress"
 _KEY_RE = re.compile(r"^t(\d+)_b(\d+)_(?:p(\d+)|full)$")
 #: How the full native map is written wherever a pool size is expected (options, names, tables).
 FULL = "full"
+
+
+class ItemColumn(Protocol):
+    """(N,) values of an item-table array as written: anything numpy reads row slices of (a list, a
+    numpy array, a column of an :class:`~diffprobe.extract.sources.item_table.ItemTable`)."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, rows: slice, /) -> Any: ...
 
 
 def parse_pool(value: str | int | None) -> int | None:

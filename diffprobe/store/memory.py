@@ -123,7 +123,8 @@ class MemoryStore(StoreReader):
         draws = shape[1 + (views > 1)] if lead - (views > 1) == 1 else 1
         if views > 1 and shape[1] != views:
             raise StoreError(f"expected array {name!r} to hold the store's {views} views on axis 1, got shape {shape}")
-        return ArrayLayout.of_map(*shape[-3:], views=views, draws=draws)
+        c, h, w = shape[-3:]
+        return ArrayLayout.of_map(c, h, w, views=views, draws=draws)
 
     def read_array(self, split: str, name: str, *, lazy: bool = False, items: slice | np.ndarray | None = None) -> Any:
         arr = self._array(split, name)

@@ -105,7 +105,8 @@ class UnitBuffer:
             done += take
             self.filled += take
             if self.filled == self.base + self.rows and self.filled < self.task.size:
-                self._write_piece(self.store, self.rows)  # only a buffer given a store holds less than its unit
+                assert self.store is not None  # only a buffer given a store holds less than its unit
+                self._write_piece(self.store, self.rows)
 
     def _write_piece(self, store: FeatureStore, n: int) -> None:
         """Hash the held rows [base, base + n) of every key and put them aside (a piece before the
@@ -137,7 +138,7 @@ class UnitBuffer:
     def finish(self, store: FeatureStore) -> tuple[dict[str, str], dict[str, list[int | str]]]:
         """Write the last piece to ``store``; the unit's (digests, row prints) of every key (see :mod:`~diffprobe.store.digests`)."""
         self._write_piece(store, self.task.size - self.base)
-        prints = {name: [self._chunks[name], digest(np.concatenate(f))] for name, f in self._firsts.items()}
+        prints: dict[str, list[int | str]] = {name: [self._chunks[name], digest(np.concatenate(f))] for name, f in self._firsts.items()}
         return {name: d.hexdigest() for name, d in self._digests.items()}, prints
 
     def discard(self) -> None:

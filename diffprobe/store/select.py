@@ -100,7 +100,8 @@ class KeySelection:
 
     def fill(self, value: All | tuple[()] = ALL) -> KeySelection:
         """This selection with every axis left out (``()``) set to ``value`` (a sweep: :data:`ALL`)."""
-        return KeySelection(*(value if getattr(self, a) == () else getattr(self, a) for a in _AXES), self.names)  # type: ignore[arg-type]
+        t, blocks, pools = (value if getattr(self, a) == () else getattr(self, a) for a in _AXES)
+        return KeySelection(t, blocks, pools, self.names)
 
     def by_axes(self) -> bool:
         """Whether any (t, block, pool) axis is given (``()`` everywhere and names: names only)."""

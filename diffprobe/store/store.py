@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from diffprobe.errors import StoreError, StoreKeyError
 from diffprobe.store.arrays import ArrayLayout, feature_array_args
 from diffprobe.store.backend import Backend, backend_for_path
 from diffprobe.store.digests import DIGEST, ROW_PRINT, Digest, digest, print_rows
-from diffprobe.store.layout import ITEM_ARRAYS, ITEM_DTYPES, SCHEMA_VERSION, SIDE_ARRAYS, FeatureKey, chunk_items, plan_units
+from diffprobe.store.layout import ITEM_ARRAYS, ITEM_DTYPES, SCHEMA_VERSION, SIDE_ARRAYS, FeatureKey, ItemColumn, chunk_items, plan_units
 from diffprobe.store.metadata import array_findings, damaged, split_findings
 from diffprobe.store.reader import StoreReader
 from diffprobe.store.side import SideArrays
@@ -196,7 +195,7 @@ class FeatureStore(SideArrays, StoreReader):
         """Merge ``attrs`` into the store's root attributes (the recorded run: config, identity …)."""
         self.backend.update_root_attrs(attrs)
 
-    def create_split(self, split: str, ids: Sequence[str], paths: Sequence[str], labels: Sequence[int], unit_size: int) -> None:
+    def create_split(self, split: str, ids: ItemColumn, paths: ItemColumn, labels: ItemColumn, unit_size: int) -> None:
         """Create a split's group and its item table (``item_id``, ``path``, ``label``, ``valid``), all (N,).
 
         ``valid`` starts all False: each unit sets its rows when it is written.
@@ -209,7 +208,7 @@ class FeatureStore(SideArrays, StoreReader):
             b.create_array(split, name, (n,), dtype, unit_size, unit_size, ("item",), {"kind": "items"})
         self.write_item_table(split, ids, paths, labels)
 
-    def write_item_table(self, split: str, ids: Sequence[str], paths: Sequence[str], labels: Sequence[int]) -> None:
+    def write_item_table(self, split: str, ids: ItemColumn, paths: ItemColumn, labels: ItemColumn) -> None:
         """Write a split's item ids, paths and labels (N,) and record their digests (see ``store verify --deep``).
 
         Written :data:`TABLE_WINDOW` rows (whole units) at a time, hashed as they go: a 1.28M-item

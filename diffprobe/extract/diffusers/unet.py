@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -111,7 +111,7 @@ class UNetRunner(Runner):
     """``UNet2DModel``: a pixel-space DDPM (and the base of Stable Diffusion 1.x/2.x's runner)."""
 
     kind = "unet"
-    autoencoder = None
+    autoencoder: ClassVar[str | None] = None
     process = "ddpm"
 
     def units(self, net: Any) -> list[Unit]:

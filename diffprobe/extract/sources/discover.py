@@ -70,8 +70,9 @@ def discover(data: str | Path, splits: tuple[str, ...] = (), options: DataOption
         if missing:
             raise DataError(f"split(s) {missing} not found in {data}; available: {sorted(spec.splits)}")
         spec.splits = {s: spec.splits[s] for s in splits}
-    spec.splits = {s: ItemTable.of(items) for s, items in spec.splits.items()}  # ~25 bytes per item from here on
-    if target.path is not None and any(items.has_masks() for items in spec.splits.values()):
+    tables = {s: ItemTable.of(items) for s, items in spec.splits.items()}  # ~25 bytes per item from here on
+    spec.splits = dict(tables)
+    if target.path is not None and any(items.has_masks() for items in tables.values()):
         spec.mask_classes = read_mask_classes(target.path)
     return spec
 

@@ -68,6 +68,7 @@ def manifest(path: Path) -> DataSpec:
         labels = sorted(labels, key=int)
     index = {lb: i for i, lb in enumerate(labels)}
     spec = DataSpec(labels)
+    splits: dict[str, list[Item]] = {}  # each split's items, built here (spec.splits takes them at the end)
     seen: dict[str, set[str]] = {}
     has_ids = "id" in cols
     for line, r in enumerate(rows, start=2):
@@ -82,14 +83,15 @@ def manifest(path: Path) -> DataSpec:
         seen[split].add(item_id)
         mask = r.get("mask", "")
         mask_path = "" if not mask else str(Path(mask) if Path(mask).is_absolute() else path.parent / mask)
-        spec.splits.setdefault(split, []).append(Item(item_id, str(p), index.get(r.get("label", ""), -1), mask=mask_path))
+        splits.setdefault(split, []).append(Item(item_id, str(p), index.get(r.get("label", ""), -1), mask=mask_path))
     if not has_ids and any(Path(r["path"]).is_absolute() for r in rows):
         log.warning(
             "manifest %s lists absolute paths and no 'id' column: item ids (which seed the noise) are those paths, "
             "so the features depend on where the data lives; add an 'id' column (or use relative paths)", path
         )  # fmt: skip
-    for split in spec.splits:
-        spec.splits[split].sort(key=lambda it: it.id)
+    for split in splits:
+        splits[split].sort(key=lambda it: it.id)
+    spec.splits.update(splits)
     return spec
 
 

@@ -84,6 +84,7 @@ def _table_items(files: list[tuple[str, str, str]], options: DataOptions, where:
     if names is None:
         names, _ = name_labels({r[4] for r in rows if r[4] is not None})
     spec = DataSpec(names, source={"kind": "table", "ids": f"column {options.id_column}" if options.id_column else "row index"})
+    splits: dict[str, list[Item]] = {}  # each split's items, built here (spec.splits takes them at the end)
     counters: dict[str, int] = {}
     seen: dict[str, set[str]] = {}
     for split, path, kind, r, label, rid in rows:
@@ -94,7 +95,8 @@ def _table_items(files: list[tuple[str, str, str]], options: DataOptions, where:
             raise DataError(f"{where}: id {item_id!r} repeats in split {split!r}; ids must be unique (use another --id-column)")
         seen[split].add(item_id)
         idx = -1 if label is None else (names.index(label) if isinstance(label, str) else int(label))
-        spec.splits.setdefault(split, []).append(Item(item_id, path, idx, kind, r, 0, options.image_column))
+        splits.setdefault(split, []).append(Item(item_id, path, idx, kind, r, 0, options.image_column))
+    spec.splits.update(splits)
     if not rows:
         raise DataError(f"{where} holds no rows")
     return spec

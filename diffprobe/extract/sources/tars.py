@@ -161,12 +161,14 @@ def tar_shards(files: list[str], options: DataOptions, index: Path | None, write
         for s in samples:
             count[(split, s[0])] = count.get((split, s[0]), 0) + 1
     spec = DataSpec(names, source={"kind": "webdataset", "ids": "__key__ (shard/__key__ where a key repeats)"})
+    splits: dict[str, list[Item]] = {}  # each split's items, built here (spec.splits takes them at the end)
     for path, samples in per_tar.items():
         split, stem = split_of(Path(path).name, options), Path(path.split("?")[0]).name.removesuffix(".tar")
-        items = spec.splits.setdefault(split, [])
+        items = splits.setdefault(split, [])
         for key, ext, offset, size, label in samples:
             item_id = f"{stem}/{key}" if count[(split, key)] > 1 else key
             items.append(Item(item_id, path, to_index.get(label, -1) if label is not None else -1, "tar", offset, size, ext))
+    spec.splits.update(splits)
     if not spec.splits:
         raise DataError(f"no samples with an image member in {len(files)} tar shard(s) ({files[0]} …)")
     return spec

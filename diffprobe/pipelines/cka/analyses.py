@@ -27,7 +27,7 @@ from diffprobe.pipelines.cka.source import Source
 from diffprobe.store.coverage import Coverage, require_complete
 from diffprobe.store.layout import FeatureKey, pool_label
 from diffprobe.store.reader import StoreReader
-from diffprobe.store.select import ALL, KeySelection, resolve_selection
+from diffprobe.store.select import ALL, All, KeySelection, resolve_selection
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +173,9 @@ def _along(s: StoreReader, split: str | None, pool: int | None, config: CKAConfi
     """The CKA matrix over the stored blocks at one t (``vary="block"``) or the stored timesteps of
     one block (``vary="t"``), at one pool; ``chosen`` restricts the varied axis (None: every stored value)."""
     split = resolve_split(split, s)
-    one = () if fixed is None else (fixed,)
-    many = ALL if chosen is None else tuple(chosen)
+    # the fixed and the varied axis' values: timesteps or blocks as ``vary`` says (KeySelection checks them)
+    one: tuple[Any, ...] = () if fixed is None else (fixed,)
+    many: tuple[Any, ...] | All = ALL if chosen is None else tuple(chosen)
     sel = KeySelection(one, many, (pool,)) if vary == "block" else KeySelection(many, one, (pool,))
     keys = sorted(k.key for k in resolve_selection(s, split, sel) if k.key is not None)
     plural, label = ("blocks", "block") if vary == "block" else ("timesteps", "timestep")
