@@ -168,7 +168,10 @@ def run_distributed(
         stats.finish()
     finally:
         bar.close()
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        from diffprobe.pipelines.extraction.worker_logs import closing_quietly
+
+        with closing_quietly():  # the units are written (or the run has failed): its shutdown chatter is noise
+            client.close()
+            if cluster is not None:
+                cluster.close()
     return stats
