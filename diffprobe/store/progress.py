@@ -208,12 +208,6 @@ def writer_threads(store: FeatureStore | type[Backend]) -> int:
     return max(1, min(4, os.cpu_count() or 1)) if backend.concurrent_writers else 1
 
 
-def units_held_at_once(store: FeatureStore | type[Backend]) -> int:
-    """Units a run in one process holds at most (each its buffers, and its spill if any): the one being
-    filled, :data:`WRITE_QUEUE_DEPTH` waiting and one per writer thread being written."""
-    return 1 + WRITE_QUEUE_DEPTH + writer_threads(store)
-
-
 class BackgroundWriter:
     """Writes finished units on background threads so that compute overlaps storage.
 

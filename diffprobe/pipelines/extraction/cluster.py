@@ -26,6 +26,7 @@ from diffprobe.extract.dataset import ImageDataset
 from diffprobe.extract.sources.item import Item
 from diffprobe.pipelines.extraction.local import RunStats, compute_chunk, noise_passes, report_bad
 from diffprobe.pipelines.extraction.plan import ExtractPlan
+from diffprobe.pipelines.extraction.worker_logs import QuietShutdown, closing_quietly
 from diffprobe.progress import bar_disabled
 from diffprobe.store.layout import FeatureKey
 from diffprobe.store.progress import UnitBuffer, UnitTask, write_unit
@@ -135,8 +136,6 @@ def _client(workers: int, scheduler: str | None, device: torch.device) -> tuple[
 
 def _quiet(client: Any) -> Any:
     """``client`` with the workers it started quiet about closing (not done on a scheduler we did not start)."""
-    from diffprobe.pipelines.extraction.worker_logs import QuietShutdown
-
     client.register_plugin(QuietShutdown())
     return client
 
@@ -168,8 +167,6 @@ def run_distributed(
         stats.finish()
     finally:
         bar.close()
-        from diffprobe.pipelines.extraction.worker_logs import closing_quietly
-
         with closing_quietly():  # the units are written (or the run has failed): its shutdown chatter is noise
             client.close()
             if cluster is not None:

@@ -60,17 +60,11 @@ class Stage:
         self.end = int(chunk[0][-1]) + 1
 
     def take(self, m: int) -> Chunk:
-        if len(self.parts) == 1:  # the common case: slice, keeping pinned loader memory (no copy)
-            idx, x0, ok, err, eps = self.parts[0]
-            k = min(m, len(idx))
-            self.parts = [(idx[k:], x0[k:], ok[k:], err[k:], eps[k:])] if k < len(idx) else []
-            self.n -= k
-            return idx[:k], x0[:k], ok[:k], err[:k], eps[:k]
-        idx = np.concatenate([p[0] for p in self.parts])
-        x0 = torch.cat([p[1] for p in self.parts])
-        ok = np.concatenate([p[2] for p in self.parts])
-        err = [e for p in self.parts for e in p[3]]
-        eps = torch.cat([p[4] for p in self.parts])
+        if len(self.parts) > 1:  # joined; one part (the common case) is sliced, keeping pinned loader memory
+            ps = self.parts
+            self.parts = [(np.concatenate([p[0] for p in ps]), torch.cat([p[1] for p in ps]), np.concatenate([p[2] for p in ps]),
+                           [e for p in ps for e in p[3]], torch.cat([p[4] for p in ps]))]  # fmt: skip
+        idx, x0, ok, err, eps = self.parts[0]
         k = min(m, len(idx))
         self.parts = [(idx[k:], x0[k:], ok[k:], err[k:], eps[k:])] if k < len(idx) else []
         self.n -= k
@@ -83,5 +77,3 @@ def collate(batch: list[tuple[int, np.ndarray, bool, str, np.ndarray]]) -> Chunk
     ok = np.array([b[2] for b in batch])
     eps = torch.from_numpy(np.stack([b[4] for b in batch]))
     return idx, x, ok, [b[3] for b in batch], eps
-
-

@@ -10,8 +10,8 @@ attention never holds them), times the forwards a CPU runs at once (:func:`~diff
 sizes). Host: the unit buffers (every key of a unit, until its shards are written; a piece of
 :data:`~diffprobe.store.layout.MAX_UNIT_BYTES` of a larger unit, whose full pieces wait on the
 store's disk until its end: :mod:`~diffprobe.store.spill`), times the units a process holds at
-once (:func:`~diffprobe.store.progress.units_held_at_once`; one per dask worker, which writes its
-unit before it takes the next).
+once (the one being filled, :data:`~diffprobe.store.progress.WRITE_QUEUE_DEPTH` waiting and one
+per writer thread; one per dask worker, which writes its unit before it takes the next).
 An estimate to decide between bf16 weights, a smaller ``--forward-batch`` or another card — not a bound.
 """
 
@@ -28,7 +28,7 @@ from diffprobe.pipelines.extraction.streams import forward_streams
 from diffprobe.sizes import format_bytes
 from diffprobe.store.backend import Backend, backend_for_path
 from diffprobe.store.layout import MAX_UNIT_BYTES
-from diffprobe.store.progress import WRITE_QUEUE_DEPTH, piece_rows, units_held_at_once, writer_threads
+from diffprobe.store.progress import WRITE_QUEUE_DEPTH, piece_rows, writer_threads
 
 #: Live maps of the largest block during a forward: its input, its output, temporaries inside it.
 ACTIVATION_FACTOR = 3
@@ -97,5 +97,5 @@ def _units_at_once(workers: int, scheduler: bool, backend: type[Backend]) -> tup
         return 1, "per dask worker"
     if workers:
         return workers, f"one per dask worker, {workers} workers"
-    threads = writer_threads(backend)
-    return units_held_at_once(backend), f"1 being filled, {WRITE_QUEUE_DEPTH} waiting, {threads} being written"
+    threads = writer_threads(backend)  # BackgroundWriter: its waiting units and one per thread
+    return 1 + WRITE_QUEUE_DEPTH + threads, f"1 being filled, {WRITE_QUEUE_DEPTH} waiting, {threads} being written"
